@@ -1,0 +1,123 @@
+"""Audit recorder: one append-only, hash-chained record per event and per rejection."""
+import json
+
+from eventlet.semaphore import Semaphore
+from pymongo import ASCENDING, DESCENDING
+from pymongo.errors import DuplicateKeyError
+
+from services.audit import domain
+from tacoord import topology
+from tacoord.consumer import DEAD_LETTER_ID_HEADER, REASON_HEADER, consume_events
+from tacoord.envelope import utcnow
+from tacoord.errors import Rejected
+from tacoord.ops import OpsServer
+from tacoord.store import MongoStore, Repository
+from tacoord.web import api, query_args
+
+AUDIT = "audit"
+HISTORY_LIMIT = 1000
+
+
+class AuditLog(Repository):
+    lock = Semaphore(1)  # one writer per process keeps the chain linear
+
+    def append(self, record):
+        """Append unless this event id is already recorded. Returns the stored record."""
+        with self.lock:
+            for _ in range(20):
+                last = self.db[AUDIT].find_one({}, sort=[("seq", DESCENDING)])
+                prev_hash, seq = (last["hash"], last["seq"] + 1) if last else (domain.GENESIS, 1)
+                sealed = domain.seal({**record, "recorded_at": utcnow().isoformat()}, prev_hash, seq)
+                try:
+                    self.db[AUDIT].insert_one(dict(sealed))
+                    return sealed
+                except DuplicateKeyError as exc:
+                    if "event_id" in str(exc) or self.recorded(record["event_id"]):
+                        return None  # redelivery: already in the log
+                    # another recorder took this seq: read the new head and retry
+            raise RuntimeError("audit chain head kept moving; will retry")
+
+    def recorded(self, event_id):
+        return self.db[AUDIT].find_one({"event_id": event_id}, {"_id": 1}) is not None
+
+    def history(self, entity, limit=HISTORY_LIMIT):
+        return [clean(r) for r in self.db[AUDIT].find({"entities": entity}, sort=[("seq", ASCENDING)],
+                                                     limit=limit)]
+
+    def rejections(self, limit=100):
+        return [clean(r) for r in self.db[AUDIT].find({"kind": "rejection"}, sort=[("seq", DESCENDING)],
+                                                     limit=limit)]
+
+    def verify(self):
+        records = self.db[AUDIT].find({}, sort=[("seq", ASCENDING)])
+        problem = domain.verify_chain(records)
+        return {"intact": problem is None, "records": self.db[AUDIT].count_documents({}),
+                "first_break": problem}
+
+
+def clean(record):
+    return {k: v for k, v in record.items() if k != "_id"}
+
+
+class AuditStore(MongoStore):
+    repository = AuditLog
+
+
+def event_record(event):
+    return {"kind": "event", "event_id": event["id"], "type": event["type"],
+            "occurred_at": event["occurred_at"], "source": event["source"], "actor": event["actor"],
+            "correlation_id": event["correlation_id"], "causation_id": event["causation_id"],
+            "entities": domain.entities_of(event), "event": event}
+
+
+def rejection_record(body, headers):
+    dead_letter_id = headers.get(DEAD_LETTER_ID_HEADER)
+    if not dead_letter_id:
+        raise Rejected("dead letter without an id header")
+    parsed = body
+    if isinstance(body, (bytes, str)):
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            parsed = {"unparsed": body if isinstance(body, str) else body.decode("utf-8", "replace")}
+    entities = domain.entities_of(parsed) + [f"message:{dead_letter_id}"]
+    original_id = parsed.get("id") if isinstance(parsed, dict) else None
+    if isinstance(original_id, str):
+        entities.append(f"event:{original_id}")
+    return {"kind": "rejection", "event_id": f"dead-letter:{dead_letter_id}", "type": "message.rejected",
+            "occurred_at": headers.get("x-tacoord-failed-at"), "source": headers.get("x-tacoord-queue"),
+            "actor": headers.get("x-tacoord-user-id"), "reason": headers.get(REASON_HEADER),
+            "rejected_kind": headers.get("x-tacoord-kind"), "entities": sorted(set(entities)),
+            "routing_key": headers.get("x-tacoord-routing-key"), "event": parsed}
+
+
+class AuditService:
+    name = "audit"
+
+    log = AuditStore()
+    ops = OpsServer()
+
+    @consume_events(topology.AUDIT_EVENTS)
+    def record_event(self, event):
+        self.log.append(event_record(event))
+
+    @consume_events(topology.AUDIT_DEAD_LETTERS, raw=True)
+    def record_rejection(self, body, headers):
+        self.log.append(rejection_record(body, headers))
+
+    @api("GET", "/audit/entities/<string:entity_type>/<string:entity_id>")
+    def entity_history(self, request, entity_type, entity_id):
+        query_args(request, ())
+        records = self.log.history(f"{entity_type}:{entity_id}")
+        return {"entity": f"{entity_type}:{entity_id}", "count": len(records), "records": records}
+
+    @api("GET", "/audit/rejections", roles=("operator",))
+    def recent_rejections(self, request):
+        return {"records": self.log.rejections()}
+
+    @api("GET", "/audit/verify", roles=("operator",))
+    def verify_chain(self, request):
+        return self.log.verify()
+
+
+SERVICE = AuditService

@@ -1,0 +1,114 @@
+"""Settings, read from environment variables with local-stack defaults.
+
+Every service gets a nameko config dict from :func:`service_config`; the
+keys below are the only ones the core reads from ``container.config``.
+"""
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+AMQP_URI_KEY = "AMQP_URI"
+MONGO_URI_KEY = "MONGO_URI"
+DB_NAME_KEY = "TACOORD_DB"
+SERVICE_KEY = "TACOORD_SERVICE"
+OPS_PORT_KEY = "TACOORD_OPS_PORT"
+OPS_HOST_KEY = "TACOORD_OPS_HOST"
+MAX_ATTEMPTS_KEY = "TACOORD_MAX_ATTEMPTS"
+RETRY_BASE_MS_KEY = "TACOORD_RETRY_BASE_MS"
+OUTBOX_RELAY_SECONDS_KEY = "TACOORD_OUTBOX_RELAY_SECONDS"
+MAX_BODY_BYTES_KEY = "TACOORD_MAX_BODY_BYTES"
+
+SERVICES = ("needs", "supply", "matching", "notify", "requests", "audit")
+
+# HTTP (nameko @http) and ops (metrics + health) ports, one pair per service.
+HTTP_PORTS = {name: 8001 + i for i, name in enumerate(SERVICES)}
+OPS_PORTS = {name: 9101 + i for i, name in enumerate(SERVICES)}
+
+
+def env(name, default):
+    return os.environ.get(name, default)
+
+
+def env_int(name, default):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise SystemExit(f"configuration error: {name}={value!r} is not an integer")
+
+
+def state_dir():
+    return Path(env("TACOORD_STATE_DIR", str(PROJECT_ROOT / ".stack")))
+
+
+def amqp_port():
+    return env_int("TACOORD_AMQP_PORT", 5673)
+
+
+def amqp_mgmt_port():
+    return env_int("TACOORD_AMQP_MGMT_PORT", 15673)
+
+
+def amqp_vhost():
+    return env("TACOORD_AMQP_VHOST", "tacoord")
+
+
+def amqp_admin():
+    return env("TACOORD_AMQP_ADMIN_USER", "tacoord"), env("TACOORD_AMQP_ADMIN_PASSWORD", "tacoord")
+
+
+def amqp_uri(vhost=None, user=None, password=None):
+    default_user, default_password = amqp_admin()
+    explicit = os.environ.get("AMQP_URI")
+    if explicit and vhost is None and user is None:
+        return explicit
+    return "pyamqp://{}:{}@127.0.0.1:{}/{}".format(
+        user or default_user, password or default_password, amqp_port(), vhost or amqp_vhost())
+
+
+def mongo_port():
+    return env_int("TACOORD_MONGO_PORT", 27027)
+
+
+def mongo_uri():
+    return env("MONGO_URI", f"mongodb://127.0.0.1:{mongo_port()}/")
+
+
+def db_prefix():
+    return env("TACOORD_DB_PREFIX", "tacoord")
+
+
+def db_name(service, prefix=None):
+    return f"{prefix or db_prefix()}_{service}"
+
+
+def http_port(service):
+    return env_int(f"TACOORD_{service.upper()}_HTTP_PORT", HTTP_PORTS[service])
+
+
+def ops_port(service):
+    return env_int(f"TACOORD_{service.upper()}_OPS_PORT", OPS_PORTS[service])
+
+
+def service_config(service, **overrides):
+    """The nameko config dict for one service, from the environment."""
+    config = {
+        SERVICE_KEY: service,
+        AMQP_URI_KEY: amqp_uri(),
+        MONGO_URI_KEY: mongo_uri(),
+        DB_NAME_KEY: db_name(service),
+        "WEB_SERVER_ADDRESS": f"{env('TACOORD_HTTP_HOST', '127.0.0.1')}:{http_port(service)}",
+        OPS_HOST_KEY: env("TACOORD_OPS_HOST", "127.0.0.1"),
+        OPS_PORT_KEY: ops_port(service),
+        MAX_ATTEMPTS_KEY: env_int("TACOORD_MAX_ATTEMPTS", 5),
+        RETRY_BASE_MS_KEY: env_int("TACOORD_RETRY_BASE_MS", 500),
+        OUTBOX_RELAY_SECONDS_KEY: env_int("TACOORD_OUTBOX_RELAY_SECONDS", 5),
+        MAX_BODY_BYTES_KEY: env_int("TACOORD_MAX_BODY_BYTES", 1_000_000),
+        "max_workers": env_int("TACOORD_MAX_WORKERS", 10),
+        "serializer": "json",
+    }
+    config.update(overrides)
+    return config

@@ -1,0 +1,224 @@
+"""Consuming events: validated, idempotent, retried through the broker, never lost.
+
+    class MatchingService:
+        @consume_events(topology.MATCHING_EVENTS)
+        def on_event(self, event):      # one validated envelope (a dict)
+            ...
+
+For each message, in order:
+
+1. The body is decoded and validated as an envelope (and its payload, if the
+   type is registered). Invalid → parked in the dead-letter queue with the
+   field-by-field reason; the audit recorder logs it.
+2. Ingress messages must carry RabbitMQ's ``user_id`` property, which the
+   broker checks against the connection's user; it becomes ``source``.
+3. An id already processed on this queue is acknowledged and skipped.
+4. The handler runs in a worker. Success → the id is recorded, the message
+   acked. ``Rejected`` or a ``ValidationError`` → parked at once (retrying
+   cannot help). Any other error → republished to ``<queue>.retry`` with a
+   per-message TTL growing exponentially (with jitter); the broker returns it
+   to the queue when the TTL expires. After ``TACOORD_MAX_ATTEMPTS`` tries
+   it is parked with the last error as the reason.
+
+Every path publishes (confirmed) before it acks, so a crash at any point
+leads to a redelivery, never a loss; step 3 makes the redelivery harmless.
+"""
+import json
+import logging
+import random
+import time
+import uuid
+from datetime import datetime, timezone
+from functools import partial
+
+from marshmallow import ValidationError
+from nameko.exceptions import ContainerBeingKilled
+from nameko.messaging import Consumer
+from pymongo.errors import DuplicateKeyError
+
+from tacoord import config, envelope, topology
+from tacoord.errors import Rejected
+from tacoord.indexes import PROCESSED
+from tacoord.ops import metrics_for
+from tacoord.publisher import ConfirmedPublisher
+from tacoord.store import connect, service_name
+
+log = logging.getLogger(__name__)
+
+ATTEMPT_HEADER = "x-tacoord-attempt"
+REASON_HEADER = "x-tacoord-reason"
+DEAD_LETTER_ID_HEADER = "x-tacoord-dead-letter-id"
+MAX_DELAY_SECONDS = 60
+
+
+class Inbox:
+    """The ids a service has processed, per queue (unique ``_id``)."""
+
+    def __init__(self, database):
+        self.collection = database[PROCESSED]
+
+    @staticmethod
+    def key(queue, message_id):
+        return f"{queue}:{message_id}"
+
+    def seen(self, queue, message_id):
+        return self.collection.find_one({"_id": self.key(queue, message_id)}, {"_id": 1}) is not None
+
+    def record(self, queue, message_id, event_type):
+        try:
+            self.collection.insert_one({
+                "_id": self.key(queue, message_id), "type": event_type,
+                "processed_at": datetime.now(timezone.utc).isoformat()})
+        except DuplicateKeyError:
+            pass
+
+
+def describe(exc):
+    if isinstance(exc, ValidationError):
+        return "; ".join(envelope.describe_errors(exc.messages))
+    if isinstance(exc, Rejected):
+        return exc.reason
+    return f"{type(exc).__name__}: {exc}"
+
+
+class EventConsumer(Consumer):
+
+    def __init__(self, spec, raw=False, **kwargs):
+        """Consume the queue ``spec`` (a ``topology.QueueSpec``).
+
+        ``raw=True`` hands the handler ``(body, headers)`` without envelope
+        validation (the audit recorder reads dead letters this way).
+        """
+        self.spec = spec
+        self.raw = raw
+        super().__init__(queue=topology.kombu_queue(spec), requeue_on_error=False, **kwargs)
+
+    def setup(self):
+        super().setup()
+        cfg = self.container.config
+        self.service = service_name(self.container)
+        self.publisher = ConfirmedPublisher(cfg[config.AMQP_URI_KEY], self.service)
+        self.client = connect(cfg)
+        self.inbox = Inbox(self.client[cfg.get(config.DB_NAME_KEY) or config.db_name(self.service)])
+        self.max_attempts = int(cfg.get(config.MAX_ATTEMPTS_KEY, 5))
+        self.retry_base = int(cfg.get(config.RETRY_BASE_MS_KEY, 500)) / 1000.0
+        self.metrics = metrics_for(self.service)
+        self._declare_topology()
+
+    def _declare_topology(self):
+        from kombu import Connection
+        with Connection(self.container.config[config.AMQP_URI_KEY]) as connection:
+            topology.declare_all(connection)
+
+    # -- receiving -----------------------------------------------------------
+
+    def handle_message(self, body, message):
+        headers = dict(message.headers or {})
+        try:
+            if self.raw:
+                event, message_id = body, headers.get(DEAD_LETTER_ID_HEADER) or message.properties.get("message_id")
+            else:
+                event = self._load(body, message)
+                message_id = event["id"]
+        except (ValidationError, Rejected) as exc:
+            self._park(body, message, describe(exc), kind="invalid")
+            return
+        if message_id and self.inbox.seen(self.spec.name, message_id):
+            self._count(event, "duplicate")
+            self.queue_consumer.ack_message(message)
+            return
+        args = (body, headers) if self.raw else (event,)
+        handle_result = partial(self.handle_result, message, body, event, message_id, time.monotonic())
+        try:
+            self.container.spawn_worker(self, args, {}, context_data=self.unpack_message_headers(message),
+                                        handle_result=handle_result)
+        except ContainerBeingKilled:
+            self.queue_consumer.requeue_message(message)
+
+    def _load(self, body, message):
+        if isinstance(body, (bytes, str)):
+            try:
+                body = json.loads(body)
+            except ValueError:
+                raise Rejected("message body is not JSON")
+        ingress = self.spec.exchange == topology.INGRESS
+        event = envelope.load(body, envelope.INGRESS if ingress else envelope.EVENTS)
+        if ingress:
+            user_id = message.properties.get("user_id")
+            if not user_id:
+                raise Rejected("ingress messages must carry the broker-validated user_id property")
+            event["source"] = f"partner:{user_id}"
+        return event
+
+    # -- after the worker ----------------------------------------------------
+
+    def handle_result(self, message, body, event, message_id, started, worker_ctx, result=None,
+                      exc_info=None):
+        self.metrics.handler_seconds.labels(type=self._type(event)).observe(time.monotonic() - started)
+        try:
+            if exc_info is None:
+                if message_id:
+                    self.inbox.record(self.spec.name, message_id, self._type(event))
+                self._count(event, "ok")
+                self.queue_consumer.ack_message(message)
+            elif isinstance(exc_info[1], (Rejected, ValidationError)):
+                self._park(body, message, describe(exc_info[1]), kind="rejected")
+            else:
+                self._retry_or_park(body, message, event, exc_info[1])
+        except Exception:
+            # Could not record the outcome (broker or database down): leave the
+            # message unacked; the broker redelivers it when the channel closes.
+            log.exception("could not settle message from %s; it will be redelivered", self.spec.name)
+        return result, exc_info
+
+    def _retry_or_park(self, body, message, event, exc):
+        attempt = int((message.headers or {}).get(ATTEMPT_HEADER, 1))
+        if attempt >= self.max_attempts or not self.spec.retry:
+            self._park(body, message, f"failed {attempt} time(s); last error: {describe(exc)}",
+                       kind="exhausted")
+            return
+        delay = min(MAX_DELAY_SECONDS, self.retry_base * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2)
+        headers = {**(message.headers or {}), ATTEMPT_HEADER: attempt + 1, REASON_HEADER: describe(exc)}
+        self.publisher.publish_raw(body, exchange="", routing_key=self.spec.retry_name,
+                                   headers=headers, expiration=delay,
+                                   message_id=message.properties.get("message_id"))
+        self.metrics.retries.labels(type=self._type(event)).inc()
+        self._count(event, "retried")
+        log.warning("%s: attempt %d failed (%s); retrying in %.1fs", self.spec.name, attempt, describe(exc), delay)
+        self.queue_consumer.ack_message(message)
+
+    def _park(self, body, message, reason, kind):
+        """Publish to the dead-letter exchange with the reason, then ack."""
+        original = dict(message.headers or {})
+        headers = {
+            **{k: v for k, v in original.items() if not k.startswith("x-death")},
+            REASON_HEADER: reason,
+            DEAD_LETTER_ID_HEADER: str(uuid.uuid4()),
+            "x-tacoord-queue": self.spec.name,
+            "x-tacoord-routing-key": message.delivery_info.get("routing_key"),
+            "x-tacoord-exchange": message.delivery_info.get("exchange"),
+            "x-tacoord-failed-at": datetime.now(timezone.utc).isoformat(),
+            "x-tacoord-kind": kind,
+        }
+        user_id = message.properties.get("user_id")
+        if user_id:
+            headers["x-tacoord-user-id"] = user_id
+        self.publisher.publish_raw(body, exchange=topology.DEAD,
+                                   routing_key=message.delivery_info.get("routing_key") or "",
+                                   headers=headers, message_id=message.properties.get("message_id"))
+        self.metrics.dead_letters.labels(reason=kind).inc()
+        self._count(body if isinstance(body, dict) else None, "dead_lettered")
+        log.warning("%s: parked a message in the dead-letter queue: %s", self.spec.name, reason)
+        self.queue_consumer.ack_message(message)
+
+    def _type(self, event):
+        event_type = event.get("type") if isinstance(event, dict) else None
+        known = envelope.registered_types(envelope.EVENTS).keys() | envelope.registered_types(envelope.INGRESS).keys()
+        return event_type if event_type in known else "other"
+
+    def _count(self, event, outcome):
+        self.metrics.events_consumed.labels(type=self._type(event), outcome=outcome).inc()
+
+
+consume_events = EventConsumer.decorator
+

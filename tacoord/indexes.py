@@ -1,0 +1,48 @@
+"""MongoDB indexes, per service database. Applied by the infra script and by
+each service at start (``create_index`` is idempotent)."""
+from pymongo import ASCENDING, DESCENDING, IndexModel
+
+# Every consumer records the ids it has processed here (see tacoord.consumer).
+PROCESSED = "processed_events"
+
+COMMON = {
+    PROCESSED: [IndexModel([("processed_at", ASCENDING)])],
+}
+
+INDEXES = {
+    "needs": {
+        "needs": [
+            IndexModel([("state", ASCENDING), ("article", ASCENDING), ("status", ASCENDING)]),
+            IndexModel([("regional_group", ASCENDING), ("article", ASCENDING)]),
+            IndexModel([("_outbox.id", ASCENDING)]),
+        ],
+    },
+    "supply": {
+        "offers": [IndexModel([("provider", ASCENDING)]), IndexModel([("_outbox.id", ASCENDING)])],
+        "experts": [IndexModel([("_outbox.id", ASCENDING)])],
+    },
+    "requests": {
+        "workshop_requests": [IndexModel([("state", ASCENDING)]), IndexModel([("_outbox.id", ASCENDING)])],
+    },
+    "matching": {},
+    "notify": {},
+    "audit": {
+        "audit": [
+            IndexModel([("event_id", ASCENDING)], unique=True),
+            IndexModel([("seq", ASCENDING)], unique=True),
+            IndexModel([("entities", ASCENDING), ("seq", ASCENDING)]),
+        ],
+    },
+}
+
+
+def apply(database, service):
+    for collection, models in {**COMMON, **INDEXES.get(service, {})}.items():
+        if models:
+            database[collection].create_indexes(models)
+
+
+def apply_all(client, prefix):
+    from tacoord.config import db_name
+    for service in INDEXES:
+        apply(client[db_name(service, prefix)], service)

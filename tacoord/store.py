@@ -1,0 +1,64 @@
+"""MongoDB as a nameko DependencyProvider, with the outbox built in.
+
+A service subclasses :class:`MongoStore`, names its repository class (named
+operations over its own collections) and the collections that carry an
+outbox. One ``MongoClient`` per container; each worker gets a repository.
+"""
+from nameko.extensions import DependencyProvider
+from pymongo import MongoClient
+
+from tacoord import config, indexes
+from tacoord.ops import metrics_for
+from tacoord.outbox import Relay
+from tacoord.publisher import ConfirmedPublisher
+
+
+class Repository:
+    """Base of every service repository: the database and the outbox relay."""
+
+    def __init__(self, database, relay):
+        self.db = database
+        self.relay = relay
+
+
+def connect(container_config):
+    uri = container_config.get(config.MONGO_URI_KEY) or config.mongo_uri()
+    return MongoClient(uri, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000)
+
+
+def service_name(container):
+    return container.config.get(config.SERVICE_KEY, container.service_name)
+
+
+class MongoStore(DependencyProvider):
+    repository = Repository
+    outbox_collections = ()
+
+    def setup(self):
+        cfg = self.container.config
+        self.service = service_name(self.container)
+        self.client = connect(cfg)
+        self.database = self.client[cfg.get(config.DB_NAME_KEY) or config.db_name(self.service)]
+        publisher = ConfirmedPublisher(cfg[config.AMQP_URI_KEY], self.service)
+        self.relay = Relay(self.database, publisher, self.outbox_collections, metrics_for(self.service))
+        self.sweep_interval = float(cfg.get(config.OUTBOX_RELAY_SECONDS_KEY, 5))
+
+    def start(self):
+        indexes.apply(self.database, self.service)
+        for provider in self.container.dependencies:
+            if hasattr(provider, "add_check"):
+                provider.add_check("database", self.ping)
+        if self.outbox_collections:
+            self.container.spawn_managed_thread(
+                lambda: self.relay.sweep_forever(self.sweep_interval), identifier="outbox-sweeper")
+
+    def ping(self):
+        self.client.admin.command("ping")
+
+    def stop(self):
+        self.client.close()
+
+    kill = stop
+
+    def get_dependency(self, worker_ctx):
+        return self.repository(self.database, self.relay)

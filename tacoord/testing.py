@@ -1,0 +1,147 @@
+"""Helpers for tests and benchmarks against the real local stack.
+
+Isolation: every test gets its own RabbitMQ vhost (created through the
+management API, topology declared) and its own database prefix, so tests
+never see each other's messages or documents.
+"""
+import json
+import socket
+import time
+import uuid
+
+import requests
+from kombu import Connection, Producer
+from pymongo import MongoClient
+
+from tacoord import auth, config, envelope, topology
+
+
+def management_url(path):
+    return f"http://127.0.0.1:{config.amqp_mgmt_port()}/api/{path}"
+
+
+def admin_auth():
+    return config.amqp_admin()
+
+
+def stack_problem():
+    """None when RabbitMQ (with management) and the database answer, else why not."""
+    try:
+        requests.get(management_url("overview"), auth=admin_auth(), timeout=3).raise_for_status()
+    except requests.RequestException as exc:
+        return f"RabbitMQ management API not reachable ({exc}); run: python -m infra.stack up"
+    try:
+        MongoClient(config.mongo_uri(), serverSelectionTimeoutMS=3000).admin.command("ping")
+    except Exception as exc:
+        return f"database not reachable at {config.mongo_uri()} ({exc}); run: python -m infra.stack up"
+    return None
+
+
+def create_vhost(name):
+    user, _ = admin_auth()
+    requests.put(management_url(f"vhosts/{name}"), auth=admin_auth(), timeout=10).raise_for_status()
+    requests.put(management_url(f"permissions/{name}/{user}"), auth=admin_auth(), timeout=10,
+                 json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+    uri = config.amqp_uri(vhost=name)
+    with Connection(uri) as connection:
+        topology.declare_all(connection)
+    return uri
+
+
+def delete_vhost(name):
+    requests.delete(management_url(f"vhosts/{name}"), auth=admin_auth(), timeout=10)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def unique(prefix="t"):
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+class Sandbox:
+    """One isolated world: a vhost, a database prefix, service configs, API keys."""
+
+    def __init__(self):
+        self.vhost = unique("tv_")
+        self.prefix = unique("tdb_")
+        self.amqp_uri = create_vhost(self.vhost)
+        self.mongo = MongoClient(config.mongo_uri())
+        self.http_ports = {}
+
+    def config(self, service, **overrides):
+        port = self.http_ports.setdefault(service, free_port())
+        return config.service_config(
+            service, AMQP_URI=self.amqp_uri, MONGO_URI=config.mongo_uri(),
+            TACOORD_DB=config.db_name(service, self.prefix), TACOORD_DB_PREFIX=self.prefix,
+            WEB_SERVER_ADDRESS=f"127.0.0.1:{port}", TACOORD_OPS_PORT=0,
+            TACOORD_RETRY_BASE_MS=100, TACOORD_OUTBOX_RELAY_SECONDS=1, **overrides)
+
+    def url(self, service, path):
+        return f"http://127.0.0.1:{self.http_ports[service]}{path}"
+
+    def db(self, service):
+        return self.mongo[config.db_name(service, self.prefix)]
+
+    def api_key(self, role, subject):
+        return auth.issue(auth.auth_db(self.mongo, self.prefix), role, subject)
+
+    def headers(self, role, subject="*"):
+        return {"Authorization": f"Bearer {self.api_key(role, subject)}"}
+
+    def publish(self, event_type, data, exchange=topology.INGRESS, user_id=None, event=None,
+                raw_body=None):
+        """Publish like a partner: persistent, confirmed, with the broker-checked user_id."""
+        user, _ = admin_auth()
+        body = raw_body if raw_body is not None else (event or envelope.new_event(event_type, data, "test"))
+        with Connection(self.amqp_uri, transport_options={"confirm_publish": True}) as connection:
+            producer = Producer(connection)
+            producer.publish(body if isinstance(body, (bytes, str)) else json.dumps(body),
+                             exchange=topology.EXCHANGES[exchange], routing_key=event_type,
+                             delivery_mode=2, content_type="application/json",
+                             user_id=user if user_id is None else user_id)
+        return body
+
+    def queue_depth(self, queue):
+        from kombu import Queue
+        with Connection(self.amqp_uri) as connection:
+            with connection.channel() as channel:
+                return Queue(queue, channel=channel, no_declare=True).queue_declare(passive=True).message_count
+
+    def get_messages(self, queue, limit=100):
+        """Take up to ``limit`` messages off a queue (acked): [(body, headers)]."""
+        messages = []
+        with Connection(self.amqp_uri) as connection:
+            simple = connection.SimpleQueue(queue, no_ack=False, queue_opts={"no_declare": True})
+            simple.queue.no_declare = True
+            for _ in range(limit):
+                try:
+                    message = simple.get(block=False)
+                except simple.Empty:
+                    break
+                messages.append((message.payload, dict(message.headers or {})))
+                message.ack()
+            simple.close()
+        return messages
+
+    def close(self):
+        delete_vhost(self.vhost)
+        for name in self.mongo.list_database_names():
+            if name.startswith(self.prefix + "_"):
+                self.mongo.drop_database(name)
+        self.mongo.close()
+
+
+def wait_until(predicate, timeout=15.0, interval=0.05, message="condition"):
+    """Poll ``predicate`` until it returns a truthy value; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}; last value: {last!r}")

@@ -1,0 +1,119 @@
+"""The broker topology: every exchange and queue, declared in one place.
+
+Services, the infra script and the tests all declare from this table, so a
+queue exists before anyone publishes to it (an event with no bound queue
+would be dropped) and the flags never disagree between declarers.
+
+- ``tacoord.events``  topic: every event a service emits, routing key = type.
+- ``tacoord.ingress`` topic: partner systems publish here (``need.submitted``…).
+- ``tacoord.unrouted`` fanout + queue: the alternate exchange of both topics,
+  so a message nobody is bound for is kept, not silently dropped.
+- ``tacoord.dead``    fanout: parked messages, with the reason in headers;
+  bound to ``tacoord.dead-letters`` (kept for the dead-letter tool) and
+  ``audit.dead-letters`` (the audit recorder logs every rejection).
+- every consumer queue ``Q`` has a ``Q.retry`` queue with no consumer: a
+  failed message waits there for its per-message TTL, then RabbitMQ
+  dead-letters it back into ``Q`` (delayed redelivery through the broker).
+
+``TACOORD_QUEUE_TYPE=quorum`` declares consumer queues as quorum queues (for
+a cluster); the default is classic durable queues.
+"""
+import os
+from dataclasses import dataclass, field
+
+from kombu import Exchange, Queue, binding
+
+EVENTS = "tacoord.events"
+INGRESS = "tacoord.ingress"
+UNROUTED = "tacoord.unrouted"
+DEAD = "tacoord.dead"
+DEAD_LETTERS_QUEUE = "tacoord.dead-letters"
+
+
+def _exchange(name, type_, **arguments):
+    return Exchange(name, type=type_, durable=True, arguments=arguments or None)
+
+
+EXCHANGES = {
+    UNROUTED: _exchange(UNROUTED, "fanout"),
+    EVENTS: _exchange(EVENTS, "topic", **{"alternate-exchange": UNROUTED}),
+    INGRESS: _exchange(INGRESS, "topic", **{"alternate-exchange": UNROUTED}),
+    DEAD: _exchange(DEAD, "fanout"),
+}
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """A consumer queue: its name, the exchange it reads and the keys bound."""
+
+    name: str
+    exchange: str
+    routing_keys: tuple = field(default_factory=tuple)
+    retry: bool = True
+
+    @property
+    def retry_name(self):
+        return f"{self.name}.retry"
+
+
+def queue_type():
+    return os.environ.get("TACOORD_QUEUE_TYPE", "classic")
+
+
+def _queue_arguments():
+    return {"x-queue-type": queue_type()} if queue_type() == "quorum" else None
+
+
+def kombu_queue(spec):
+    exchange = EXCHANGES[spec.exchange]
+    return Queue(
+        spec.name,
+        bindings=[binding(exchange, routing_key=key) for key in spec.routing_keys],
+        durable=True,
+        queue_arguments=_queue_arguments(),
+    )
+
+
+def kombu_retry_queue(spec):
+    arguments = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": spec.name}
+    arguments.update(_queue_arguments() or {})
+    return Queue(spec.retry_name, durable=True, queue_arguments=arguments)
+
+
+# --- the consumer queues, one line each --------------------------------------
+
+NEEDS_INGRESS = QueueSpec("needs.ingress", INGRESS, ("need.*",))
+SUPPLY_INGRESS = QueueSpec("supply.ingress", INGRESS, ("offer.*", "expert.*"))
+REQUESTS_INGRESS = QueueSpec("requests.ingress", INGRESS, ("workshop.*", "checklist_assistance.*"))
+MATCHING_EVENTS = QueueSpec(
+    "matching.events", EVENTS,
+    ("need.*", "offer.*", "expert.*", "workshop.*", "checklist_assistance.*"))
+NOTIFY_EVENTS = QueueSpec(
+    "notify.events", EVENTS,
+    ("match.*", "gap.*", "duplication.*", "workshop.*", "need.*", "offer.*"))
+REQUESTS_EVENTS = QueueSpec("requests.events", EVENTS, ("workshop.participants_proposed",))
+AUDIT_EVENTS = QueueSpec("audit.events", EVENTS, ("#",))
+AUDIT_DEAD_LETTERS = QueueSpec("audit.dead-letters", DEAD, ("",), retry=True)
+PARKED = QueueSpec(DEAD_LETTERS_QUEUE, DEAD, ("",), retry=False)
+UNROUTED_QUEUE = QueueSpec(UNROUTED, UNROUTED, ("",), retry=False)
+
+CONSUMER_QUEUES = (
+    NEEDS_INGRESS, SUPPLY_INGRESS, REQUESTS_INGRESS, MATCHING_EVENTS,
+    NOTIFY_EVENTS, REQUESTS_EVENTS, AUDIT_EVENTS, AUDIT_DEAD_LETTERS,
+)
+ALL_QUEUES = CONSUMER_QUEUES + (PARKED, UNROUTED_QUEUE)
+
+
+def declare(channel, specs=ALL_QUEUES):
+    """Declare every exchange, then each queue, its retry queue and bindings."""
+    for exchange in EXCHANGES.values():
+        exchange.bind(channel).declare()
+    for spec in specs:
+        kombu_queue(spec).bind(channel).declare()
+        if spec.retry:
+            kombu_retry_queue(spec).bind(channel).declare()
+
+
+def declare_all(connection):
+    with connection.channel() as channel:
+        declare(channel)

@@ -1,0 +1,172 @@
+"""HTTP entrypoints that speak JSON, check credentials and never leak a traceback.
+
+    class NeedsService:
+        @api("POST", "/needs", roles=("state", "operator"))
+        def file_need(self, request):
+            body = read_json(request, NeedSchema())    # 400/413/422 on bad input
+            return 201, {...}                          # any JSON-ready payload
+
+The handler's request carries ``request.principal`` (role, subject). Errors
+map to statuses with a JSON body: ``ValidationError``/``Rejected`` → 422
+naming each field, bad JSON → 400, no or unknown credential → 401, wrong
+role or scope → 403, ``NotFound`` → 404, ``Conflict`` → 409, too large → 413.
+Anything unexpected → 500 with an error id, logged; never a stack trace.
+"""
+import json
+import logging
+import uuid
+
+from marshmallow import ValidationError
+from nameko.web.handlers import HttpRequestHandler
+from werkzeug.wrappers import Response
+
+from tacoord import config
+from tacoord.auth import ROLES, Authenticator, auth_db
+from tacoord.envelope import describe_errors
+from tacoord.errors import Conflict, Forbidden, NotFound, Rejected
+from tacoord.ops import metrics_for
+from tacoord.safety import reject_unsafe_keys
+from tacoord.store import connect, service_name
+
+log = logging.getLogger(__name__)
+
+PUBLIC = ()  # roles=PUBLIC: no credential needed (health pages, unsubscribe links)
+
+
+class BadRequest(Exception):
+    pass
+
+
+class Unauthorized(Exception):
+    pass
+
+
+class PayloadTooLarge(Exception):
+    pass
+
+
+def json_response(status, payload, headers=None):
+    return Response(json.dumps(payload, default=str), status=status, headers=headers,
+                    mimetype="application/json")
+
+
+def error_body(status, message, fields=None):
+    body = {"error": message, "status": status}
+    if fields:
+        body["fields"] = fields
+        body["details"] = describe_errors(fields)
+    return body
+
+
+class JsonApi(HttpRequestHandler):
+
+    def __init__(self, method, url, roles=ROLES, **kwargs):
+        self.roles = tuple(roles)
+        super().__init__(method, url, **kwargs)
+
+    def setup(self):
+        super().setup()
+        cfg = self.container.config
+        self.service = service_name(self.container)
+        self.max_body = int(cfg.get(config.MAX_BODY_BYTES_KEY, 1_000_000))
+        prefix = cfg.get("TACOORD_DB_PREFIX") or config.db_prefix()
+        self.authenticator = Authenticator(auth_db(connect(cfg), prefix))
+        self.metrics = metrics_for(self.service)
+
+    def handle_request(self, request):
+        request.max_content_length = self.max_body
+        request.max_body = self.max_body
+        try:
+            self._authorize(request)
+        except Exception as exc:
+            return self._count(request, self.response_from_exception(exc))
+        return self._count(request, super().handle_request(request))
+
+    def _authorize(self, request):
+        request.principal = self.authenticator.principal(request.headers.get("Authorization"))
+        if not self.roles:
+            return
+        if request.principal is None:
+            raise Unauthorized("a valid API key is required: 'Authorization: Bearer tck_…'")
+        if request.principal.role not in self.roles:
+            raise Forbidden(f"role '{request.principal.role}' may not {self.method} {self.url}; "
+                            f"allowed: {', '.join(self.roles)}")
+
+    def _count(self, request, response):
+        self.metrics.http_requests.labels(method=request.method, status=f"{response.status_code // 100}xx").inc()
+        return response
+
+    def response_from_result(self, result):
+        if isinstance(result, Response):
+            return result
+        status, headers, payload = 200, None, result
+        if isinstance(result, tuple):
+            status, payload = result[0], result[-1]
+            headers = result[1] if len(result) == 3 else None
+        if isinstance(payload, str):
+            return Response(payload, status=status, headers=headers)
+        return json_response(status, payload, headers)
+
+    def response_from_exception(self, exc):
+        if isinstance(exc, ValidationError):
+            return json_response(422, error_body(422, "validation failed", exc.messages))
+        if isinstance(exc, Rejected):
+            return json_response(422, error_body(422, exc.reason, exc.messages()))
+        for cls, status in ((BadRequest, 400), (Unauthorized, 401), (Forbidden, 403),
+                            (NotFound, 404), (Conflict, 409), (PayloadTooLarge, 413)):
+            if isinstance(exc, cls):
+                return json_response(status, error_body(status, str(exc)))
+        error_id = uuid.uuid4().hex[:12]
+        log.error("unhandled error %s in %s %s", error_id, self.method, self.url, exc_info=exc)
+        return json_response(500, error_body(500, f"internal error (id {error_id}); it has been logged"))
+
+
+api = JsonApi.decorator
+
+
+def read_body(request):
+    length = request.content_length
+    limit = getattr(request, "max_body", 1_000_000)
+    if length is not None and length > limit:
+        raise PayloadTooLarge(f"request body is {length} bytes; the limit is {limit}")
+    data = request.stream.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+    return data
+
+
+def read_json(request, schema=None, many=False):
+    """Parse and validate a JSON body; ``schema.load`` errors become 422."""
+    raw = read_body(request)
+    if not raw:
+        raise BadRequest("request body is empty; send a JSON object")
+    try:
+        payload = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}")
+    reject_unsafe_keys(payload)
+    if schema is None:
+        return payload
+    if many and not isinstance(payload, list):
+        raise BadRequest("request body must be a JSON array")
+    if not many and not isinstance(payload, dict):
+        raise BadRequest("request body must be a JSON object")
+    return schema.load(payload, many=many)
+
+
+def query_args(request, allowed):
+    """Query parameters restricted to ``allowed`` names; unknown ones are a 400."""
+    unknown = sorted(set(request.args) - set(allowed))
+    if unknown:
+        raise BadRequest(f"unknown query parameter(s): {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+    return {key: request.args.get(key) for key in allowed if request.args.get(key) not in (None, "")}
+
+
+def require_scope(principal, subject, what="this resource"):
+    """A non-operator acts only for its own subject."""
+    if principal is None:
+        raise Unauthorized("a valid API key is required")
+    if principal.is_operator():
+        return
+    if principal.subject != subject:
+        raise Forbidden(f"{principal.actor} may not act on {what} of {subject}")

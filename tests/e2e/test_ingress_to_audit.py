@@ -1,0 +1,47 @@
+"""A partner's need.submitted on the ingress exchange ends as an audit record."""
+import requests
+
+from services.audit.service import AuditService
+from services.needs.service import NeedsService
+from tacoord.testing import wait_until
+
+KENYA_NEED = {"state": "KEN", "article": 9, "forms": ["LEGAL_ADVICE", "CAPACITY_BUILDING"],
+              "priority": 1, "description": "Public procurement reform", "checklist_round": "2026-1"}
+
+
+def audit_history(sandbox, entity):
+    response = requests.get(sandbox.url("audit", f"/audit/entities/{entity}"),
+                            headers=sandbox.headers("operator"), timeout=5)
+    assert response.status_code == 200, response.text
+    return response.json()["records"]
+
+
+def test_a_need_submitted_on_ingress_ends_as_an_audit_record(sandbox, start):
+    start(AuditService, NeedsService)
+    sent = sandbox.publish("need.submitted", KENYA_NEED)
+
+    stored = wait_until(lambda: sandbox.db("needs").needs.find_one({"state": "KEN"}), message="stored need")
+    records = wait_until(lambda: audit_history(sandbox, f"need/{stored['need_id']}"), message="audit record")
+
+    assert [r["type"] for r in records] == ["need.submitted"]
+    record = records[0]
+    assert record["causation_id"] == sent["id"]
+    assert record["source"] == "needs"
+    assert record["actor"] == "partner:tacoord"
+    assert record["event"]["data"]["regional_group"] == "AFRICAN"
+    assert record["event"]["data"]["forms"] == ["CAPACITY_BUILDING", "LEGAL_ADVICE"]
+
+
+def test_a_malformed_ingress_message_is_dead_lettered_and_audited(sandbox, start):
+    start(AuditService, NeedsService)
+    sandbox.publish("need.submitted", {**KENYA_NEED, "state": "XXX", "article": 99})
+
+    rejections = wait_until(lambda: requests.get(
+        sandbox.url("audit", "/audit/rejections"), headers=sandbox.headers("operator"),
+        timeout=5).json()["records"], message="rejection record")
+
+    reason = rejections[0]["reason"]
+    assert "data.state: unknown State 'XXX'" in reason
+    assert "data.article" in reason
+    assert sandbox.queue_depth("tacoord.dead-letters") == 1
+    assert sandbox.db("needs").needs.count_documents({}) == 0
