@@ -86,11 +86,11 @@ def db_name(service, prefix=None):
 
 
 def http_port(service):
-    return env_int(f"TACOORD_{service.upper()}_HTTP_PORT", HTTP_PORTS[service])
+    return env_int(f"TACOORD_{service.upper()}_HTTP_PORT", HTTP_PORTS.get(service, 0))
 
 
 def ops_port(service):
-    return env_int(f"TACOORD_{service.upper()}_OPS_PORT", OPS_PORTS[service])
+    return env_int(f"TACOORD_{service.upper()}_OPS_PORT", OPS_PORTS.get(service, 0))
 
 
 def service_config(service, **overrides):

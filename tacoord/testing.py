@@ -74,11 +74,13 @@ class Sandbox:
 
     def config(self, service, **overrides):
         port = self.http_ports.setdefault(service, free_port())
-        return config.service_config(
-            service, AMQP_URI=self.amqp_uri, MONGO_URI=config.mongo_uri(),
+        settings = dict(
+            AMQP_URI=self.amqp_uri, MONGO_URI=config.mongo_uri(),
             TACOORD_DB=config.db_name(service, self.prefix), TACOORD_DB_PREFIX=self.prefix,
             WEB_SERVER_ADDRESS=f"127.0.0.1:{port}", TACOORD_OPS_PORT=0,
-            TACOORD_RETRY_BASE_MS=100, TACOORD_OUTBOX_RELAY_SECONDS=1, **overrides)
+            TACOORD_RETRY_BASE_MS=100, TACOORD_OUTBOX_RELAY_SECONDS=1)
+        settings.update(overrides)
+        return config.service_config(service, **settings)
 
     def url(self, service, path):
         return f"http://127.0.0.1:{self.http_ports[service]}{path}"
@@ -94,15 +96,17 @@ class Sandbox:
 
     def publish(self, event_type, data, exchange=topology.INGRESS, user_id=None, event=None,
                 raw_body=None):
-        """Publish like a partner: persistent, confirmed, with the broker-checked user_id."""
-        user, _ = admin_auth()
+        """Publish like a partner: persistent, confirmed, with the broker-checked user_id
+        (the connection's user unless given; ``user_id=""`` sends none)."""
+        if user_id is None:
+            user_id = admin_auth()[0]
+        properties = {"user_id": user_id} if user_id else {}
         body = raw_body if raw_body is not None else (event or envelope.new_event(event_type, data, "test"))
         with Connection(self.amqp_uri, transport_options={"confirm_publish": True}) as connection:
             producer = Producer(connection)
             producer.publish(body if isinstance(body, (bytes, str)) else json.dumps(body),
                              exchange=topology.EXCHANGES[exchange], routing_key=event_type,
-                             delivery_mode=2, content_type="application/json",
-                             user_id=user if user_id is None else user_id)
+                             delivery_mode=2, content_type="application/json", **properties)
         return body
 
     def queue_depth(self, queue):
