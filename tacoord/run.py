@@ -7,7 +7,10 @@ with nameko's runner (SIGTERM stops it gracefully). ``nameko run --config
 services/<name>/config.yml services.<name>.service`` runs the same code
 without the pre-flight check.
 """
-import eventlet
+import warnings
+
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+import eventlet  # noqa: E402
 
 eventlet.monkey_patch()  # noqa: E402  (must precede every other import)
 

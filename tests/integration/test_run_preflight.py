@@ -1,0 +1,27 @@
+"""Bad configuration ends a service with one clear line, not a traceback loop."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tacoord import config
+from tacoord.testing import free_port
+
+
+def run_service(**env):
+    result = subprocess.run([sys.executable, "-m", "tacoord.run", "needs"], env={**os.environ, **env},
+                            capture_output=True, text=True, timeout=60, cwd=config.PROJECT_ROOT)
+    return result.returncode, result.stderr.strip().splitlines()
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"AMQP_URI": f"pyamqp://tacoord:tacoord@127.0.0.1:{free_port()}/tacoord"}, "cannot reach the broker"),
+    ({"AMQP_URI": f"pyamqp://tacoord:wrong@127.0.0.1:{config.amqp_port()}/tacoord"}, "refused the credentials"),
+    ({"MONGO_URI": f"mongodb://127.0.0.1:{free_port()}/"}, "cannot reach the database"),
+], ids=["unreachable broker", "wrong credentials", "missing database"])
+def test_bad_configuration_ends_the_service_with_one_clear_line(stack, env, expected):
+    code, lines = run_service(**env)
+    assert code == 2
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("needs: ") and expected in lines[0]
