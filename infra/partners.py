@@ -1,0 +1,61 @@
+"""Broker users for partner systems, with least privilege (RabbitMQ management API).
+
+    python -m infra.partners add acme SECRET      # prints what the partner may do
+    python -m infra.partners remove acme
+
+A partner user may only publish to ``tacoord.ingress``, only with the routing
+keys of intake messages (topic permission), may declare and read nothing but
+its own notification queue ``notify.sub.partner-<name>.*``, and every message
+must carry ``user_id=<name>``: RabbitMQ refuses a publish whose ``user_id``
+differs from the connection's user, so a partner cannot speak for another.
+"""
+import re
+import sys
+
+import requests
+
+from tacoord import config, topology
+
+INGRESS_KEYS = r"^(need|offer|expert|workshop|checklist_assistance)\.[a-z_]+$"
+
+
+def _api(method, path, **kwargs):
+    url = f"http://127.0.0.1:{config.amqp_mgmt_port()}/api/{path}"
+    response = requests.request(method, url, auth=config.amqp_admin(), timeout=10, **kwargs)
+    if response.status_code >= 400 and not (method == "DELETE" and response.status_code == 404):
+        raise SystemExit(f"partners: {method} {path} failed: {response.status_code} {response.text}")
+    return response
+
+
+def add_partner(name, password, vhost=None):
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{1,40}", name):
+        raise SystemExit("partners: name must be 2-41 lowercase letters, digits or '-'")
+    vhost = vhost or config.amqp_vhost()
+    own_queue = rf"^notify\.sub\.partner-{re.escape(name)}(\..*)?$"
+    _api("PUT", f"users/{name}", json={"password": password, "tags": ""})
+    _api("PUT", f"permissions/{vhost}/{name}",
+         json={"configure": own_queue, "write": rf"^{re.escape(topology.INGRESS)}$", "read": own_queue})
+    _api("PUT", f"topic-permissions/{vhost}/{name}",
+         json={"exchange": topology.INGRESS, "write": INGRESS_KEYS, "read": "^$"})
+    return {"user": name, "vhost": vhost, "publish_to": topology.INGRESS, "routing_keys": INGRESS_KEYS,
+            "user_id_property": name}
+
+
+def remove_partner(name):
+    _api("DELETE", f"users/{name}")
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 3 and argv[0] == "add":
+        print(add_partner(argv[1], argv[2]))
+    elif len(argv) == 2 and argv[0] == "remove":
+        remove_partner(argv[1])
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

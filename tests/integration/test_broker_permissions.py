@@ -1,0 +1,62 @@
+"""Partners' broker users: publish intake messages as themselves, nothing else."""
+import json
+
+import pytest
+from amqp.exceptions import AccessRefused, PreconditionFailed
+from kombu import Connection, Producer
+
+from infra.partners import add_partner, remove_partner
+from services.audit.service import AuditService
+from services.needs.service import NeedsService
+from tacoord import config, envelope, topology
+from tacoord.testing import unique, wait_until
+
+NEED = {"state": "KEN", "article": 46, "forms": ["LEGAL_ADVICE"], "priority": 1}
+
+
+@pytest.fixture
+def partner(sandbox):
+    name = unique("acme-")
+    add_partner(name, "s3cret", vhost=sandbox.vhost)
+    yield name
+    remove_partner(name)
+
+
+def publish_as(sandbox, partner, exchange, routing_key, user_id):
+    uri = config.amqp_uri(vhost=sandbox.vhost, user=partner, password="s3cret")
+    with Connection(uri, transport_options={"confirm_publish": True}) as connection:
+        Producer(connection).publish(
+            json.dumps(envelope.new_event(routing_key, NEED, "ignored")),
+            exchange=topology.EXCHANGES[exchange], routing_key=routing_key, delivery_mode=2,
+            content_type="application/json", user_id=user_id)
+
+
+def test_a_partners_need_is_accepted_and_its_user_becomes_the_source(sandbox, start, partner):
+    start(AuditService, NeedsService)
+    publish_as(sandbox, partner, topology.INGRESS, "need.submitted", user_id=partner)
+    record = wait_until(lambda: sandbox.db("audit").audit.find_one({"type": "need.submitted"}), message="audited")
+    assert record["actor"] == f"partner:{partner}"
+
+
+def test_a_partner_cannot_publish_in_another_partners_name(sandbox, partner):
+    with pytest.raises(PreconditionFailed, match="user_id property set to 'other'"):
+        publish_as(sandbox, partner, topology.INGRESS, "need.submitted", user_id="other")
+
+
+def test_a_partner_cannot_publish_service_events(sandbox, partner):
+    with pytest.raises(AccessRefused):
+        publish_as(sandbox, partner, topology.EVENTS, "match.proposed", user_id=partner)
+
+
+def test_a_partner_cannot_publish_routing_keys_outside_intake(sandbox, partner):
+    with pytest.raises(AccessRefused):
+        publish_as(sandbox, partner, topology.INGRESS, "match.proposed", user_id=partner)
+
+
+def test_a_partner_cannot_read_service_queues(sandbox, partner):
+    uri = config.amqp_uri(vhost=sandbox.vhost, user=partner, password="s3cret")
+    with Connection(uri) as connection:
+        queue = connection.SimpleQueue("needs.ingress", queue_opts={"no_declare": True})
+        queue.queue.no_declare = True
+        with pytest.raises(AccessRefused):
+            queue.get(block=False)
