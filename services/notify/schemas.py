@@ -87,11 +87,11 @@ class SubscriptionSchema(Schema):
 def check_subject(kind, subject):
     """The subject a subscriber kind acts for must look right (networks are checked for existence later)."""
     if kind == "state" and not reference.is_known_state(subject.upper()):
-        raise ValidationError(f"unknown State {subject!r}", "subject")
+        raise ValidationError({"subject": [f"unknown State {subject!r}"]})
     if kind == "donor" and not ORG_ID.match(subject):
-        raise ValidationError(f"{subject!r} is not an IATI organisation id such as 'GB-GOV-1'", "subject")
+        raise ValidationError({"subject": [f"{subject!r} is not an IATI organisation id such as 'GB-GOV-1'"]})
     if kind == "network" and not NETWORK_ID.match(subject):
-        raise ValidationError(f"{subject!r} is not a network id such as 'AFRICAN'", "subject")
+        raise ValidationError({"subject": [f"{subject!r} is not a network id such as 'AFRICAN'"]})
     return subject.upper() if kind == "state" else subject
 
 

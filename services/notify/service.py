@@ -113,12 +113,12 @@ class NotifyService:
             try:
                 self.store.network(subject)
             except NotFound as exc:
-                raise ValidationError(str(exc), "subject")
+                raise ValidationError({"subject": [str(exc)]})
         if body["channel"] == "webhook":
             try:
                 self.channels.check_webhook(body["url"])
             except domain.UnsafeTarget as exc:
-                raise ValidationError(f"webhook target refused: {exc}", "url")
+                raise ValidationError({"url": [f"webhook target refused: {exc}"]})
         now = utcnow().isoformat()
         subscription = {
             "subscription_id": domain.new_id("sub"), "kind": kind, "subject": subject,
