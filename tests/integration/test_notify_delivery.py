@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 from kombu import Connection, Queue
+from prometheus_client import REGISTRY
 
 from services.notify.domain import SIGNATURE_HEADER, verify_signature
 from services.notify.service import NotifyService
@@ -188,8 +189,14 @@ def test_a_kenyan_match_reaches_the_donor_webhook_and_the_african_network_mailbo
     assert len(deliveries(sandbox, donor["subscription_id"])) == 1
 
 
+def metric_value(name, **labels):
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 def test_a_receiver_failing_twice_gets_exactly_one_successful_delivery_after_retries(sandbox, start, receivers):
     start(NotifyService, **FAST)
+    retries_before = metric_value("tacoord_notify_delivery_retries_total", channel="webhook")
+    delivered_before = metric_value("tacoord_notify_deliveries_total", channel="webhook", outcome="delivered")
     notifications = listen(sandbox, "notification.*")
     hook = receivers(500, 503)
     donor = subscribe(sandbox, "donor", "GB-GOV-1", {"channel": "webhook", "url": hook.url})
@@ -206,6 +213,10 @@ def test_a_receiver_failing_twice_gets_exactly_one_successful_delivery_after_ret
     assert [body["type"] for body, _ in events] == ["notification.delivered"]
     assert events[0][0]["data"]["attempts"] == 3
     assert sandbox.queue_depth(topology.DEAD_LETTERS_QUEUE) == 0
+    assert metric_value("tacoord_notify_delivery_retries_total", channel="webhook") - retries_before == 2
+    assert metric_value("tacoord_notify_deliveries_total", channel="webhook", outcome="delivered") \
+        - delivered_before == 1
+    assert metric_value("tacoord_notify_delivery_seconds_count", channel="webhook") >= 1
 
 
 def test_a_receiver_that_always_fails_ends_in_notification_failed_and_a_dead_letter(sandbox, start, receivers):
