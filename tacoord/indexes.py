@@ -25,7 +25,18 @@ INDEXES = {
         "workshop_requests": [IndexModel([("state", ASCENDING)]), IndexModel([("_outbox.id", ASCENDING)])],
     },
     "matching": {},
-    "notify": {},
+    "notify": {
+        "subscriptions": [
+            IndexModel([("status", ASCENDING)]),
+            IndexModel([("kind", ASCENDING), ("subject", ASCENDING)]),
+            IndexModel([("unsubscribe_token", ASCENDING)], unique=True),
+        ],
+        "deliveries": [
+            IndexModel([("subscription_id", ASCENDING), ("created_at", DESCENDING)]),
+            IndexModel([("_outbox.id", ASCENDING)]),
+        ],
+        "digest_items": [IndexModel([("subscription_id", ASCENDING), ("digest_id", ASCENDING)])],
+    },
     "audit": {
         "audit": [
             IndexModel([("event_id", ASCENDING)], unique=True),

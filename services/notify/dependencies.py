@@ -1,0 +1,407 @@
+"""Notify's I/O: its MongoDB store and its delivery channels (HTTP, SMTP, AMQP).
+
+``NotifyStore`` exposes named operations over the service's collections
+(subscriptions, networks, deliveries, digest_items). ``Channels`` sends one
+notification over a subscription's channel with bounded retries (tenacity)
+and parks what could not be delivered on the dead-letter exchange.
+"""
+import json
+import logging
+import os
+import smtplib
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+import requests
+from kombu import Connection, Exchange, Queue
+from nameko.amqp.publish import Publisher, UndeliverableMessage
+from nameko.constants import PERSISTENT
+from nameko.extensions import DependencyProvider
+from pymongo.errors import DuplicateKeyError
+from tenacity import (RetryError, Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay,
+                      wait_exponential_jitter)
+
+from services.notify import domain
+from tacoord import config, topology
+from tacoord.consumer import DEAD_LETTER_ID_HEADER, REASON_HEADER
+from tacoord.envelope import new_event, utcnow
+from tacoord.errors import Conflict, NotFound
+from tacoord.ops import metric
+from tacoord.outbox import staged
+from tacoord.publisher import ConfirmedPublisher, encode
+from tacoord.store import MongoStore, Repository, service_name
+
+log = logging.getLogger(__name__)
+
+SUBSCRIPTIONS = "subscriptions"
+NETWORKS = "networks"
+DELIVERIES = "deliveries"
+DIGEST_ITEMS = "digest_items"
+
+# configuration keys (container config first, then the environment)
+MAX_TRIES_KEY = "TACOORD_NOTIFY_MAX_TRIES"
+BACKOFF_BASE_KEY = "TACOORD_NOTIFY_BACKOFF_BASE"
+MAX_SECONDS_KEY = "TACOORD_NOTIFY_MAX_SECONDS"
+TIMEOUT_KEY = "TACOORD_NOTIFY_TIMEOUT"
+WEBHOOK_ALLOW_KEY = "TACOORD_WEBHOOK_ALLOW"
+SMTP_HOST_KEY = "TACOORD_SMTP_HOST"
+SMTP_PORT_KEY = "TACOORD_SMTP_PORT"
+SMTP_FROM_KEY = "TACOORD_SMTP_FROM"
+SMTP_USER_KEY = "TACOORD_SMTP_USER"
+SMTP_PASSWORD_KEY = "TACOORD_SMTP_PASSWORD"
+SMTP_STARTTLS_KEY = "TACOORD_SMTP_STARTTLS"
+PUBLIC_URL_KEY = "TACOORD_NOTIFY_PUBLIC_URL"
+DIGEST_SECONDS_KEY = "TACOORD_NOTIFY_DIGEST_SECONDS"
+
+
+def setting(cfg, key, default):
+    value = cfg.get(key)
+    if value is None or value == "":
+        value = os.environ.get(key)
+    return default if value is None or value == "" else value
+
+
+# -- metrics (created once per process) ----------------------------------------
+
+DELIVERIES_TOTAL = metric("counter", "notify", "deliveries_total",
+                          "Notifications by channel and outcome (delivered, failed)", ("channel", "outcome"))
+DELIVERY_SECONDS = metric("histogram", "notify", "delivery_seconds",
+                          "Time to deliver one notification, retries included", ("channel",))
+# tacoord_notify_retries_total{type} is already the consumer's counter (tacoord.ops.metrics_for)
+DELIVERY_RETRIES = metric("counter", "notify", "delivery_retries_total",
+                          "Delivery attempts that failed transiently and were retried", ("channel",))
+
+
+# -- the store ------------------------------------------------------------------
+
+def public_subscription(doc):
+    if doc is None:
+        return None
+    hidden = ("_id", "secret", "unsubscribe_token", "_outbox", "_outbox_pending")
+    return {k: v for k, v in doc.items() if k not in hidden}
+
+
+def public_delivery(doc):
+    keys = ("notification_id", "event_id", "event_type", "channel", "status", "attempts", "last_error",
+            "latency_ms", "digest", "created_at", "finished_at")
+    return {k: doc.get(k) for k in keys}
+
+
+class NotifyRepository(Repository):
+
+    # subscriptions
+    def add_subscription(self, subscription):
+        self.db[SUBSCRIPTIONS].insert_one({"_id": subscription["subscription_id"], **subscription})
+        return subscription
+
+    def subscription(self, subscription_id):
+        doc = self.db[SUBSCRIPTIONS].find_one({"_id": subscription_id, "status": {"$ne": "deleted"}})
+        if doc is None:
+            raise NotFound(f"no subscription {subscription_id!r}")
+        return doc
+
+    def subscriptions(self, query=None):
+        query = {"status": {"$ne": "deleted"}, **(query or {})}
+        return list(self.db[SUBSCRIPTIONS].find(query, sort=[("created_at", 1)]))
+
+    def active_subscriptions(self):
+        return list(self.db[SUBSCRIPTIONS].find({"status": "active"}))
+
+    def set_status(self, subscription_id, status):
+        now = utcnow().isoformat()
+        self.db[SUBSCRIPTIONS].update_one({"_id": subscription_id}, {"$set": {"status": status, "updated_at": now}})
+
+    def unsubscribe(self, token):
+        doc = self.db[SUBSCRIPTIONS].find_one({"unsubscribe_token": token})
+        if doc is None or doc["status"] == "deleted":
+            raise NotFound("unknown or expired unsubscribe link")
+        if doc["status"] == "active":
+            self.set_status(doc["_id"], "unsubscribed")
+        return {**doc, "status": "unsubscribed"}
+
+    def mark_digest_sent(self, subscription_id, epoch):
+        self.db[SUBSCRIPTIONS].update_one({"_id": subscription_id}, {"$set": {"last_digest_at": epoch}})
+
+    # networks
+    def networks(self):
+        found = domain.builtin_networks()
+        for doc in self.db[NETWORKS].find({}, sort=[("_id", 1)]):
+            found[doc["_id"]] = {k: v for k, v in doc.items() if k != "_id"}
+        return found
+
+    def network(self, network_id):
+        network = self.networks().get(network_id)
+        if network is None:
+            raise NotFound(f"no network {network_id!r}; see GET /networks")
+        return network
+
+    def add_network(self, network):
+        if network["network_id"] in domain.builtin_networks():
+            raise Conflict(f"{network['network_id']} is a built-in UN regional group")
+        try:
+            self.db[NETWORKS].insert_one({"_id": network["network_id"], **network})
+        except DuplicateKeyError:
+            raise Conflict(f"network {network['network_id']} exists already")
+        return network
+
+    # deliveries: the unique _id makes a notification happen at most once
+    def claim_delivery(self, notification_id, subscription, event_id, event_type, digest=False):
+        """Insert the pending delivery BEFORE sending; None when it exists (a redelivery)."""
+        doc = {"_id": notification_id, "notification_id": notification_id,
+               "subscription_id": subscription["subscription_id"], "event_id": event_id,
+               "event_type": event_type, "channel": subscription["channel"], "digest": digest,
+               "status": "pending", "attempts": 0, "last_error": None, "latency_ms": None,
+               "created_at": utcnow().isoformat(), "finished_at": None}
+        try:
+            self.db[DELIVERIES].insert_one(doc)
+        except DuplicateKeyError:
+            return None
+        return doc
+
+    def finish_delivery(self, delivery, subscription, outcome, cause=None):
+        """Record the outcome and emit notification.delivered / .failed through the outbox."""
+        status = "delivered" if outcome.ok else "failed"
+        changes = {"status": status, "attempts": outcome.attempts, "last_error": outcome.error,
+                   "latency_ms": outcome.latency_ms, "finished_at": utcnow().isoformat()}
+        data = domain.notification_event_data({**delivery, **changes}, subscription, outcome.error)
+        event = new_event(f"notification.{status}", data, "notify", f"subscription:{subscription['subscription_id']}",
+                          cause=cause)
+        self.db[DELIVERIES].update_one({"_id": delivery["_id"]}, staged({"$set": changes}, [event]))
+        self.relay.relay(DELIVERIES, delivery["_id"], [event])
+        return {**delivery, **changes}
+
+    def deliveries(self, subscription_id, limit=500):
+        return [public_delivery(d) for d in self.db[DELIVERIES].find(
+            {"subscription_id": subscription_id}, sort=[("created_at", -1)], limit=limit)]
+
+    # daily digests
+    def add_digest_item(self, subscription_id, event):
+        try:
+            self.db[DIGEST_ITEMS].insert_one({
+                "_id": f"{subscription_id}:{event['id']}", "subscription_id": subscription_id,
+                "event": event, "digest_id": None, "queued_at": utcnow().isoformat()})
+        except DuplicateKeyError:
+            pass  # redelivered event: already queued
+
+    def claim_digest(self, subscription_id, digest_id):
+        """Give every unclaimed item of this subscription to ``digest_id``; return their events."""
+        self.db[DIGEST_ITEMS].update_many({"subscription_id": subscription_id, "digest_id": None},
+                                          {"$set": {"digest_id": digest_id}})
+        items = self.db[DIGEST_ITEMS].find({"subscription_id": subscription_id, "digest_id": digest_id},
+                                           sort=[("queued_at", 1)])
+        return [item["event"] for item in items]
+
+    def pending_digest_subscriptions(self):
+        return sorted(set(d["subscription_id"] for d in self.db[DIGEST_ITEMS].find({"digest_id": None},
+                                                                                 {"subscription_id": 1})))
+
+
+class NotifyStore(MongoStore):
+    repository = NotifyRepository
+    outbox_collections = (DELIVERIES,)
+
+
+# -- the channels ---------------------------------------------------------------
+
+class Retryable(Exception):
+    """Transient: 5xx, 429, timeout, connection error, SMTP 4xx."""
+
+
+class Permanent(Exception):
+    """Final: 4xx, refused target, SMTP 5xx."""
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    attempts: int
+    error: str = None
+    latency_ms: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+class Channels(DependencyProvider):
+    """Sends notifications; injects itself. Each attempt is bounded by a 5 s timeout."""
+
+    def setup(self):
+        cfg = self.container.config
+        self.service = service_name(self.container)
+        self.amqp_uri = cfg[config.AMQP_URI_KEY]
+        self.max_tries = int(setting(cfg, MAX_TRIES_KEY, 5))
+        self.backoff_base = float(setting(cfg, BACKOFF_BASE_KEY, 0.5))
+        self.max_seconds = float(setting(cfg, MAX_SECONDS_KEY, 60))
+        self.timeout = float(setting(cfg, TIMEOUT_KEY, 5))
+        self.allow = domain.parse_allow(setting(cfg, WEBHOOK_ALLOW_KEY, ""))
+        self.smtp_host = setting(cfg, SMTP_HOST_KEY, "127.0.0.1")
+        self.smtp_port = int(setting(cfg, SMTP_PORT_KEY, 25))
+        self.smtp_from = setting(cfg, SMTP_FROM_KEY, "tacoord@localhost")
+        self.smtp_user = setting(cfg, SMTP_USER_KEY, None)
+        self.smtp_password = setting(cfg, SMTP_PASSWORD_KEY, None)
+        self.smtp_starttls = str(setting(cfg, SMTP_STARTTLS_KEY, "")).lower() in ("1", "true", "yes")
+        self.digest_period = float(setting(cfg, DIGEST_SECONDS_KEY, 86400))
+        address = cfg.get("WEB_SERVER_ADDRESS", "127.0.0.1:8004")
+        self.public_url = str(setting(cfg, PUBLIC_URL_KEY, f"http://{address}")).rstrip("/")
+        self.exchange = Exchange(domain.NOTIFY_EXCHANGE, type="direct", durable=True)
+        self.amqp = Publisher(self.amqp_uri, use_confirms=True, delivery_mode=PERSISTENT, serializer="json",
+                              retry=False)
+        self.dead = ConfirmedPublisher(self.amqp_uri, self.service)
+        self.http = requests.Session()
+        self.http.trust_env = False  # no proxies from the environment: the SSRF guard checks the real target
+
+    def get_dependency(self, worker_ctx):
+        return self
+
+    # -- at subscription time ---------------------------------------------------
+
+    def check_webhook(self, url):
+        """Raise domain.UnsafeTarget unless ``url`` is an http(s) URL whose host resolves to allowed IPs."""
+        host, port = domain.webhook_host(url)
+        try:
+            infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+        except (socket.gaierror, UnicodeError) as exc:
+            raise domain.UnsafeTarget(f"host {host!r} does not resolve ({exc})")
+        domain.check_addresses(host, sorted({info[4][0] for info in infos}), self.allow)
+
+    def subscriber_queue(self, subscription_id):
+        return Queue(domain.subscriber_queue(subscription_id), exchange=self.exchange,
+                     routing_key=subscription_id, durable=True)
+
+    def declare_queue(self, subscription_id):
+        with Connection(self.amqp_uri) as connection:
+            self.subscriber_queue(subscription_id).bind(connection.default_channel).declare()
+
+    def unsubscribe_url(self, subscription):
+        return f"{self.public_url}/unsubscribe/{subscription['unsubscribe_token']}"
+
+    # -- delivery ---------------------------------------------------------------
+
+    def send(self, subscription, notification_id, events, digest=False):
+        """Deliver with bounded retries; returns an Outcome (never raises for delivery errors)."""
+        channel = subscription["channel"]
+        sender = {"webhook": self._webhook, "email": self._email, "amqp": self._amqp}[channel]
+        started = time.monotonic()
+        attempts = 0
+
+        def count_retry(retry_state):
+            DELIVERY_RETRIES.labels(channel=channel).inc()
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_tries) | stop_after_delay(self.max_seconds),
+            wait=wait_exponential_jitter(initial=self.backoff_base, max=30, jitter=self.backoff_base),
+            retry=retry_if_exception_type(Retryable), before_sleep=count_retry, reraise=True)
+        error = None
+        try:
+            for attempt in retrying:
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    sender(subscription, notification_id, events, digest)
+        except (Retryable, Permanent) as exc:
+            error = str(exc)[:1000] or type(exc).__name__
+        except RetryError as exc:  # pragma: no cover - reraise=True makes this unlikely
+            error = str(exc)
+        except Exception as exc:  # a bug in a sender must not lose the outcome
+            log.exception("unexpected error delivering %s", notification_id)
+            error = f"{type(exc).__name__}: {exc}"[:1000]
+        elapsed = time.monotonic() - started
+        outcome = Outcome(ok=error is None, attempts=attempts, error=error, latency_ms=int(elapsed * 1000))
+        DELIVERIES_TOTAL.labels(channel=channel, outcome="delivered" if outcome.ok else "failed").inc()
+        DELIVERY_SECONDS.labels(channel=channel).observe(elapsed)
+        return outcome
+
+    def _webhook(self, subscription, notification_id, events, digest):
+        url = subscription["url"]
+        try:
+            self.check_webhook(url)  # again at delivery time: DNS may have changed since
+        except domain.UnsafeTarget as exc:
+            raise Permanent(f"webhook target refused: {exc}")
+        body = encode(domain.webhook_body(notification_id, subscription, events,
+                                          self.unsubscribe_url(subscription), digest)).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "tacoord-notify/1",
+            domain.SIGNATURE_HEADER: domain.signature_header(subscription["secret"], body, time.time()),
+            "X-Tacoord-Notification-Id": notification_id,
+            "X-Tacoord-Event-Type": "digest" if digest else events[0]["type"],
+        }
+        try:
+            response = self.http.post(url, data=body, headers=headers, timeout=self.timeout, allow_redirects=False)
+        except requests.Timeout as exc:
+            raise Retryable(f"timed out after {self.timeout:g}s: {exc}")
+        except requests.ConnectionError as exc:
+            raise Retryable(f"connection error: {exc}")
+        except requests.RequestException as exc:
+            raise Permanent(f"request failed: {exc}")
+        outcome = domain.http_outcome(response.status_code)
+        if outcome == "retry":
+            raise Retryable(f"HTTP {response.status_code} from {url}")
+        if outcome == "permanent":
+            raise Permanent(f"HTTP {response.status_code} from {url}")
+
+    def _email(self, subscription, notification_id, events, digest):
+        subject, text, html = domain.render_email(subscription, events, self.unsubscribe_url(subscription), digest)
+        message = EmailMessage()
+        message["Subject"] = subject
+        message["From"] = self.smtp_from
+        message["To"] = subscription["email"]
+        message["Message-ID"] = make_msgid(idstring=notification_id.replace(":", "."), domain="tacoord")
+        message["List-Unsubscribe"] = f"<{self.unsubscribe_url(subscription)}>"
+        message["X-Tacoord-Notification-Id"] = notification_id
+        message.set_content(text)
+        message.add_alternative(html, subtype="html")
+        try:
+            with smtplib.SMTP(self.smtp_host, self.smtp_port, timeout=self.timeout) as smtp:
+                if self.smtp_starttls:
+                    smtp.starttls()
+                if self.smtp_user:
+                    smtp.login(self.smtp_user, self.smtp_password or "")
+                smtp.send_message(message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            error = f"recipient refused: {exc.recipients}"
+            raise (Retryable(error) if all(domain.smtp_outcome(c) == "retry" for c in codes) else Permanent(error))
+        except smtplib.SMTPResponseException as exc:
+            error = f"SMTP {exc.smtp_code}: {exc.smtp_error!r}"
+            raise (Retryable(error) if domain.smtp_outcome(exc.smtp_code) == "retry" else Permanent(error))
+        except (smtplib.SMTPException, OSError) as exc:  # disconnected, refused, timed out
+            raise Retryable(f"SMTP {self.smtp_host}:{self.smtp_port}: {type(exc).__name__}: {exc}")
+
+    def _amqp(self, subscription, notification_id, events, digest):
+        body = domain.webhook_body(notification_id, subscription, events, self.unsubscribe_url(subscription), digest)
+        queue = self.subscriber_queue(subscription["subscription_id"])
+        try:
+            self.amqp.publish(body, exchange=self.exchange, routing_key=subscription["subscription_id"],
+                              declare=[queue], mandatory=True, message_id=notification_id,
+                              headers={"x-tacoord-notification-id": notification_id},
+                              type="digest" if digest else events[0]["type"])
+        except UndeliverableMessage:
+            raise Retryable(f"no queue bound for subscription {subscription['subscription_id']}")
+        except Exception as exc:  # broker unreachable, channel error
+            raise Retryable(f"AMQP publish failed: {type(exc).__name__}: {exc}")
+
+    # -- what could not be delivered --------------------------------------------
+
+    def park(self, delivery, subscription, events, error):
+        """Publish a dead letter with the reason headers (as tacoord.consumer does), so it is audited."""
+        body = {"id": delivery["_id"], "type": "notification.undeliverable",
+                "occurred_at": utcnow().isoformat(), "source": "notify",
+                "data": {"notification_id": delivery["_id"], "subscription_id": subscription["subscription_id"],
+                         "channel": subscription["channel"], "attempts": delivery.get("attempts"),
+                         "source_event_id": delivery["event_id"], "events": events}}
+        headers = {
+            REASON_HEADER: f"notification undeliverable after {delivery.get('attempts')} attempt(s) "
+                           f"over {subscription['channel']}: {error}",
+            DEAD_LETTER_ID_HEADER: str(uuid.uuid4()),
+            "x-tacoord-queue": "notify.deliveries",
+            "x-tacoord-routing-key": delivery["event_type"],
+            "x-tacoord-exchange": "",
+            "x-tacoord-failed-at": utcnow().isoformat(),
+            "x-tacoord-kind": "undeliverable",
+            "x-tacoord-subscription-id": subscription["subscription_id"],
+            "x-tacoord-channel": subscription["channel"],
+        }
+        self.dead.publish_raw(json.loads(encode(body)), exchange=topology.DEAD, routing_key=delivery["event_type"],
+                              headers=headers, message_id=delivery["_id"])

@@ -1,0 +1,333 @@
+"""Notify: pure rules (no I/O) — who hears about an event, how it is signed,
+where a webhook may point, what a message says, when a failure is final."""
+import hashlib
+import hmac
+import html
+import ipaddress
+import secrets
+import uuid
+from urllib.parse import urlsplit
+
+from tacoord import reference
+
+CHANNELS = ("webhook", "email", "amqp")
+KINDS = ("donor", "network", "state")
+STATUSES = ("active", "unsubscribed", "deleted")
+EVENT_FAMILIES = ("match", "gap", "duplication", "workshop", "need", "offer")
+SIGNATURE_HEADER = "X-Tacoord-Signature"
+REPLAY_WINDOW_SECONDS = 300
+NOTIFY_EXCHANGE = "tacoord.notify"
+
+
+def subscriber_queue(subscription_id):
+    return f"notify.sub.{subscription_id}"
+
+
+# -- regional networks ---------------------------------------------------------
+
+def builtin_networks():
+    """The five UN regional groups, as networks (from the reference data)."""
+    return {gid: {"network_id": gid, "name": group["official_name"], "builtin": True,
+                  "states": list(reference.states_in_group(gid)), "contacts": []}
+            for gid, group in reference.regional_groups().items()}
+
+
+# -- what an event is about ----------------------------------------------------
+
+def _as_set(*values):
+    out = set()
+    for value in values:
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple, set)):
+            out.update(v for v in value if v is not None and not isinstance(v, (dict, list)))
+        elif not isinstance(value, dict):
+            out.add(value)
+    return out
+
+
+def event_scope(event):
+    """What an event concerns, read from its payload (docs/events.md)."""
+    data = event.get("data") or {}
+    articles = {a for a in _as_set(data.get("article"), data.get("articles")) if isinstance(a, int)}
+    chapters = {c for c in _as_set(data.get("chapter"), data.get("chapters")) if isinstance(c, int)}
+    for article in articles:
+        if article in reference.articles():
+            chapters.add(reference.chapter_of(article))
+    priority = data.get("priority")
+    return {
+        "type": event.get("type", ""),
+        "states": _as_set(data.get("state"), data.get("states"), data.get("scope_states"),
+                          data.get("states_completed"), data.get("states_upcoming")),
+        "groups": _as_set(data.get("regional_group"), data.get("scope_groups")),
+        "networks": _as_set(data.get("network_id")),
+        "providers": _as_set(data.get("provider"), data.get("providers"), data.get("donors"),
+                             [s.get("provider") for s in data.get("support_received") or []
+                              if isinstance(s, dict)]),
+        "articles": articles,
+        "chapters": chapters,
+        "forms": _as_set(data.get("forms"), data.get("form")),
+        "priority": priority if isinstance(priority, int) else None,
+    }
+
+
+def type_matches(patterns, event_type):
+    """``match.proposed``, ``match.*`` or ``*``; no patterns = every type."""
+    if not patterns:
+        return True
+    for pattern in patterns:
+        if pattern in ("*", event_type):
+            return True
+        if pattern.endswith(".*") and event_type.startswith(pattern[:-1]):
+            return True
+    return False
+
+
+def filter_matches(flt, scope):
+    """Each filter dimension narrows only when the event carries that attribute."""
+    flt = flt or {}
+    if not type_matches(flt.get("types"), scope["type"]):
+        return False
+    for key, attr in (("states", "states"), ("regional_groups", "groups"), ("articles", "articles"),
+                      ("chapters", "chapters"), ("forms", "forms")):
+        wanted = set(flt.get(key) or ())
+        if wanted and scope[attr] and not wanted & scope[attr]:
+            return False
+    if flt.get("priority") is not None and scope["priority"] is not None:
+        if scope["priority"] > flt["priority"]:  # 1 is the highest priority
+            return False
+    return True
+
+
+def concerns_states(states, network_id, scope):
+    """Does the event concern any of these States (or the group named ``network_id``)?"""
+    states = set(states)
+    if network_id and network_id in scope["networks"]:
+        return True
+    if scope["states"]:
+        return bool(states & scope["states"])
+    if network_id and network_id in scope["groups"]:
+        return True
+    # an event about whole regional groups only (an offer scoped to a group)
+    return any(states & set(reference.states_in_group(g)) for g in scope["groups"]
+               if g in reference.regional_groups())
+
+
+def subscription_matches(subscription, event, network_states=None):
+    """Should this subscription hear about this event?
+
+    - donor: the event names its provider, or names no provider at all and
+      passes the filter (events naming other donors are theirs, not shown);
+    - state: the event concerns that State (or only its regional group);
+    - network: the event concerns any of the network's States, or names the
+      network as regional group.
+    Every kind then has to pass its filter.
+    """
+    if subscription.get("status") != "active":
+        return False
+    scope = event_scope(event)
+    if not filter_matches(subscription.get("filter"), scope):
+        return False
+    kind, subject = subscription["kind"], subscription["subject"]
+    if kind == "donor":
+        return subject in scope["providers"] or not scope["providers"]
+    if kind == "state":
+        if scope["states"]:
+            return subject in scope["states"]
+        group = reference.regional_group_of(subject) if reference.is_known_state(subject) else None
+        return group in scope["groups"]
+    if kind == "network":
+        return concerns_states(network_states or (), subject, scope)
+    return False
+
+
+# -- webhook signatures --------------------------------------------------------
+
+def new_secret():
+    return "whsec_" + secrets.token_urlsafe(32)
+
+
+def new_token():
+    return secrets.token_urlsafe(24)
+
+
+def new_id(prefix):
+    return f"{prefix}_{uuid.uuid4().hex[:16]}"
+
+
+def _as_bytes(body):
+    return body if isinstance(body, bytes) else body.encode("utf-8")
+
+
+def sign(secret, body, timestamp):
+    """hex HMAC-SHA256 of ``f"{t}.{body}"`` with the subscription's secret."""
+    message = str(int(timestamp)).encode() + b"." + _as_bytes(body)
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def signature_header(secret, body, timestamp):
+    return f"t={int(timestamp)},v1={sign(secret, body, timestamp)}"
+
+
+def verify_signature(secret, header, body, now, tolerance=REPLAY_WINDOW_SECONDS):
+    """True when ``header`` (``t=…,v1=…``) signs ``body`` with ``secret`` and
+    ``t`` is within ``tolerance`` seconds of ``now`` (replay window)."""
+    if not header or not secret:
+        return False
+    parts = {}
+    for item in header.split(","):
+        key, sep, value = item.strip().partition("=")
+        if sep:
+            parts.setdefault(key, []).append(value)
+    try:
+        timestamp = int(parts["t"][0])
+    except (KeyError, ValueError):
+        return False
+    if abs(now - timestamp) > tolerance:
+        return False
+    expected = sign(secret, body, timestamp)
+    return any(hmac.compare_digest(expected, candidate) for candidate in parts.get("v1", []))
+
+
+# -- webhook targets (SSRF guard) ---------------------------------------------
+
+class UnsafeTarget(ValueError):
+    pass
+
+
+def parse_allow(text):
+    """``TACOORD_WEBHOOK_ALLOW``: comma-separated CIDRs that may be reached anyway."""
+    networks = []
+    for item in (text or "").split(","):
+        item = item.strip()
+        if item:
+            networks.append(ipaddress.ip_network(item, strict=False))
+    return tuple(networks)
+
+
+def webhook_host(url):
+    """(host, port) of an acceptable webhook URL, or UnsafeTarget saying why not."""
+    if not isinstance(url, str) or len(url) > 2000:
+        raise UnsafeTarget("must be an http(s) URL of at most 2000 characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UnsafeTarget(f"not a valid URL: {exc}")
+    if parts.scheme not in ("http", "https"):
+        raise UnsafeTarget("must start with http:// or https://")
+    if not parts.hostname:
+        raise UnsafeTarget("has no host name")
+    if parts.username or parts.password:
+        raise UnsafeTarget("may not carry user:password (sign with the subscription secret instead)")
+    return parts.hostname, port or (443 if parts.scheme == "https" else 80)
+
+
+def address_problem(address, allow=()):
+    """Why a webhook may not reach this IP address (None when it may)."""
+    ip = ipaddress.ip_address(address)
+    if getattr(ip, "ipv4_mapped", None):
+        ip = ip.ipv4_mapped
+    if any(ip in network for network in allow):
+        return None
+    for label, flag in (("loopback", ip.is_loopback), ("private", ip.is_private),
+                        ("link-local", ip.is_link_local), ("multicast", ip.is_multicast),
+                        ("reserved", ip.is_reserved), ("unspecified", ip.is_unspecified)):
+        if flag:
+            return f"{address} is a {label} address"
+    if not ip.is_global:
+        return f"{address} is not a public address"
+    return None
+
+
+def check_addresses(host, addresses, allow=()):
+    """Every address the host resolves to must be acceptable."""
+    if not addresses:
+        raise UnsafeTarget(f"host {host!r} does not resolve")
+    for address in addresses:
+        problem = address_problem(address, allow)
+        if problem:
+            raise UnsafeTarget(f"host {host!r} resolves to a forbidden target: {problem} "
+                               "(allow it with TACOORD_WEBHOOK_ALLOW)")
+
+
+# -- outcomes ------------------------------------------------------------------
+
+def http_outcome(status):
+    """'ok', 'retry' (5xx, 429) or 'permanent' (other 4xx, 3xx: no redirects)."""
+    if 200 <= status < 300:
+        return "ok"
+    if status >= 500 or status == 429:
+        return "retry"
+    return "permanent"
+
+
+def smtp_outcome(code):
+    """SMTP replies: 4xx are transient, 5xx permanent."""
+    return "retry" if 400 <= code < 500 else "permanent"
+
+
+def notification_event_data(delivery, subscription, error=None):
+    """Payload of notification.delivered / notification.failed (docs/events.md)."""
+    return {"notification_id": delivery["_id"], "subscription_id": subscription["subscription_id"],
+            "source_event_id": delivery["event_id"], "source_event_type": delivery["event_type"],
+            "channel": subscription["channel"], "attempts": delivery.get("attempts", 0),
+            "error": error}
+
+
+# -- what a message says -------------------------------------------------------
+
+def summary(event):
+    data = event.get("data") or {}
+    bits = []
+    for key in ("state", "regional_group", "provider"):
+        if data.get(key):
+            bits.append(str(data[key]))
+    if data.get("article"):
+        bits.append(f"article {data['article']}")
+    if data.get("priority"):
+        bits.append(f"priority {data['priority']}")
+    return f"{event.get('type')}" + (f": {', '.join(bits)}" if bits else "")
+
+
+def webhook_body(notification_id, subscription, events, unsubscribe_url, digest=False):
+    body = {"notification_id": notification_id, "subscription_id": subscription["subscription_id"],
+            "unsubscribe_url": unsubscribe_url}
+    if digest:
+        body.update({"digest": True, "events": events})
+    else:
+        body["event"] = events[0]
+    return body
+
+
+def render_email(subscription, events, unsubscribe_url, digest=False):
+    """(subject, plain text, HTML) of one notification or one daily digest."""
+    if digest:
+        subject = f"[tacoord] daily digest: {len(events)} notification(s)"
+    else:
+        subject = f"[tacoord] {summary(events[0])}"
+    lines = [f"tacoord notification for {subscription['kind']} {subscription['subject']}", ""]
+    items = []
+    for event in events:
+        data = event.get("data") or {}
+        detail = ", ".join(f"{k}={v}" for k, v in sorted(data.items())
+                           if k in ("need_id", "offer_id", "match_id", "gap_id", "duplication_id",
+                                    "request_id", "state", "article", "priority", "provider", "score",
+                                    "status", "kind"))
+        lines.append(f"- {summary(event)} ({event.get('occurred_at')})")
+        if detail:
+            lines.append(f"  {detail}")
+        items.append(f"<li><strong>{html.escape(summary(event))}</strong> "
+                     f"<small>{html.escape(str(event.get('occurred_at')))}</small>"
+                     f"<br><code>{html.escape(detail)}</code></li>")
+    lines += ["", f"Unsubscribe: {unsubscribe_url}"]
+    body_html = (f"<html><body><p>tacoord notification for {html.escape(subscription['kind'])} "
+                 f"<strong>{html.escape(subscription['subject'])}</strong></p><ul>{''.join(items)}</ul>"
+                 f"<p><a href=\"{html.escape(unsubscribe_url, quote=True)}\">Unsubscribe</a></p>"
+                 f"</body></html>")
+    return subject, "\n".join(lines) + "\n", body_html
+
+
+def digest_due(last_sent_at, now, period_seconds):
+    """Send a digest when none was sent, or the last one is ``period`` old (epoch seconds)."""
+    return last_sent_at is None or now - last_sent_at >= period_seconds

@@ -1,0 +1,216 @@
+"""Notify service: tells donors, regional networks and States what concerns them,
+by webhook, e-mail or their own AMQP queue — at most once per subscription and event."""
+import logging
+import time
+import uuid
+
+import eventlet
+from marshmallow import ValidationError
+from nameko.timer import Timer
+
+from services.notify import domain
+from services.notify.dependencies import DIGEST_SECONDS_KEY, Channels, NotifyStore, public_subscription, setting
+from services.notify.schemas import NetworkSchema, SubscriptionSchema, check_subject
+from tacoord import topology
+from tacoord.consumer import consume_events
+from tacoord.envelope import utcnow
+from tacoord.errors import Forbidden, NotFound
+from tacoord.ops import OpsServer
+from tacoord.web import PUBLIC, api, query_args, read_json, require_scope
+
+log = logging.getLogger(__name__)
+
+SUBSCRIBERS = ("donor", "network", "state", "operator")
+PARALLEL_DELIVERIES = 8
+DAY = 86400
+
+
+class DigestTimer(Timer):
+    """Ticks every min(period, 60 s); the period comes from TACOORD_NOTIFY_DIGEST_SECONDS."""
+
+    def __init__(self, **kwargs):
+        super().__init__(interval=60, **kwargs)
+
+    def setup(self):
+        self.period = float(setting(self.container.config, DIGEST_SECONDS_KEY, DAY))
+        self.interval = min(self.period, 60.0)
+
+
+digest_timer = DigestTimer.decorator
+
+
+class NotifyService:
+    name = "notify"
+
+    store = NotifyStore()
+    channels = Channels()
+    ops = OpsServer()
+
+    # -- events -----------------------------------------------------------------
+
+    @consume_events(topology.NOTIFY_EVENTS)
+    def on_event(self, event):
+        subscriptions = self.store.active_subscriptions()
+        networks = self.store.networks() if any(s["kind"] == "network" for s in subscriptions) else {}
+        matched = [s for s in subscriptions if domain.subscription_matches(
+            s, event, networks.get(s["subject"], {}).get("states"))]
+        immediate = []
+        for subscription in matched:
+            if subscription.get("digest"):
+                self.store.add_digest_item(subscription["subscription_id"], event)
+            else:
+                immediate.append(subscription)
+        pool = eventlet.GreenPool(PARALLEL_DELIVERIES)
+        for _ in pool.imap(lambda s: self._notify_one(s, event), immediate):
+            pass
+
+    def _notify_one(self, subscription, event):
+        notification_id = f"{subscription['subscription_id']}:{event['id']}"
+        delivery = self.store.claim_delivery(notification_id, subscription, event["id"], event["type"])
+        if delivery is None:
+            log.info("notification %s exists already; not sending it again", notification_id)
+            return
+        self._deliver(subscription, delivery, [event], cause=event)
+
+    def _deliver(self, subscription, delivery, events, cause=None, digest=False):
+        outcome = self.channels.send(subscription, delivery["_id"], events, digest)
+        done = self.store.finish_delivery(delivery, subscription, outcome, cause=cause)
+        if not outcome.ok:
+            try:
+                self.channels.park(done, subscription, events, outcome.error)
+            except Exception:
+                log.exception("could not park undeliverable notification %s", delivery["_id"])
+
+    @digest_timer()
+    def send_digests(self):
+        period = self.channels.digest_period
+        now = time.time()
+        for subscription_id in self.store.pending_digest_subscriptions():
+            try:
+                subscription = self.store.subscription(subscription_id)
+            except NotFound:
+                continue
+            if subscription["status"] != "active":
+                continue
+            if not domain.digest_due(subscription.get("last_digest_at"), now, period):
+                continue
+            digest_id = uuid.uuid4().hex[:16]
+            notification_id = f"{subscription_id}:digest:{digest_id}"
+            delivery = self.store.claim_delivery(notification_id, subscription, f"digest:{digest_id}", "digest",
+                                                 digest=True)
+            events = self.store.claim_digest(subscription_id, notification_id)
+            self.store.mark_digest_sent(subscription_id, now)
+            if events:
+                self._deliver(subscription, delivery, events, digest=True)
+
+    # -- subscriptions ----------------------------------------------------------
+
+    @api("POST", "/subscriptions", roles=SUBSCRIBERS)
+    def subscribe(self, request):
+        body = read_json(request, SubscriptionSchema())
+        kind, subject = self._subscriber(request.principal, body)
+        if kind == "network":
+            try:
+                self.store.network(subject)
+            except NotFound as exc:
+                raise ValidationError({"subject": [str(exc)]})
+        if body["channel"] == "webhook":
+            try:
+                self.channels.check_webhook(body["url"])
+            except domain.UnsafeTarget as exc:
+                raise ValidationError({"url": [f"webhook target refused: {exc}"]})
+        now = utcnow().isoformat()
+        subscription = {
+            "subscription_id": domain.new_id("sub"), "kind": kind, "subject": subject,
+            "channel": body["channel"], "url": body["url"], "email": body["email"], "filter": body["filter"],
+            "digest": body["digest"], "label": body["label"], "status": "active",
+            "secret": domain.new_secret() if body["channel"] == "webhook" else None,
+            "unsubscribe_token": domain.new_token(), "created_by": request.principal.actor,
+            "created_at": now, "updated_at": now, "last_digest_at": time.time() if body["digest"] else None,
+        }
+        if body["channel"] == "amqp":
+            self.channels.declare_queue(subscription["subscription_id"])
+        self.store.add_subscription(subscription)
+        created = {**public_subscription(subscription),
+                   "unsubscribe_url": self.channels.unsubscribe_url(subscription)}
+        if subscription["secret"]:
+            created["secret"] = subscription["secret"]  # shown once, here
+        if body["channel"] == "amqp":
+            created["queue"] = domain.subscriber_queue(subscription["subscription_id"])
+            created["exchange"] = domain.NOTIFY_EXCHANGE
+        return 201, created
+
+    @staticmethod
+    def _subscriber(principal, body):
+        if principal.is_operator():
+            missing = {k: ["required when an operator subscribes for someone"]
+                       for k in ("kind", "subject") if not body.get(k)}
+            if missing:
+                raise ValidationError(missing)
+            return body["kind"], check_subject(body["kind"], body["subject"])
+        kind = body.get("kind") or principal.role
+        if kind != principal.role:
+            raise Forbidden(f"{principal.actor} may only subscribe as a {principal.role}")
+        subject = check_subject(kind, body.get("subject") or principal.subject)
+        require_scope(principal, subject, "subscriptions")
+        return kind, subject
+
+    def _owned(self, principal, subscription_id):
+        subscription = self.store.subscription(subscription_id)
+        if not principal.is_operator() and (subscription["kind"], subscription["subject"]) != (
+                principal.role, principal.subject):
+            raise Forbidden(f"{principal.actor} may not see subscription {subscription_id}")
+        return subscription
+
+    @api("GET", "/subscriptions", roles=SUBSCRIBERS)
+    def list_subscriptions(self, request):
+        query = query_args(request, ("kind", "subject", "status", "channel"))
+        if not request.principal.is_operator():
+            query.update(kind=request.principal.role, subject=request.principal.subject)
+        found = [public_subscription(s) for s in self.store.subscriptions(query)]
+        return {"count": len(found), "subscriptions": found}
+
+    @api("GET", "/subscriptions/<string:subscription_id>", roles=SUBSCRIBERS)
+    def get_subscription(self, request, subscription_id):
+        return public_subscription(self._owned(request.principal, subscription_id))
+
+    @api("DELETE", "/subscriptions/<string:subscription_id>", roles=SUBSCRIBERS)
+    def delete_subscription(self, request, subscription_id):
+        self._owned(request.principal, subscription_id)
+        self.store.set_status(subscription_id, "deleted")
+        return {"subscription_id": subscription_id, "status": "deleted"}
+
+    @api("GET", "/subscriptions/<string:subscription_id>/deliveries", roles=SUBSCRIBERS)
+    def deliveries(self, request, subscription_id):
+        query_args(request, ())
+        self._owned(request.principal, subscription_id)
+        found = self.store.deliveries(subscription_id)
+        return {"subscription_id": subscription_id, "count": len(found), "deliveries": found}
+
+    @api("GET", "/unsubscribe/<string:token>", roles=PUBLIC)
+    def unsubscribe(self, request, token):
+        subscription = self.store.unsubscribe(token)
+        return {"subscription_id": subscription["subscription_id"], "status": "unsubscribed",
+                "message": "You will receive no more notifications for this subscription."}
+
+    # -- networks ---------------------------------------------------------------
+
+    @api("GET", "/networks")
+    def list_networks(self, request):
+        query_args(request, ())
+        networks = sorted(self.store.networks().values(), key=lambda n: (not n.get("builtin"), n["network_id"]))
+        return {"count": len(networks), "networks": networks}
+
+    @api("GET", "/networks/<string:network_id>")
+    def get_network(self, request, network_id):
+        return self.store.network(network_id)
+
+    @api("POST", "/networks", roles=("operator",))
+    def create_network(self, request):
+        network = read_json(request, NetworkSchema())
+        network = {**network, "states": sorted(set(network["states"])), "builtin": False,
+                   "created_at": utcnow().isoformat(), "created_by": request.principal.actor}
+        return 201, self.store.add_network(network)
+
+
+SERVICE = NotifyService
