@@ -22,7 +22,8 @@ INDEXES = {
         "experts": [IndexModel([("_outbox.id", ASCENDING)])],
     },
     "requests": {
-        "workshop_requests": [IndexModel([("state", ASCENDING)]), IndexModel([("_outbox.id", ASCENDING)])],
+        "workshop_requests": [IndexModel([("state", ASCENDING)]), IndexModel([("states", ASCENDING)]),
+                              IndexModel([("_outbox.id", ASCENDING)])],
     },
     "matching": {},
     "notify": {},
