@@ -22,8 +22,7 @@ INDEXES = {
         "experts": [IndexModel([("_outbox.id", ASCENDING)])],
     },
     "requests": {
-        "workshop_requests": [IndexModel([("state", ASCENDING)]), IndexModel([("states", ASCENDING)]),
-                              IndexModel([("_outbox.id", ASCENDING)])],
+        "workshop_requests": [IndexModel([("state", ASCENDING)]), IndexModel([("_outbox.id", ASCENDING)])],
     },
     "matching": {},
     "notify": {},

@@ -129,7 +129,8 @@ def list_query(filters, principal):
             # ``null`` inside ``$or``, so "group members unless a network" is not one query there.
             query.update({"kind": "regional_workshop", "status": {"$in": list(domain.OPEN)}})
         else:
-            query["states"] = principal.subject
+            # ``$in`` rather than equality: nx-27017 answers an equality on an indexed array wrongly
+            query["states"] = {"$in": [principal.subject]}
     elif principal.role == "network":
         query["$or"] = [{"network_id": principal.subject}, {"regional_group": principal.subject}]
     elif joinable:
