@@ -1,0 +1,198 @@
+"""Requests: the lifecycle state machine and the rules for joining (pure, no I/O).
+
+    submitted ─▶ under_review ─▶ approved ─▶ scheduled ─▶ held
+                      │              │
+                      └──────────────┴─▶ declined            (operator, with a reason)
+    submitted / under_review / approved / scheduled ─▶ cancelled   (the requesting State, or an operator)
+
+``held``, ``declined`` and ``cancelled`` are final. Each transition becomes
+one ``workshop.<status>`` event.
+"""
+import hashlib
+import uuid
+
+from tacoord import reference
+from tacoord.errors import Conflict, Forbidden, Rejected
+
+TRANSITIONS = {
+    "submitted": ("under_review", "cancelled"),
+    "under_review": ("approved", "declined", "cancelled"),
+    "approved": ("scheduled", "declined", "cancelled"),
+    "scheduled": ("held", "cancelled"),
+    "held": (),
+    "declined": (),
+    "cancelled": (),
+}
+STATUSES = tuple(TRANSITIONS)
+OPEN = tuple(s for s, targets in TRANSITIONS.items() if targets)
+FINAL = tuple(s for s, targets in TRANSITIONS.items() if not targets)
+
+OPERATOR = "operator"
+REQUESTER = "requesting State"
+# Who may move a request *to* each status.
+MAY_MOVE_TO = {
+    "under_review": (OPERATOR,),
+    "approved": (OPERATOR,),
+    "scheduled": (OPERATOR,),
+    "declined": (OPERATOR,),
+    "held": (REQUESTER, OPERATOR),
+    "cancelled": (REQUESTER, OPERATOR),
+}
+# What each target status requires (r) or accepts (o); anything else is refused.
+PARAMETERS = {
+    "under_review": {},
+    "approved": {},
+    "scheduled": {"scheduled_for": "r"},
+    "held": {"outcome_notes": "r"},
+    "declined": {"reason": "r"},
+    "cancelled": {"reason": "o"},
+}
+ALL_PARAMETERS = ("reason", "scheduled_for", "outcome_notes")
+
+EVENT_OF = {
+    "submitted": "workshop.requested",
+    **{status: f"workshop.{status}" for status in STATUSES if status != "submitted"},
+}
+
+
+def allowed_from(status):
+    return TRANSITIONS[status]
+
+
+def describe_allowed(status):
+    targets = TRANSITIONS[status]
+    return ", ".join(targets) if targets else f"none ('{status}' is final)"
+
+
+def check_transition(current, target):
+    """Raise ``Conflict`` unless ``current → target`` is a legal step."""
+    if target not in TRANSITIONS:
+        raise Rejected(f"unknown status {target!r}; one of: {', '.join(STATUSES[1:])}", "to")
+    if target not in TRANSITIONS[current]:
+        raise Conflict(f"cannot move a request from '{current}' to '{target}'; "
+                       f"allowed from '{current}': {describe_allowed(current)}")
+
+
+def check_actor(request, target, role, subject):
+    """Raise ``Forbidden`` unless this principal may move the request to ``target``."""
+    allowed = MAY_MOVE_TO[target]
+    if role == "operator" and OPERATOR in allowed:
+        return
+    if role == "state" and REQUESTER in allowed and subject == request["state"]:
+        return
+    who = " or ".join(f"the {REQUESTER} ({request['state']})" if a == REQUESTER else "an operator"
+                      for a in allowed)
+    raise Forbidden(f"only {who} may move a request to '{target}'; you are {role}:{subject}")
+
+
+def check_parameters(target, params):
+    """Raise ``Rejected`` naming the field when a required value is missing or a stray one is given."""
+    expected = PARAMETERS[target]
+    for name in ALL_PARAMETERS:
+        given = params.get(name) not in (None, "")
+        if expected.get(name) == "r" and not given:
+            raise Rejected(f"required to move a request to '{target}'", name)
+        if name not in expected and given:
+            raise Rejected(f"not accepted when moving to '{target}'"
+                           + (f" (accepted: {', '.join(expected)})" if expected else ""), name)
+
+
+def transition(request, target, role, subject, params, now):
+    """Validate one step; return the changes to store and the event type to emit.
+
+    ``request`` is the stored request (public fields); ``params`` holds
+    JSON-ready ``reason`` / ``scheduled_for`` / ``outcome_notes``. Checks, in
+    order: the step is legal (409), the principal may take it (403), the
+    step's values are there (422).
+    """
+    check_transition(request["status"], target)
+    check_actor(request, target, role, subject)
+    check_parameters(target, params)
+    changes = {"status": target, "updated_at": now}
+    for name in PARAMETERS[target]:
+        if params.get(name) not in (None, ""):
+            changes[name] = params[name]
+    return changes, EVENT_OF[target]
+
+
+# --- filing -------------------------------------------------------------------
+
+def new_request_id(state, seed=None):
+    """``REQ-KEN-<10 hex>``; from ``seed`` (an ingress message id) it is deterministic,
+    so a redelivered message can never file the same request twice."""
+    digest = hashlib.sha256(seed.encode()).hexdigest()[:10] if seed else uuid.uuid4().hex[:10]
+    return f"REQ-{state}-{digest}"
+
+
+def new_request(filed, now, request_id):
+    """A request document from a validated, JSON-ready filing."""
+    request = {
+        **filed,
+        "request_id": request_id,
+        "articles": sorted(set(filed.get("articles") or [])),
+        "network_id": filed.get("network_id"),
+        "network_states": sorted(set(filed.get("network_states") or [])),
+        "regional_group": filed.get("regional_group") or reference.regional_group_of(filed["state"]),
+        "states": [filed["state"]],
+        "status": "submitted",
+        "reason": None,
+        "outcome_notes": None,
+        "scheduled_for": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+    if request["kind"] != "regional_workshop":
+        request["network_id"], request["network_states"] = None, []
+    return request
+
+
+# --- regional workshops: who may join -------------------------------------------
+
+def eligible_states(request):
+    """The States who may join a regional workshop: the network's, else the group's."""
+    if request["kind"] != "regional_workshop":
+        return ()
+    if request.get("network_id"):
+        return tuple(sorted(set(request["network_states"]) | {request["state"]}))
+    return reference.states_in_group(request["regional_group"])
+
+
+def join(request, state, now):
+    """The changes for ``state`` joining, or None when it already takes part."""
+    if request["kind"] != "regional_workshop":
+        raise Conflict(f"request {request['request_id']} is a {request['kind']}; only regional workshops "
+                       f"can be joined")
+    if request["status"] not in OPEN:
+        raise Conflict(f"request {request['request_id']} is '{request['status']}'; States can join only while it "
+                       f"is one of: {', '.join(OPEN)}")
+    if state not in eligible_states(request):
+        where = (f"network {request['network_id']}" if request.get("network_id")
+                 else f"regional group {request['regional_group']}")
+        raise Forbidden(f"{state} is not in {where}; only its States may join request {request['request_id']}")
+    if state in request["states"]:
+        return None
+    return {"states": request["states"] + [state], "updated_at": now}
+
+
+def may_view(request, role, subject):
+    """Operators see everything; a State its own requests, those it joined, and regional ones it may join;
+    a network the requests of its network or regional group."""
+    if role == "operator":
+        return True
+    if role == "state":
+        return subject in request["states"] or (
+            request["status"] in OPEN and subject in eligible_states(request))
+    if role == "network":
+        return subject in (request.get("network_id"), request.get("regional_group"))
+    return False
+
+
+def proposed_participants(proposal, event_id, now):
+    """What matching proposed, as stored on the request."""
+    return {
+        "states_completed": sorted(set(proposal["states_completed"])),
+        "states_upcoming": sorted(set(proposal["states_upcoming"])),
+        "donors": sorted(set(proposal["donors"])),
+        "proposed_at": now,
+        "event_id": event_id,
+    }
