@@ -409,12 +409,16 @@ def _import(what, file, url, key, content_type, quiet):
     if response.status_code >= 400:
         if response.status_code == 413:
             detail = "file too large for one request (TACOORD_MAX_BODY_BYTES); split it"
+        elif response.status_code in (404, 405) and not isinstance(result, dict):
+            detail = f"the {service} service at {base} has no import route POST {path} (is it up to date?)"
+        elif response.status_code == 401 and not isinstance(result, dict):
+            detail = "the API key was not accepted"
         elif isinstance(result, dict):
             detail = result.get("error") or result
             if result.get("details"):
                 detail = f"{detail}: " + "; ".join(result["details"][:20])
         else:
-            detail = response.text[:500]
+            detail = response.text[:500] if "<html" not in response.text[:500].lower() else response.reason
         raise click.ClickException(f"import refused by {service} ({response.status_code}): {detail}")
     emit(result if result is not None else {"status": response.status_code, "body": response.text[:2000]})
 
