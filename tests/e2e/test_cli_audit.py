@@ -1,0 +1,41 @@
+"""`tacoord audit`: an entity's history and the chain check, read from the audit database."""
+import json
+
+from click.testing import CliRunner
+
+from services.audit.service import AuditService
+from services.needs.service import NeedsService
+from tacoord.cli import main
+from tacoord.testing import wait_until
+
+KENYA_NEED = {"state": "KEN", "article": 9, "forms": ["LEGAL_ADVICE"], "priority": 1,
+              "description": "Public procurement reform", "checklist_round": "2026-1"}
+
+
+def cli(sandbox, *args):
+    return CliRunner().invoke(main, ["--vhost", sandbox.vhost, "--db-prefix", sandbox.prefix, *args])
+
+
+def test_audit_history_shows_what_happened_to_a_need(sandbox, start):
+    start(AuditService, NeedsService)
+    sent = sandbox.publish("need.submitted", KENYA_NEED)
+    need = wait_until(lambda: sandbox.db("needs").needs.find_one({"state": "KEN"}), message="stored need")
+    need_id = need["need_id"]
+    wait_until(lambda: sandbox.db("audit").audit.find_one({"entities": f"need:{need_id}"}),
+               message="audit record")
+
+    history = cli(sandbox, "audit", "history", "need", need_id, "--json")
+    assert history.exit_code == 0, history.output
+    body = json.loads(history.stdout)
+    assert (body["entity"], body["count"]) == (f"need:{need_id}", 1)
+    assert body["records"][0]["type"] == "need.submitted"
+    assert body["records"][0]["causation_id"] == sent["id"]
+
+    table = cli(sandbox, "audit", "history", "need", need_id)
+    assert "need.submitted  source=needs  actor=partner:tacoord" in table.stdout
+
+    verified = cli(sandbox, "audit", "verify")
+    assert verified.exit_code == 0 and "audit chain intact (1 records)" in verified.stdout
+
+    nothing = cli(sandbox, "audit", "history", "need", "NOPE")
+    assert nothing.exit_code == 1 and "no audit records about need:NOPE" in nothing.output
