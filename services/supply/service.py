@@ -358,7 +358,10 @@ class SupplyService:
             key = data.get("external_ref") or f"event:{message['id']}"
             self.store.file_offer(data, key, message["source"], cause=message)
         elif message["type"] == "offer.withdrawn":
-            self.store.withdraw_offer(data["offer_id"], data["reason"], message["source"], cause=message)
+            try:
+                self.store.withdraw_offer(data["offer_id"], data["reason"], message["source"], cause=message)
+            except NotFound as exc:   # waiting cannot make an unknown offer appear: park it now
+                raise Rejected(str(exc), "data.offer_id")
 
     # -- offers over HTTP -----------------------------------------------------------------------
 
