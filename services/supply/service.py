@@ -214,13 +214,15 @@ class SupplyRepository(Repository):
         event = new_event(kind, domain.expert_event_data(expert), SOURCE, principal.actor)
         history = {"from": existing["vetting_status"], "to": to, "by": principal.actor, "at": changes["updated_at"],
                    "note": note}
+        # The whole list is $set (guarded by the status read above), not $push'ed: the
+        # MongoDB-protocol server used in development stores $push'ed documents as JSON text.
+        changes["vetting_history"] = existing.get("vetting_history", []) + [history]
         result = self.db[EXPERTS].update_one(
-            {"_id": the_id, "vetting_status": existing["vetting_status"]},
-            staged({"$set": changes, "$push": {"vetting_history": history}}, [event]))
+            {"_id": the_id, "vetting_status": existing["vetting_status"]}, staged({"$set": changes}, [event]))
         if result.matched_count == 0:
             raise Conflict(f"expert {the_id} changed status meanwhile; read it again")
         self.relay.relay(EXPERTS, the_id, [event])
-        return full_expert({**expert, "vetting_history": existing.get("vetting_history", []) + [history]})
+        return full_expert({**expert, **changes})
 
     def expire_due(self, actor="supply:expiry"):
         """Expire every active expert whose expires_at has passed. Returns their ids."""
