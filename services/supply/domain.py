@@ -1,0 +1,465 @@
+"""Supply: pure rules (no I/O) for offers, the IATI mapping and the expert roster."""
+import hashlib
+from datetime import datetime, timedelta
+
+from tacoord import reference
+from tacoord.errors import Conflict, Forbidden, Rejected
+
+# --- offers ---------------------------------------------------------------------------------
+
+# IATI organisation identifier: {RegistrationAgency}-{RegistrationNumber}; the agency is a
+# 2-letter country (or XI/XM) plus an agency code: GB-GOV-1, XM-DAC-41114, GB-COH-06368740.
+ORG_ID_PATTERN = r"^[A-Z]{2}-[A-Z0-9]{2,12}-[A-Za-z0-9][A-Za-z0-9_-]{0,80}$"
+
+LEVELS = ("bilateral", "regional", "global")
+OFFER_STATUSES = ("pipeline", "active", "closed", "withdrawn")
+FILING_STATUSES = ("pipeline", "active", "closed")   # withdrawn only by withdrawing
+OFFER_EVENTS = ("offer.published", "offer.updated", "offer.withdrawn")
+OFFER_EVENT_FIELDS = ("offer_id", "provider", "provider_name", "level", "scope_states", "scope_groups",
+                      "articles", "chapters", "forms", "capacity", "period_start", "period_end",
+                      "languages", "status", "iati_identifier", "created_at", "updated_at")
+
+
+def offer_id(provider, key):
+    """A stable offer id: the same provider × key (external ref, IATI id, ingress event) is one offer."""
+    return "off-" + hashlib.sha256(f"{provider}|{key}".encode()).hexdigest()[:14]
+
+
+def iati_offer_id(iati_identifier):
+    """IATI identifiers are globally unique and immutable: one offer per identifier, whoever imports it."""
+    return "off-" + hashlib.sha256(f"iati|{iati_identifier}".encode()).hexdigest()[:14]
+
+
+def scope_problems(level, states, groups):
+    """[(field, message)] when the geographic scope does not fit the level."""
+    states, groups = list(states or ()), list(groups or ())
+    if level == "global" and (states or groups):
+        return [("scope_states" if states else "scope_groups",
+                 "a global offer covers every State: leave scope_states and scope_groups empty")]
+    if level == "bilateral":
+        problems = []
+        if not states:
+            problems.append(("scope_states", "a bilateral offer names at least one State"))
+        if groups:
+            problems.append(("scope_groups", "a bilateral offer names States, not regional groups"))
+        return problems
+    if level == "regional" and not groups and len(set(states)) < 2:
+        return [("scope_groups", "a regional offer names a regional group or at least two States")]
+    return []
+
+
+def offer_problems(offer):
+    """[(field, message)] for a whole offer (after a filing or a merged update)."""
+    problems = []
+    if not offer.get("articles") and not offer.get("chapters"):
+        problems.append(("articles", "name the UNCAC articles and/or chapters the offer covers"))
+    if "level" in offer:
+        problems += scope_problems(offer["level"], offer.get("scope_states"), offer.get("scope_groups"))
+    start, end = offer.get("period_start"), offer.get("period_end")
+    if start and end and end < start:
+        problems.append(("period_end", f"must not be before period_start ({start})"))
+    return problems
+
+
+def normalized(offer):
+    """Lists sorted and de-duplicated, so equal offers compare equal."""
+    result = dict(offer)
+    for key in ("scope_states", "scope_groups", "forms", "languages"):
+        if key in result:
+            result[key] = sorted(set(result[key]))
+    for key in ("articles", "chapters"):
+        if key in result:
+            result[key] = sorted(set(result[key]))
+    return result
+
+
+def new_offer(filed, the_id, now):
+    """An offer document from a validated filing."""
+    offer = normalized(filed)
+    return {**offer, "offer_id": the_id, "created_at": now, "updated_at": now}
+
+
+def event_data(offer):
+    return {k: offer.get(k) for k in OFFER_EVENT_FIELDS}
+
+
+def covers_state(offer, iso3):
+    """In scope: named, or in a named regional group, or the offer is global."""
+    if offer["level"] == "global":
+        return True
+    if iso3 in offer.get("scope_states", ()):
+        return True
+    group = reference.states().get(iso3, {}).get("regional_group")
+    return group is not None and group in offer.get("scope_groups", ())
+
+
+def covers_article(offer, article):
+    """Named directly, or its chapter is covered (a chapter covers all its articles)."""
+    if article in offer.get("articles", ()):
+        return True
+    chapter = reference.articles().get(article, {}).get("chapter")
+    return chapter in offer.get("chapters", ())
+
+
+def covers_chapter(offer, chapter):
+    return chapter in offer.get("chapters", ()) or any(
+        reference.articles().get(a, {}).get("chapter") == chapter for a in offer.get("articles", ()))
+
+
+def offer_matches(offer, filters):
+    """The GET /offers filters that need reference data (the store applies the plain ones)."""
+    if "state" in filters and not covers_state(offer, filters["state"]):
+        return False
+    if "article" in filters and not covers_article(offer, filters["article"]):
+        return False
+    if "chapter" in filters and not covers_chapter(offer, filters["chapter"]):
+        return False
+    return True
+
+
+# --- IATI activities → offers ----------------------------------------------------------------
+
+ANTI_CORRUPTION_SECTOR = "15113"   # OECD DAC "Anti-corruption organisations and institutions"
+
+# DAC purpose code → what the offer covers. 15113 is about anti-corruption bodies: UNCAC art. 6
+# (preventive bodies) and art. 36 (specialized law-enforcement authorities); IATI says nothing
+# about forms of assistance, so institutional support is read as capacity-building. Extend or
+# override with the ``TACOORD_IATI_SECTOR_MAP`` setting / ``--map`` (same shape).
+DEFAULT_SECTOR_MAP = {
+    ANTI_CORRUPTION_SECTOR: {"articles": [6, 36], "chapters": [], "forms": ["CAPACITY_BUILDING"]},
+}
+
+# IATI Region codelist (vocabulary 1 = OECD DAC regions) → UN regional groups. An approximation:
+# DAC regions are geographic, the UN groups electoral (e.g. DAC "Europe, regional" is read as the
+# Eastern European Group, where the DAC recipients in Europe sit, though Türkiye is in WEOG).
+# "Developing countries, unspecified" (998) is read as a global offer. Any other region code or
+# vocabulary is skipped with a reason, never guessed.
+REGION_GROUPS = {
+    "88": ["EASTERN_EUROPEAN"],    # States Ex-Yugoslavia unspecified
+    "89": ["EASTERN_EUROPEAN"],    # Europe, regional
+    "189": ["AFRICAN"],            # North of Sahara, regional
+    "289": ["AFRICAN"],            # South of Sahara, regional
+    "298": ["AFRICAN"],            # Africa, regional
+    "380": ["GRULAC"],             # West Indies, regional
+    "389": ["GRULAC"],             # North & Central America, regional
+    "489": ["GRULAC"],             # South America, regional
+    "498": ["GRULAC"],             # America, regional
+    "589": ["ASIA_PACIFIC"],       # Middle East, regional
+    "619": ["ASIA_PACIFIC"],       # Central Asia, regional
+    "679": ["ASIA_PACIFIC"],       # South Asia, regional
+    "689": ["ASIA_PACIFIC"],       # South & Central Asia, regional
+    "789": ["ASIA_PACIFIC"],       # Far East Asia, regional
+    "798": ["ASIA_PACIFIC"],       # Asia, regional
+    "889": ["ASIA_PACIFIC"],       # Oceania, regional
+    "998": [],                     # Developing countries, unspecified → global
+}
+GLOBAL_REGIONS = {"998"}
+
+# IATI ActivityStatus → offer status.
+ACTIVITY_STATUS = {"1": "pipeline", "2": "active", "3": "closed", "4": "closed",
+                   "5": "withdrawn", "6": "withdrawn"}
+START_DATE_TYPES = ("2", "1")   # actual start preferred over planned
+END_DATE_TYPES = ("4", "3")     # actual end preferred over planned
+UNCAC_TAG_PREFIX = "UNCAC-"     # <tag vocabulary="99" code="UNCAC-46"/> names articles explicitly
+
+
+def merged_sector_map(extra=None):
+    mapping = {code: dict(entry) for code, entry in DEFAULT_SECTOR_MAP.items()}
+    for code, entry in (extra or {}).items():
+        mapping[str(code)] = {"articles": list(entry.get("articles", [])),
+                              "chapters": list(entry.get("chapters", [])),
+                              "forms": list(entry.get("forms", []))}
+    return mapping
+
+
+def sector_map_problems(mapping):
+    """Check a configured sector map; [(code, message)]."""
+    problems = []
+    forms = reference.assistance_forms()
+    for code, entry in (mapping or {}).items():
+        if not isinstance(entry, dict) or set(entry) - {"articles", "chapters", "forms"}:
+            problems.append((code, "each entry is {articles: [...], chapters: [...], forms: [...]}"))
+            continue
+        if not entry.get("forms") or any(f not in forms for f in entry["forms"]):
+            problems.append((code, "forms must be known form ids (at least one)"))
+        if not entry.get("articles") and not entry.get("chapters"):
+            problems.append((code, "name articles and/or chapters"))
+    return problems
+
+
+def offer_from_activity(activity, sector_map):
+    """One parsed IATI activity (see services.supply.iati) → (filing, None) or (None, reason).
+
+    The filing still goes through OfferSchema; this only translates.
+    """
+    identifier = activity.get("iati_identifier")
+    if not identifier:
+        return None, "no iati-identifier"
+    covered = {"articles": set(), "chapters": set(), "forms": set()}
+    matched = []
+    for sector in activity.get("sectors", []):
+        if sector.get("vocabulary") not in (None, "", "1"):
+            continue
+        entry = sector_map.get(sector.get("code"))
+        if entry:
+            matched.append(sector["code"])
+            for key in covered:
+                covered[key].update(entry.get(key, ()))
+    if not matched:
+        codes = ", ".join(f"{s.get('code')}" for s in activity.get("sectors", [])) or "none"
+        return None, f"no anti-corruption sector (15113 or a mapped code); sectors: {codes}"
+    tagged = set()
+    for tag in activity.get("tags", []):
+        code = tag.get("code") or ""
+        if tag.get("vocabulary") == "99" and code.upper().startswith(UNCAC_TAG_PREFIX):
+            number = code[len(UNCAC_TAG_PREFIX):]
+            if not number.isdigit():
+                return None, f"tag {code!r} does not name an UNCAC article number"
+            tagged.add(int(number))
+    if tagged:  # explicit article tags are more precise than the sector's default articles
+        covered["articles"], covered["chapters"] = tagged, set()
+
+    provider = activity.get("reporting_org_ref")
+    if not provider:
+        return None, "no reporting-org/@ref"
+
+    status = ACTIVITY_STATUS.get(activity.get("status_code") or "")
+    if status is None:
+        return None, f"activity-status {activity.get('status_code')!r} is not an IATI ActivityStatus code (1–6)"
+    if status == "withdrawn":
+        return None, f"activity-status {activity['status_code']} (cancelled/suspended): nothing to offer"
+
+    dates = activity.get("dates", {})
+    start = next((dates[t] for t in START_DATE_TYPES if dates.get(t)), None)
+    end = next((dates[t] for t in END_DATE_TYPES if dates.get(t)), None)
+    if not start or not end:
+        return None, "needs an activity-date of type 1 or 2 (start) and of type 3 or 4 (end)"
+
+    states = []
+    for code in activity.get("countries", []):
+        iso3 = reference.iso3_from_iso2((code or "").upper())
+        if iso3 is None:
+            return None, f"unknown recipient-country code {code!r} (ISO 3166-1 alpha-2 expected)"
+        states.append(iso3)
+    groups, is_global = [], activity.get("scope_code") == "1"
+    for region in activity.get("regions", []):
+        code, vocabulary = region.get("code"), region.get("vocabulary") or "1"
+        if vocabulary != "1" or code not in REGION_GROUPS:
+            return None, (f"recipient-region {code!r} (vocabulary {vocabulary}) has no mapping to a UN "
+                          "regional group")
+        if code in GLOBAL_REGIONS:
+            is_global = True
+        groups.extend(REGION_GROUPS[code])
+    if is_global:
+        level, states, groups = "global", [], []
+    elif groups:
+        level = "regional"
+    elif len(set(states)) == 1:
+        level = "bilateral"
+    elif states:
+        level = "regional"
+    else:
+        return None, "no recipient-country or recipient-region, and activity-scope is not global (1)"
+
+    filing = {
+        "provider": provider,
+        "provider_name": activity.get("reporting_org_name") or "",
+        "level": level,
+        "scope_states": sorted(set(states)),
+        "scope_groups": sorted(set(groups)),
+        "articles": sorted(covered["articles"]),
+        "chapters": sorted(covered["chapters"]),
+        "forms": sorted(covered["forms"]),
+        "capacity": 1,
+        "period_start": start,
+        "period_end": end,
+        "languages": [activity["language"]] if activity.get("language") else [],
+        "status": status,
+        "iati_identifier": identifier,
+    }
+    return filing, None
+
+
+# --- expert roster ---------------------------------------------------------------------------
+
+EXPERT_EVENTS = ("expert.registered", "expert.updated", "expert.expired")
+EXPERTISE_LEVELS = ("basic", "advanced", "expert")
+LANGUAGE_LEVELS = ("basic", "intermediate", "fluent", "mother_tongue")
+AVAILABILITY = ("available", "limited", "unavailable")
+TITLES = ("Mr", "Ms", "Mx", "Dr", "Prof", "Judge", "Amb")
+GENDERS = ("female", "male", "other", "undisclosed")
+EMPLOYER_TYPES = ("government", "judiciary", "prosecution", "ACA", "FIU", "IO", "NGO", "academia",
+                  "private", "independent")
+LEGAL_SYSTEMS = ("common_law", "civil_law", "islamic_law", "mixed", "customary")
+VETTING_STATUSES = ("draft", "submitted", "validated", "active", "expired")
+DEFAULT_VALIDITY_DAYS = 4 * 365   # CBD-style: a record lapses 4 years after validation unless renewed
+
+OWNER, OPERATOR = "owner", "operator"
+# (from, to) → who may make the move. The operator (secretariat) may make any allowed move.
+TRANSITIONS = {
+    ("draft", "submitted"): OWNER,        # the nominator submits a complete CV
+    ("submitted", "draft"): OWNER,        # recalled by the nominator, or returned as incomplete
+    ("submitted", "validated"): OPERATOR, # the secretariat checked it
+    ("validated", "active"): OPERATOR,    # activated: searchable (needs consent)
+    ("active", "expired"): OPERATOR,      # lapsed (also automatically at expires_at)
+    ("expired", "submitted"): OWNER,      # re-nominated
+}
+EXPERT_EVENT_FIELDS = ("expert_id", "nationality", "expertise", "languages", "regions", "countries",
+                       "forms", "availability", "vetting_status", "expires_at", "updated_at")
+
+# What must be filled in before a CV can be submitted (the required CV fields).
+REQUIRED_FOR_SUBMISSION = (
+    ("family_name", "family name"), ("given_names", "given names"), ("nationality", "nationality"),
+    ("current_position", "current position"), ("employer_type", "employer type"),
+    ("expertise", "at least one UNCAC article with a level"), ("forms", "forms of assistance offered"),
+    ("languages", "at least one language with a level"), ("years_of_experience", "years of experience"),
+    ("availability", "availability"), ("conflict_of_interest_declaration", "a conflict-of-interest declaration"),
+    ("education", "education"), ("employment_history", "employment history"),
+)
+
+
+def allowed_from(status):
+    return sorted(to for (frm, to) in TRANSITIONS if frm == status)
+
+
+def consented(expert):
+    return bool((expert.get("consent") or {}).get("consent_given"))
+
+
+def completeness_problems(expert):
+    """[(field, message)] missing before submission."""
+    problems = [(field, f"required before submission: {what}")
+                for field, what in REQUIRED_FOR_SUBMISSION if expert.get(field) in (None, "", [], {})]
+    if not expert.get("regions") and not expert.get("countries"):
+        problems.append(("regions", "required before submission: regions or countries of experience"))
+    if not (expert.get("contact") or {}).get("email"):
+        problems.append(("contact.email", "required before submission: a contact e-mail"))
+    if not consented(expert):
+        problems.append(("consent.consent_given", "data-protection consent is required"))
+    return problems
+
+
+def transition(expert, to, actor_role, is_owner, now, validity_days=DEFAULT_VALIDITY_DAYS):
+    """The changes of moving ``expert`` to ``to`` and the event type; raises when not allowed.
+
+    ``actor_role`` is 'operator' or another role; ``is_owner`` whether the actor nominated it.
+    """
+    current = expert["vetting_status"]
+    who = TRANSITIONS.get((current, to))
+    if who is None:
+        allowed = allowed_from(current)
+        raise Conflict(f"expert {expert['expert_id']} is '{current}' and cannot move to '{to}'; "
+                       f"allowed from '{current}': {', '.join(allowed) or 'none'}")
+    if actor_role != "operator" and not (who == OWNER and is_owner):
+        raise Forbidden(f"only {'the nominator or ' if who == OWNER else ''}an operator may move an expert "
+                        f"from '{current}' to '{to}'")
+    if to == "submitted":
+        problems = completeness_problems(expert)
+        if problems:
+            raise Rejected("; ".join(f"{f}: {m}" for f, m in problems), problems[0][0])
+    if to == "active" and not consented(expert):
+        raise Rejected("data-protection consent is required before an expert becomes active",
+                       "consent.consent_given")
+    stamp = now.isoformat()
+    changes = {"vetting_status": to, "updated_at": stamp}
+    if to == "validated":
+        changes["validated_at"] = stamp
+    if to == "active":
+        changes["activated_at"] = stamp
+        changes["expires_at"] = (now + timedelta(days=validity_days)).isoformat()
+    if to == "expired":
+        changes["expired_at"] = stamp
+    return changes, ("expert.expired" if to == "expired" else "expert.updated")
+
+
+def new_expert(cv, the_id, nominated_by, now):
+    return {
+        "expertise": [], "languages": [], "regions": [], "countries": [], "forms": [],
+        "availability": None, "consent": {"consent_given": False, "date": None, "publish_profile": False},
+        "nominated_by": nominated_by,
+        **cv,
+        "expert_id": the_id, "owner": nominated_by, "vetting_status": "draft", "expires_at": None,
+        "created_at": now, "updated_at": now,
+    }
+
+
+def update_consequence(expert, changes):
+    """Withdrawing consent takes an active expert off the roster: it expires at once."""
+    consent = changes.get("consent")
+    if consent is not None and not consent.get("consent_given") and expert["vetting_status"] == "active":
+        return "expired"
+    return None
+
+
+def expert_event_data(expert):
+    data = {k: expert.get(k) for k in EXPERT_EVENT_FIELDS}
+    data["expertise"] = [{"article": e["article"], "level": e["level"]} for e in expert.get("expertise", [])]
+    data["languages"] = [{"code": lang["code"], "level": lang["level"]} for lang in expert.get("languages", [])]
+    availability = expert.get("availability")
+    data["availability"] = ({"status": availability["status"], "from": availability.get("from"),
+                             "to": availability.get("to")} if availability else None)
+    return data
+
+
+def _parse(stamp):
+    return datetime.fromisoformat(stamp) if isinstance(stamp, str) else stamp
+
+
+def lapsed(expert, now):
+    return expert.get("expires_at") is not None and _parse(expert["expires_at"]) <= now
+
+
+def due_for_expiry(expert, now):
+    return expert.get("vetting_status") == "active" and lapsed(expert, now)
+
+
+def searchable(expert, now):
+    """Visible to non-operators: active, consented, not past its expiry."""
+    return expert.get("vetting_status") == "active" and consented(expert) and not lapsed(expert, now)
+
+
+def expert_matches(expert, filters):
+    if "article" in filters and not any(e["article"] == filters["article"] for e in expert.get("expertise", [])):
+        return False
+    if "language" in filters and not any(lang["code"] == filters["language"] for lang in expert.get("languages", [])):
+        return False
+    if "region" in filters:
+        region = filters["region"]
+        countries_there = set(reference.states_in_group(region))
+        if region not in expert.get("regions", []) and not countries_there & set(expert.get("countries", [])):
+            return False
+    if "country" in filters and filters["country"] not in expert.get("countries", []):
+        return False
+    if "form" in filters and filters["form"] not in expert.get("forms", []):
+        return False
+    if "vetting_status" in filters and expert.get("vetting_status") != filters["vetting_status"]:
+        return False
+    return True
+
+
+def balance(nationalities):
+    """Experts per regional group (by nationality) against each group's share of States.
+
+    ``ratio`` = expert share / State share: 1.0 is proportional, below 1 under-represented.
+    """
+    groups = reference.regional_groups()
+    state_counts = {g: len(reference.states_in_group(g)) for g in groups}
+    total_states = sum(state_counts.values())
+    counts = {g: 0 for g in groups}
+    unassigned = 0
+    for iso3 in nationalities:
+        group = reference.states().get(iso3, {}).get("regional_group")
+        if group in counts:
+            counts[group] += 1
+        else:
+            unassigned += 1
+    total = len(nationalities)
+    rows = []
+    for group in sorted(groups):
+        state_share = state_counts[group] / total_states
+        expert_share = counts[group] / total if total else 0.0
+        rows.append({"group": group, "experts": counts[group], "expert_share": round(expert_share, 4),
+                     "states": state_counts[group], "state_share": round(state_share, 4),
+                     "ratio": round(expert_share / state_share, 3) if total else None})
+    return {"total_experts": total, "unassigned": unassigned, "groups": rows,
+            "basis": "nationality of active, consented experts; State counts from the reference data"}
