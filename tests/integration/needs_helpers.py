@@ -20,3 +20,12 @@ def tap(sandbox, name="test.needs-tap", keys=("need.*",)):
 def emitted(sandbox, queue):
     """Take the events off the tap: [envelope]."""
     return [body for body, _ in sandbox.get_messages(queue, limit=10_000)]
+
+
+def collect(sandbox, queue, count, timeout=15):
+    """Wait until ``count`` events have come off the tap; returns them (and any extra)."""
+    from tacoord.testing import wait_until
+    seen = []
+    wait_until(lambda: seen.extend(emitted(sandbox, queue)) or len(seen) >= count, timeout=timeout,
+               message=f"{count} event(s) on {queue}")
+    return seen
