@@ -104,8 +104,9 @@ class NeedsRepository(Repository):
 
         One query loads the stored needs the filings touch; new needs go in with
         ``insert_many`` (each carrying its ``need.submitted`` in its outbox);
-        only true duplicates are updated, one by one; the events are relayed
-        after all writes (the sweeper republishes any a crash leaves behind).
+        only true duplicates are updated, one by one. Each chunk's events are
+        then relayed in one confirmed batch (the sweeper republishes any that
+        a crash leaves behind).
         """
         now = utcnow().isoformat()
         ids = sorted({domain.need_id(f["state"], f["article"], f["forms"]) for f in filings})
@@ -114,9 +115,8 @@ class NeedsRepository(Repository):
             for doc in self.db[NEEDS].find({"_id": {"$in": ids[start:start + 1000]}}):
                 existing[doc["_id"]] = strip(doc)
         inserts, updates, counts = domain.plan_import(filings, existing, now)
-        staged_events = []
         for start in range(0, len(inserts), IMPORT_CHUNK):
-            documents = []
+            documents, staged_events = [], []
             for need in inserts[start:start + IMPORT_CHUNK]:
                 event = new_event("need.submitted", public(need), source, actor)
                 staged_events.append((need["need_id"], event))
@@ -125,12 +125,14 @@ class NeedsRepository(Repository):
                 self.db[NEEDS].insert_many(documents, ordered=False)
             except BulkWriteError as exc:
                 staged_events = self._after_clashes(exc, documents, staged_events, source, actor)
-        for need, kind in updates:
-            event = new_event(kind, public(need), source, actor)
-            self.db[NEEDS].update_one({"_id": need["need_id"]}, staged({"$set": need}, [event]))
-            staged_events.append((need["need_id"], event))
-        for nid, event in staged_events:
-            self.relay.relay(NEEDS, nid, [event])
+            self.relay.relay_batch(NEEDS, staged_events)
+        for start in range(0, len(updates), IMPORT_CHUNK):
+            staged_events = []
+            for need, kind in updates[start:start + IMPORT_CHUNK]:
+                event = new_event(kind, public(need), source, actor)
+                self.db[NEEDS].update_one({"_id": need["need_id"]}, staged({"$set": need}, [event]))
+                staged_events.append((need["need_id"], event))
+            self.relay.relay_batch(NEEDS, staged_events)
         return counts
 
     def _after_clashes(self, exc, documents, staged_events, source, actor):
