@@ -17,6 +17,7 @@ import logging
 from datetime import timedelta
 
 import eventlet
+from pymongo import UpdateOne
 
 from tacoord.envelope import utcnow
 
@@ -62,6 +63,16 @@ class Relay:
             self.database[collection].update_one(
                 {"_id": document_id, f"{OUTBOX}.id": event["id"]},
                 {"$pull": {OUTBOX: {"id": event["id"]}}, "$inc": {PENDING: -1}})
+
+    def relay_batch(self, collection, staged_events):
+        """Relay ``[(document_id, event)]`` with one confirmed batch publish (bulk writes)."""
+        if not staged_events:
+            return
+        self.publisher.publish_events([event for _, event in staged_events])
+        self.database[collection].bulk_write([
+            UpdateOne({"_id": document_id, f"{OUTBOX}.id": event["id"]},
+                      {"$pull": {OUTBOX: {"id": event["id"]}}, "$inc": {PENDING: -1}})
+            for document_id, event in staged_events], ordered=False)
 
     def sweep(self, older_than=timedelta(seconds=5)):
         """Publish what a crashed writer left behind. Returns how many."""

@@ -1,7 +1,33 @@
-"""Needs: pure rules (no I/O)."""
+"""Needs: pure rules (no I/O).
+
+A need is one State's request for help with one UNCAC article, in one or more
+forms of assistance. The same State × article × forms is one need: filing it
+again updates it (or reopens it once met or withdrawn), never duplicates it.
+Every function here returns data and the type of event it causes; the service
+stores the result and publishes the event through the outbox.
+"""
 import hashlib
+from collections import defaultdict
 
 from tacoord import reference
+from tacoord.errors import Conflict
+
+OPEN = ("open", "in_progress")
+STATUSES = ("open", "in_progress", "met", "withdrawn")
+
+# What a status may become through an update (withdrawal has its own command;
+# a met or withdrawn need is reopened by filing it again).
+TRANSITIONS = {
+    "open": {"open", "in_progress", "met"},
+    "in_progress": {"open", "in_progress", "met"},
+    "met": {"met"},
+    "withdrawn": set(),
+}
+
+# The fields of a filing that a State chooses; a refiling that changes none of
+# them is a no-op (a redelivered message or a re-imported file).
+CONTENT_FIELDS = ("paragraph", "other_text", "priority", "description", "checklist_round",
+                  "languages", "external_ref")
 
 
 def need_key(state, article, forms):
@@ -10,6 +36,7 @@ def need_key(state, article, forms):
 
 
 def need_id(state, article, forms):
+    """``<ISO3>-<article>-<first 10 hex of sha256(need_key)>``: partners can derive it."""
     digest = hashlib.sha256(need_key(state, article, forms).encode()).hexdigest()[:10]
     return f"{state}-{article}-{digest}"
 
@@ -27,3 +54,153 @@ def new_need(filed, now):
         "created_at": now,
         "updated_at": now,
     }
+
+
+def same_content(existing, filed):
+    return all(_norm(existing.get(k)) == _norm(filed.get(k)) for k in CONTENT_FIELDS)
+
+
+def _norm(value):
+    if value in (None, "", []):
+        return None
+    return value
+
+
+def refile(existing, filed, now):
+    """Filing a need that exists already. Returns ``(need, event_type or None)``.
+
+    - open/in progress, same content → unchanged, no event (idempotent);
+    - open/in progress, new content → ``need.updated``, status kept;
+    - met or withdrawn → reopened as ``need.submitted``.
+    """
+    need = new_need(filed, now)
+    need["created_at"] = existing["created_at"]
+    if existing["status"] in OPEN:
+        if same_content(existing, need):
+            return {**need, **{k: existing.get(k) for k in CONTENT_FIELDS},
+                    "status": existing["status"], "updated_at": existing["updated_at"]}, None
+        return {**need, "status": existing["status"]}, "need.updated"
+    return need, "need.submitted"
+
+
+def file_need(existing, filed, now):
+    """A filing, new or not. Returns ``(need, event_type or None)``."""
+    if existing is None:
+        return new_need(filed, now), "need.submitted"
+    return refile(existing, filed, now)
+
+
+def change(existing, changes, now):
+    """An update of an existing need's priority, text or status. Returns ``(changes, event_type)``.
+
+    Raises ``Conflict`` on a withdrawn need or an illegal status transition.
+    """
+    status = existing["status"]
+    if status == "withdrawn":
+        raise Conflict(f"need {existing['need_id']} is withdrawn; file it again to reopen it")
+    wanted = changes.get("status", status)
+    if wanted not in TRANSITIONS[status]:
+        raise Conflict(f"need {existing['need_id']} is {status}; it cannot become {wanted} "
+                       f"(file it again to reopen it)")
+    if status == "met" and set(changes) - {"status"}:
+        raise Conflict(f"need {existing['need_id']} is met; file it again to reopen it")
+    return {**changes, "updated_at": now}, "need.updated"
+
+
+def withdraw(existing, reason, now):
+    """Withdrawing a need. Returns ``(changes, event_type or None)``: withdrawing twice is a no-op."""
+    if existing["status"] == "withdrawn":
+        return {}, None
+    return {"status": "withdrawn", "withdrawal_reason": reason or "", "updated_at": now}, "need.withdrawn"
+
+
+# --- bulk import ----------------------------------------------------------------
+
+
+def plan_import(rows, existing, now):
+    """Split validated rows into inserts and updates, against the stored needs.
+
+    ``rows``: [filed] in file order; ``existing``: need_id -> stored need.
+    A key seen twice in one file is one need: the later row wins and counts
+    as an update (or as unchanged when it repeats the earlier row).
+    Returns ``(inserts, updates, counts)``: inserts [need] (each a
+    ``need.submitted``), updates [(need, event_type)] of stored needs, counts
+    {accepted, updated, unchanged} with one count per row.
+    """
+    latest = {}
+    counts = {"accepted": 0, "updated": 0, "unchanged": 0}
+    for filed in rows:
+        need = new_need(filed, now)
+        nid = need["need_id"]
+        if nid in latest:
+            counts["unchanged" if same_content(latest[nid][1], need) else "updated"] += 1
+        latest[nid] = (filed, need)
+    inserts, updates = [], []
+    for nid, (filed, need) in latest.items():
+        if nid not in existing:
+            inserts.append(need)
+            counts["accepted"] += 1
+            continue
+        need, kind = refile(existing[nid], filed, now)
+        if kind is None:
+            counts["unchanged"] += 1
+        else:
+            updates.append((need, kind))
+            counts["updated"] += 1
+    return inserts, updates, counts
+
+
+# --- the Secretariat's views ---------------------------------------------------------
+
+
+def overview(needs):
+    """Counts of needs per article × regional group.
+
+    ``needs``: iterable of {article, regional_group}. States with no regional
+    group (non-member parties) count under ``NONE``.
+    """
+    counts = defaultdict(lambda: defaultdict(int))
+    groups = set(reference.regional_groups())
+    for need in needs:
+        group = need.get("regional_group") or "NONE"
+        groups.add(group)
+        counts[need["article"]][group] += 1
+    articles = sorted(counts)
+    group_list = sorted(groups - {"NONE"}) + (["NONE"] if "NONE" in groups else [])
+    rows = {str(a): {g: counts[a].get(g, 0) for g in group_list} for a in articles}
+    by_group = {g: sum(rows[str(a)][g] for a in articles) for g in group_list}
+    return {
+        "groups": group_list,
+        "articles": articles,
+        "counts": rows,
+        "article_totals": {str(a): sum(rows[str(a)].values()) for a in articles},
+        "group_totals": by_group,
+        "total": sum(by_group.values()),
+    }
+
+
+def reporting_rate(reporting_states, parties):
+    """Share of States parties that reported at least one need.
+
+    ``parties``: iso3 -> regional group (the denominator: UN member States).
+    Reporters outside ``parties`` are listed apart and do not count.
+    """
+    reporting = set(reporting_states)
+    reported = sorted(reporting & set(parties))
+    by_group = {}
+    for group in sorted({g for g in parties.values() if g}):
+        members = {s for s, g in parties.items() if g == group}
+        count = len(members & reporting)
+        by_group[group] = {"reported": count, "parties": len(members), "rate": _rate(count, len(members))}
+    return {
+        "reported": len(reported),
+        "parties": len(parties),
+        "rate": _rate(len(reported), len(parties)),
+        "text": f"{len(reported)} of {len(parties)}",
+        "by_group": by_group,
+        "not_counted": sorted(reporting - set(parties)),
+    }
+
+
+def _rate(part, whole):
+    return round(part / whole, 3) if whole else 0.0

@@ -1,9 +1,13 @@
 """Needs: the commands States and partners send, and the events this service emits."""
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from tacoord import envelope, reference
 
 STATUSES = ("open", "in_progress", "met", "withdrawn")
+
+
+def language():
+    return fields.String(validate=validate.Regexp(r"^[a-z]{2}$", error="use an ISO 639-1 code such as 'en'"))
 
 
 class StateCode(fields.String):
@@ -33,8 +37,7 @@ class NeedSchema(Schema):
     priority = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=3))
     description = fields.String(load_default="", validate=validate.Length(max=5000))
     checklist_round = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=40))
-    languages = fields.List(fields.String(validate=validate.Length(equal=2)), load_default=list,
-                            validate=validate.Length(max=6))
+    languages = fields.List(language(), load_default=list, validate=validate.Length(max=6))
     external_ref = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=120))
 
     @validates_schema
@@ -79,8 +82,29 @@ class NeedUpdateSchema(Schema):
     description = fields.String(validate=validate.Length(max=5000))
     status = fields.String(validate=validate.OneOf(("open", "in_progress", "met")))
     paragraph = fields.String(allow_none=True, validate=validate.Length(max=40))
-    languages = fields.List(fields.String(validate=validate.Length(equal=2)), validate=validate.Length(max=6))
+    languages = fields.List(language(), validate=validate.Length(max=6))
+
+    @validates_schema
+    def not_empty(self, changes, **kwargs):
+        if not changes:
+            raise ValidationError("give at least one of: priority, description, status, paragraph, languages")
+
+
+class NeedUpdateIngressSchema(NeedUpdateSchema):
+    """need.updated on tacoord.ingress: the need and what changes."""
+
+    class Meta:
+        unknown = RAISE
+
+    need_id = fields.String(required=True, validate=validate.Length(min=1, max=80))
+
+    @validates_schema
+    def not_empty(self, changes, **kwargs):
+        if not set(changes) - {"need_id"}:
+            raise ValidationError("give at least one of: priority, description, status, paragraph, languages")
 
 
 envelope.register("need.submitted", NeedSchema(), channel=envelope.INGRESS)
+envelope.register("need.updated", NeedUpdateIngressSchema(), channel=envelope.INGRESS)
 envelope.register("need.withdrawn", WithdrawSchema(), channel=envelope.INGRESS)
+
