@@ -33,7 +33,7 @@ from functools import partial
 
 from marshmallow import ValidationError
 from nameko.exceptions import ContainerBeingKilled
-from nameko.messaging import Consumer
+from nameko.messaging import Consumer, QueueConsumer
 from pymongo.errors import DuplicateKeyError
 
 from tacoord import config, envelope, topology
@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 ATTEMPT_HEADER = "x-tacoord-attempt"
 REASON_HEADER = "x-tacoord-reason"
 DEAD_LETTER_ID_HEADER = "x-tacoord-dead-letter-id"
+PARTNER_HEADER = "x-tacoord-user-id"
 MAX_DELAY_SECONDS = 60
 
 
@@ -81,7 +82,27 @@ def describe(exc):
     return f"{type(exc).__name__}: {exc}"
 
 
+class ParkingQueueConsumer(QueueConsumer):
+    """nameko's queue consumer, except that a body kombu cannot decode (not
+    JSON although labelled so) is parked with its reason instead of being
+    acked and dropped with only a log line."""
+
+    def get_consumers(self, consumer_cls, channel):
+        consumers = super().get_consumers(consumer_cls, channel)
+        for provider, consumer in self._consumers.items():
+            consumer.on_decode_error = partial(self._park_undecodable, provider)
+        return consumers
+
+    @staticmethod
+    def _park_undecodable(provider, message, exc):
+        body = message.body.decode("utf-8", "replace") if isinstance(message.body, bytes) else message.body
+        provider._park(body, message, f"message body could not be decoded as {message.content_type}: {exc}",
+                       kind="invalid")
+
+
 class EventConsumer(Consumer):
+
+    queue_consumer = ParkingQueueConsumer()
 
     def __init__(self, spec, raw=False, **kwargs):
         """Consume the queue ``spec`` (a ``topology.QueueSpec``).
@@ -144,11 +165,24 @@ class EventConsumer(Consumer):
         ingress = self.spec.exchange == topology.INGRESS
         event = envelope.load(body, envelope.INGRESS if ingress else envelope.EVENTS)
         if ingress:
-            user_id = message.properties.get("user_id")
+            user_id = message.properties.get("user_id") or self._retried_partner(message)
             if not user_id:
                 raise Rejected("ingress messages must carry the broker-validated user_id property")
             event["source"] = f"partner:{user_id}"
         return event
+
+    @staticmethod
+    def _retried_partner(message):
+        """The partner of a message coming back from its retry queue.
+
+        A retry is republished by the service (whose broker user cannot set the
+        partner's ``user_id``), so the partner travels in a header. It is trusted
+        only on messages that RabbitMQ dead-lettered back from the retry queue
+        (default exchange): partners may publish to ``tacoord.ingress`` only.
+        """
+        if message.delivery_info.get("exchange") == "":
+            return (message.headers or {}).get(PARTNER_HEADER)
+        return None
 
     # -- after the worker ----------------------------------------------------
 
@@ -179,6 +213,9 @@ class EventConsumer(Consumer):
             return
         delay = min(MAX_DELAY_SECONDS, self.retry_base * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2)
         headers = {**(message.headers or {}), ATTEMPT_HEADER: attempt + 1, REASON_HEADER: describe(exc)}
+        partner = message.properties.get("user_id") or self._retried_partner(message)
+        if partner:
+            headers[PARTNER_HEADER] = partner
         self.publisher.publish_raw(body, exchange="", routing_key=self.spec.retry_name,
                                    headers=headers, expiration=delay,
                                    message_id=message.properties.get("message_id"))
@@ -200,9 +237,9 @@ class EventConsumer(Consumer):
             "x-tacoord-failed-at": datetime.now(timezone.utc).isoformat(),
             "x-tacoord-kind": kind,
         }
-        user_id = message.properties.get("user_id")
+        user_id = message.properties.get("user_id") or self._retried_partner(message)
         if user_id:
-            headers["x-tacoord-user-id"] = user_id
+            headers[PARTNER_HEADER] = user_id
         self.publisher.publish_raw(body, exchange=topology.DEAD,
                                    routing_key=message.delivery_info.get("routing_key") or "",
                                    headers=headers, message_id=message.properties.get("message_id"))

@@ -13,6 +13,7 @@ twice, never zero times; consumers skip repeats by event id.
 No multi-document transaction is needed, so this works the same on a single
 MongoDB, a replica set, and the MongoDB-protocol server used in development.
 """
+import json
 import logging
 from datetime import timedelta
 
@@ -48,6 +49,12 @@ def strip(document):
     return {k: v for k, v in document.items() if k not in (OUTBOX, PENDING)}
 
 
+def decoded(entry):
+    """An outbox entry as a dict. nx-27017 returns entries added by ``$push`` to an
+    existing array as JSON text; MongoDB returns documents. Accept both."""
+    return json.loads(entry) if isinstance(entry, str) else entry
+
+
 class Relay:
     """Publishes staged events and removes them from their documents."""
 
@@ -81,8 +88,9 @@ class Relay:
         backlog = 0
         for collection in self.collections:
             for document in self.database[collection].find({PENDING: {"$gt": 0}}, {OUTBOX: 1}):
-                stale = [e for e in document.get(OUTBOX, []) if e["occurred_at"] <= cutoff]
-                backlog += len(document.get(OUTBOX, []))
+                pending = [decoded(e) for e in document.get(OUTBOX, [])]
+                stale = [e for e in pending if e["occurred_at"] <= cutoff]
+                backlog += len(pending)
                 self.relay(collection, document["_id"], stale)
                 relayed += len(stale)
         self.metrics.outbox_backlog.set(backlog - relayed)

@@ -99,3 +99,32 @@ def test_events_a_crashed_writer_left_in_the_outbox_are_published(sandbox, start
     stored = wait_until(lambda: sandbox.db("needs").needs.find_one({"_id": need_id, "_outbox_pending": 0}),
                         message="outbox emptied")
     assert stored["_outbox"] == []
+
+
+def test_a_body_that_is_not_json_is_parked_and_audited(sandbox, start):
+    start(AuditService, NeedsService)
+    sandbox.publish("need.submitted", None, raw_body="{not json")
+    record = wait_until(lambda: sandbox.db("audit").audit.find_one({"kind": "rejection"}), message="audited")
+    assert "could not be decoded" in record["reason"]
+    assert sandbox.queue_depth("tacoord.dead-letters") == 1
+
+
+class FlakyNeeds(NeedsService):
+    """The needs service, with a store that fails on the first try of each filing."""
+    failures = set()
+
+    def on_ingress(self, message):
+        if message["id"] not in self.failures:
+            self.failures.add(message["id"])
+            raise RuntimeError("database hiccup")
+        return super().on_ingress(message)
+
+
+def test_a_partner_message_that_failed_once_keeps_its_partner_on_retry(sandbox, start):
+    FlakyNeeds.on_ingress = consume_events(topology.NEEDS_INGRESS)(FlakyNeeds.on_ingress)
+    start(AuditService, FlakyNeeds, TACOORD_RETRY_BASE_MS=50)
+    sandbox.publish("need.submitted", {"state": "KEN", "article": 9, "forms": ["LEGAL_ADVICE"], "priority": 1})
+    record = wait_until(lambda: sandbox.db("audit").audit.find_one({"type": "need.submitted"}), message="audited")
+    assert record["actor"] == "partner:tacoord"
+    assert record["causation_id"] in FlakyNeeds.failures  # the first try did fail
+    assert sandbox.queue_depth("tacoord.dead-letters") == 0
