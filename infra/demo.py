@@ -30,6 +30,30 @@ def generated_needs(rng, states):
                    "description": f"Self-assessment: assistance needed on article {article}"}
 
 
+DONORS = (("GB-GOV-1", "FCDO"), ("XM-DAC-41114", "UNDP"), ("DE-GOV-1", "BMZ"), ("XM-DAC-47066", "IOM"))
+
+
+def generated_offers(rng, states):
+    forms = [f for f in reference.assistance_forms() if f != "OTHER"]
+    groups = list(reference.regional_groups())
+    for index, (provider, name) in enumerate(DONORS):
+        level = ("bilateral", "regional", "global", "regional")[index]
+        scope = {"bilateral": {"scope_states": rng.sample(states, 3)},
+                 "regional": {"scope_groups": [rng.choice(groups)]}, "global": {}}[level]
+        yield provider, {"provider": provider, "provider_name": name, "level": level, **scope,
+                         "articles": rng.sample([5, 9, 10, 15, 46, 52, 53], 3), "chapters": [2] if index == 2 else [],
+                         "forms": rng.sample(forms, 2), "capacity": rng.randint(2, 6), "languages": ["en", "fr"],
+                         "period_start": "2027-01-01", "period_end": "2028-12-31", "status": "active",
+                         "external_ref": f"demo-{index}"}
+
+
+def post(url, body, api_key, what):
+    response = requests.post(url, json=body, timeout=10, headers={"Authorization": f"Bearer {api_key}"})
+    if response.status_code not in (200, 201):
+        raise SystemExit(f"demo: {what} refused: {response.status_code} {response.text}")
+    return response.json()
+
+
 def key(database, role, subject):
     return auth.issue(database, role, subject, label="demo")
 
@@ -56,9 +80,20 @@ def main(argv=None):
                   file=sys.stderr)
             return 1
         filed += 1
+    supply = f"http://127.0.0.1:{config.http_port('supply')}"
+    donor_keys = {}
+    for provider, offer in generated_offers(rng, states):
+        donor_keys[provider] = donor_keys.get(provider) or key(database, "donor", provider)
+        post(f"{supply}/offers", offer, donor_keys[provider], f"offer of {provider}")
+    workshop = post(f"http://127.0.0.1:{config.http_port('requests')}/requests", {
+        "kind": "regional_workshop", "state": "KEN", "regional_group": "AFRICAN", "articles": [9, 46],
+        "expected_outcomes": "A regional gap analysis on procurement and mutual legal assistance",
+        "preferred_dates": [{"from": "2027-03-01", "to": "2027-03-05"}], "language": "en",
+        "support_received": []}, state_keys["KEN"], "workshop request")
     keys_file = config.state_dir() / "demo-keys.json"
-    keys_file.write_text(json.dumps({"operator": operator, "states": state_keys}, indent=2))
-    print(f"demo: filed {filed} needs for {len(states)} States (seed {args.seed})")
+    keys_file.write_text(json.dumps({"operator": operator, "states": state_keys, "donors": donor_keys}, indent=2))
+    print(f"demo: filed {filed} needs for {len(states)} States, {len(DONORS)} offers and "
+          f"workshop request {workshop['request_id']} (seed {args.seed})")
     print(f"demo: API keys in {keys_file} (operator key: {operator})")
     print("where to look:")
     for name in config.SERVICES:
