@@ -53,7 +53,16 @@ MAX_DELAY_SECONDS = 60
 
 
 class Inbox:
-    """The ids a service has processed, per queue (unique ``_id``)."""
+    """The ids a service has processed, per queue (unique ``_id``).
+
+    A message id is *claimed* before its handler runs, so two copies handled
+    at once by two workers cannot both run. A claim older than the lease (its
+    worker died) may be taken over; a fresh one means "another worker is on
+    it", and the copy is sent round the retry queue instead of being dropped,
+    in case that worker fails.
+    """
+
+    LEASE_SECONDS = 120
 
     def __init__(self, database):
         self.collection = database[PROCESSED]
@@ -62,16 +71,34 @@ class Inbox:
     def key(queue, message_id):
         return f"{queue}:{message_id}"
 
-    def seen(self, queue, message_id):
-        return self.collection.find_one({"_id": self.key(queue, message_id)}, {"_id": 1}) is not None
+    def claim(self, queue, message_id):
+        """'new' (run the handler), 'done' (a duplicate) or 'busy' (being handled)."""
+        key, now = self.key(queue, message_id), time.time()
+        for _ in range(3):
+            try:
+                self.collection.insert_one({"_id": key, "state": "processing", "claimed_at": now})
+                return "new"
+            except DuplicateKeyError:
+                claim = self.collection.find_one({"_id": key})
+            if claim is None:
+                continue  # released meanwhile: claim again
+            if claim.get("state", "done") == "done":
+                return "done"
+            if now - claim.get("claimed_at", 0) < self.LEASE_SECONDS:
+                return "busy"
+            taken = self.collection.update_one({"_id": key, "claimed_at": claim.get("claimed_at")},
+                                               {"$set": {"claimed_at": now}})
+            return "new" if taken.modified_count else "busy"
+        return "busy"
 
     def record(self, queue, message_id, event_type):
-        try:
-            self.collection.insert_one({
-                "_id": self.key(queue, message_id), "type": event_type,
-                "processed_at": datetime.now(timezone.utc).isoformat()})
-        except DuplicateKeyError:
-            pass
+        self.collection.update_one(
+            {"_id": self.key(queue, message_id)},
+            {"$set": {"state": "done", "type": event_type,
+                      "processed_at": datetime.now(timezone.utc).isoformat()}}, upsert=True)
+
+    def release(self, queue, message_id):
+        self.collection.delete_one({"_id": self.key(queue, message_id), "state": "processing"})
 
 
 def describe(exc):
@@ -144,9 +171,14 @@ class EventConsumer(Consumer):
         except (ValidationError, Rejected) as exc:
             self._park(body, message, describe(exc), kind="invalid")
             return
-        if message_id and self.inbox.seen(self.spec.name, message_id):
+        claim = self.inbox.claim(self.spec.name, message_id) if message_id else "new"
+        if claim == "done":
             self._count(event, "duplicate")
             self.queue_consumer.ack_message(message)
+            return
+        if claim == "busy":
+            self._send_round(body, message, event, attempt=int((message.headers or {}).get(ATTEMPT_HEADER, 1)),
+                             reason="another worker is handling this message")
             return
         args = (body, headers) if self.raw else (event,)
         handle_result = partial(self.handle_result, message, body, event, message_id, time.monotonic())
@@ -195,10 +227,13 @@ class EventConsumer(Consumer):
                     self.inbox.record(self.spec.name, message_id, self._type(event))
                 self._count(event, "ok")
                 self.queue_consumer.ack_message(message)
-            elif isinstance(exc_info[1], (Rejected, ValidationError)):
-                self._park(body, message, describe(exc_info[1]), kind="rejected")
             else:
-                self._retry_or_park(body, message, event, exc_info[1])
+                if message_id:
+                    self.inbox.release(self.spec.name, message_id)
+                if isinstance(exc_info[1], (Rejected, ValidationError)):
+                    self._park(body, message, describe(exc_info[1]), kind="rejected")
+                else:
+                    self._retry_or_park(body, message, event, exc_info[1])
         except Exception:
             # Could not record the outcome (broker or database down): leave the
             # message unacked; the broker redelivers it when the channel closes.
@@ -211,18 +246,23 @@ class EventConsumer(Consumer):
             self._park(body, message, f"failed {attempt} time(s); last error: {describe(exc)}",
                        kind="exhausted")
             return
-        delay = min(MAX_DELAY_SECONDS, self.retry_base * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2)
-        headers = {**(message.headers or {}), ATTEMPT_HEADER: attempt + 1, REASON_HEADER: describe(exc)}
+        self.metrics.retries.labels(type=self._type(event)).inc()
+        delay = self._send_round(body, message, event, attempt + 1, describe(exc))
+        log.warning("%s: attempt %d failed (%s); retrying in %.1fs", self.spec.name, attempt, describe(exc), delay)
+
+    def _send_round(self, body, message, event, attempt, reason):
+        """Republish to ``<queue>.retry`` (TTL grows with ``attempt``), then ack. Returns the delay."""
+        delay = min(MAX_DELAY_SECONDS, self.retry_base * 2 ** (max(attempt, 2) - 2)) * random.uniform(0.8, 1.2)
+        headers = {**(message.headers or {}), ATTEMPT_HEADER: attempt, REASON_HEADER: reason}
         partner = message.properties.get("user_id") or self._retried_partner(message)
         if partner:
             headers[PARTNER_HEADER] = partner
         self.publisher.publish_raw(body, exchange="", routing_key=self.spec.retry_name,
                                    headers=headers, expiration=delay,
                                    message_id=message.properties.get("message_id"))
-        self.metrics.retries.labels(type=self._type(event)).inc()
         self._count(event, "retried")
-        log.warning("%s: attempt %d failed (%s); retrying in %.1fs", self.spec.name, attempt, describe(exc), delay)
         self.queue_consumer.ack_message(message)
+        return delay
 
     def _park(self, body, message, reason, kind):
         """Publish to the dead-letter exchange with the reason, then ack."""
