@@ -2,22 +2,13 @@
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from tacoord import envelope, reference
+from tacoord.fields import StateCode
 
 STATUSES = ("open", "in_progress", "met", "withdrawn")
 
 
 def language():
     return fields.String(validate=validate.Regexp(r"^[a-z]{2}$", error="use an ISO 639-1 code such as 'en'"))
-
-
-class StateCode(fields.String):
-    """An ISO 3166-1 alpha-3 code of a State (or party) in the reference data."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        code = super()._deserialize(value, attr, data, **kwargs)
-        if not isinstance(code, str) or not reference.is_known_state(code.upper()):
-            raise ValidationError(f"unknown State {value!r}: use an ISO 3166-1 alpha-3 code such as 'KEN'")
-        return code.upper()
 
 
 class NeedSchema(Schema):

@@ -5,19 +5,12 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from services.notify.domain import CHANNELS, EVENT_FAMILIES, KINDS
 from tacoord import envelope, reference
+from tacoord.fields import StateCode
 
 ORG_ID = re.compile(r"^[A-Za-z0-9]{2,10}(-[A-Za-z0-9._]{1,40}){1,4}$")
 NETWORK_ID = re.compile(r"^[A-Z][A-Z0-9_]{1,39}$")
 EVENT_PATTERN = re.compile(r"^(\*|[a-z_]+\.(\*|[a-z_]+))$")
 EMAIL = validate.Email(error="not a valid e-mail address")
-
-
-class StateCode(fields.String):
-    def _deserialize(self, value, attr, data, **kwargs):
-        code = super()._deserialize(value, attr, data, **kwargs)
-        if not reference.is_known_state(code.upper()):
-            raise ValidationError(f"unknown State {value!r}: use an ISO 3166-1 alpha-3 code such as 'KEN'")
-        return code.upper()
 
 
 class EventPattern(fields.String):

@@ -9,6 +9,7 @@ WTO technical-assistance form asks the same, to avoid duplication.
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from tacoord import envelope, reference
+from tacoord.fields import StateCode
 
 KINDS = ("national_workshop", "regional_workshop", "checklist_assistance")
 WORKSHOP_KINDS = ("national_workshop", "regional_workshop")
@@ -17,16 +18,6 @@ EVENT_TYPES = tuple(f"workshop.{s}" for s in ("requested", "under_review", "appr
                                                "declined", "cancelled", "joined"))
 NETWORK_ID = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_-]{1,39}$",
                              error="network id: 2–40 letters, digits, '-' or '_'")
-
-
-class StateCode(fields.String):
-    """An ISO 3166-1 alpha-3 code of a State (or party) in the reference data."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        code = super()._deserialize(value, attr, data, **kwargs)
-        if not reference.is_known_state(code.upper()):
-            raise ValidationError(f"unknown State {value!r}: use an ISO 3166-1 alpha-3 code such as 'KEN'")
-        return code.upper()
 
 
 class Article(fields.Integer):

@@ -10,22 +10,13 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from services.supply import domain
 from tacoord import envelope, reference
+from tacoord.fields import StateCode
 
 ORG_ID = re.compile(domain.ORG_ID_PATTERN)
 LANGUAGE = re.compile(r"^[a-z]{2}$")
 
 
 # --- fields ---------------------------------------------------------------------------------
-
-class StateCode(fields.String):
-    """An ISO 3166-1 alpha-3 code of a State (or party) in the reference data."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        code = super()._deserialize(value, attr, data, **kwargs)
-        if not reference.is_known_state(code.upper()):
-            raise ValidationError(f"unknown State {value!r}: use an ISO 3166-1 alpha-3 code such as 'KEN'")
-        return code.upper()
-
 
 class GroupId(fields.String):
     def _deserialize(self, value, attr, data, **kwargs):
