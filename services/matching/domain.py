@@ -277,6 +277,7 @@ class ReadModel:
         self.supply = defaultdict(int)                     # (article, group) -> matchable offers + experts
         self.combo_matches = defaultdict(set)              # (state, article, form) -> {match_id}
         self.unmatched_p1 = set()                          # open priority-1 needs without a match
+        self.supply_lost_at = {}                           # (article, group) -> when its supply went to 0
         self.alerts = set()                                # ids of gaps/duplications already emitted
         self.proposals = set()                             # workshop request ids already answered
 
@@ -723,9 +724,17 @@ class ReadModel:
                  for c in _combos(m)}
         self._check_duplications(out, before | after, now)
 
+    def _note_supply_loss(self, keys, now):
+        for key in keys:
+            if self.supply.get(key, 0) <= 0:
+                self.supply_lost_at[key] = now
+
     def _apply_offer(self, out, offer, now):
         old_matches = [self.matches[mid] for mid in sorted(self.offer_matches.get(offer["offer_id"], ()))]
+        old = self.offers.get(offer["offer_id"])
         self._put_offer(offer)
+        if old is not None and old["status"] in MATCHABLE_OFFER:
+            self._note_supply_loss([(a, g) for a in offer_articles(old) for g in offer_groups(old)], now)
         out.entity("offers", offer)
         combos = {c for m in old_matches for c in _combos(m)}
         touched = []
@@ -746,7 +755,10 @@ class ReadModel:
 
     def _apply_expert(self, out, expert, now):
         old_matches = [self.matches[mid] for mid in sorted(self.expert_matches.get(expert["expert_id"], ()))]
+        old = self.experts.get(expert["expert_id"])
         self._put_expert(expert)
+        if old is not None and old["vetting_status"] in MATCHABLE_EXPERT:
+            self._note_supply_loss([(int(a), g) for a in old["expertise"] for g in expert_groups(old)], now)
         out.entity("experts", expert)
         reason = (f"expert {expert['vetting_status']}" if expert["vetting_status"] not in MATCHABLE_EXPERT
                   else "expert changed")
@@ -822,11 +834,13 @@ class ReadModel:
             if gap_id in self.alerts:
                 continue
             oldest = min((self.needs[n] for n in need_ids), key=lambda n: (n["opened_at"], n["need_id"]))
-            if parse_time(oldest["opened_at"]) > cutoff:
+            since = max((oldest["opened_at"], self.supply_lost_at.get((article, group)) or oldest["opened_at"]),
+                        key=parse_time)
+            if parse_time(since) > cutoff:
                 continue
             self.alerts.add(gap_id)
             data = {"gap_id": gap_id, "kind": "no_supply", "need_id": None, "state": None,
-                    "article": article, "regional_group": group, "since": oldest["opened_at"]}
+                    "article": article, "regional_group": group, "since": since}
             out.alert(gap_id, "gap", "gap.detected", data, stamp, oldest.get("cause"))
         return out
 
