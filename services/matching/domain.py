@@ -20,6 +20,7 @@ visited in a fixed order, so replaying the same events builds the same model
 (:func:`rebuild`).
 """
 import hashlib
+import heapq
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -225,10 +226,13 @@ def language_part(need_languages, languages):
 
 
 def weighted(parts, weights):
-    total = sum(weights.get(k, 0) for k in parts)
-    if not total:
-        return 0.0
-    return round(sum(v * weights.get(k, 0) for k, v in parts.items()) / total, 4)
+    """The weighted mean of score parts, rounded to 4 decimals (0 when nothing weighs)."""
+    total = acc = 0.0
+    for name, value in parts.items():
+        weight = weights.get(name, 0)
+        total += weight
+        acc += value * weight
+    return round(acc / total, 4) if total else 0.0
 
 
 def offer_constraints(need, offer):
@@ -270,8 +274,10 @@ class ReadModel:
         self.open_by_state = defaultdict(set)              # (article, state) -> {need_id}
         self.group_demand = defaultdict(lambda: defaultdict(int))  # (article, group) -> {state: n}
         self.needs_by_state = defaultdict(set)             # state -> {need_id} (not withdrawn)
-        self.offer_buckets = defaultdict(dict)             # (article, form, geo) -> {offer_id: None}
-        self.offer_keys = {}                               # offer_id -> [bucket keys]
+        # (article, form, geo, level) -> {language or "": {offer_id: None}}
+        self.offer_buckets = defaultdict(lambda: defaultdict(dict))
+        self.offer_keys = {}                               # offer_id -> [(bucket key, language)]
+        self.offer_levels = set(LEVELS)
         self.expert_buckets = defaultdict(dict)            # (article, form) -> {expert_id: None}
         self.expert_keys = {}
         self.supply = defaultdict(int)                     # (article, group) -> matchable offers + experts
@@ -339,22 +345,26 @@ class ReadModel:
         if offer["status"] not in MATCHABLE_OFFER:
             return
         keys, articles = [], offer_articles(offer)
+        self.offer_levels.add(offer["level"])
         for article in articles:
             for form in offer["forms"]:
                 for geo in offer_geos(offer):
-                    key = (article, form, geo)
-                    self.offer_buckets[key][offer["offer_id"]] = None
-                    keys.append(key)
+                    key = (article, form, geo, offer["level"])
+                    for language in offer["languages"] or [""]:
+                        self.offer_buckets[key][language][offer["offer_id"]] = None
+                        keys.append((key, language))
             for group in offer_groups(offer):
                 self.supply[(article, group)] += 1
         self.offer_keys[offer["offer_id"]] = keys
 
     def _unindex_offer(self, offer):
-        for key in self.offer_keys.pop(offer["offer_id"], ()):
-            bucket = self.offer_buckets[key]
-            bucket.pop(offer["offer_id"], None)
-            if not bucket:
-                del self.offer_buckets[key]
+        for key, language in self.offer_keys.pop(offer["offer_id"], ()):
+            languages = self.offer_buckets[key]
+            languages[language].pop(offer["offer_id"], None)
+            if not languages[language]:
+                del languages[language]
+                if not languages:
+                    del self.offer_buckets[key]
         if offer["status"] in MATCHABLE_OFFER:
             for article in offer_articles(offer):
                 for group in offer_groups(offer):
@@ -429,9 +439,23 @@ class ReadModel:
         return prefs.get(level, 0.5)
 
     def remaining_capacity(self, offer, need_id):
-        used = sum(1 for mid in self.offer_matches.get(offer["offer_id"], ())
-                   if self.matches[mid]["need_id"] != need_id)
+        """Engagements left, not counting this need's own match with the offer."""
+        used = len(self.offer_matches.get(offer["offer_id"], ()))
+        if used and match_id(need_id, offer_id=offer["offer_id"]) in self.matches:
+            used -= 1
         return max(0, offer["capacity"] - used)
+
+    def offer_parts(self, need, offer):
+        return {
+            "priority": self.priority_part(need),
+            "language": language_part(need["languages"], offer["languages"]),
+            "level": self.level_part(need, offer["level"]),
+            "capacity": round(self.remaining_capacity(offer, need["need_id"]) / offer["capacity"], 4),
+        }
+
+    def quick_offer_score(self, need, offer):
+        """The score of a pair already known to be feasible (no explanation built)."""
+        return weighted(self.offer_parts(need, offer), self.settings.offer_part_weights)
 
     def score_offer(self, need, offer):
         """(score, explanation, common forms) of a feasible pair, else None."""
@@ -439,12 +463,7 @@ class ReadModel:
         if checked is None:
             return None
         constraints, common = checked
-        parts = {
-            "priority": self.priority_part(need),
-            "language": language_part(need["languages"], offer["languages"]),
-            "level": self.level_part(need, offer["level"]),
-            "capacity": round(self.remaining_capacity(offer, need["need_id"]) / offer["capacity"], 4),
-        }
+        parts = self.offer_parts(need, offer)
         return weighted(parts, self.settings.offer_part_weights), \
             {"constraints_met": constraints, "score_parts": parts}, common
 
@@ -475,34 +494,64 @@ class ReadModel:
     # -- candidates --------------------------------------------------------------
 
     def offer_candidates(self, need):
-        """Offers that may match a need, from the indexes only (bounded scan).
+        """The best offers for a need: [(score, offer_id)], from the indexes only.
 
-        Buckets are visited in order of preferred level (State scope first
-        for a national need, the group first when several States of the
-        group need the article), then global. The scan stops after
-        ``scan_limit`` candidates, or as soon as enough candidates score the
-        best possible score.
+        Branch and bound over index buckets: every bucket ``(article, form,
+        geography, level)`` × language has an upper bound on the score of
+        its offers (its level and language parts are known, capacity ≤ 1).
+        Buckets are visited from the highest bound down; the search stops
+        when the K-th best score found reaches the bound of what is left. So
+        the result is the exact top K (ties aside) while the number of
+        offers scored does not grow with the number of offers held;
+        ``scan_limit`` caps it anyway.
         """
-        state_geo, group_geo = ("S", need["state"]), ("G", need["regional_group"])
-        geos = ([group_geo, state_geo, GLOBAL] if self.regional_demand(need) >= self.settings.regional_threshold
-                else [state_geo, group_geo, GLOBAL])
-        best = self.best_possible(need, "offer")
-        wanted = self.settings.max_offer_matches_per_need
-        seen, scored, perfect = set(), [], 0
-        for geo in geos:
+        settings = self.settings
+        weights = settings.offer_part_weights
+        wanted = settings.max_offer_matches_per_need
+        regional = self.regional_demand(need) >= settings.regional_threshold
+        prefs = settings.level_regional if regional else settings.level_national
+        need_languages = set(need["languages"])
+        priority = self.priority_part(need)
+        article = need["article"]
+        total = sum(weights.get(k, 0) for k in ("priority", "language", "level", "capacity")) or 1.0
+        fixed = priority * weights.get("priority", 0) + weights.get("capacity", 0)  # capacity part ≤ 1
+        w_language, w_level = weights.get("language", 0), weights.get("level", 0)
+        subs = []
+        for rank, geo in enumerate((("S", need["state"]), ("G", need["regional_group"]), GLOBAL)):
             for form in need["forms"]:
-                for offer_id in self.offer_buckets.get((need["article"], form, geo), ()):
-                    if offer_id in seen:
+                for level in self.offer_levels:
+                    languages = self.offer_buckets.get((article, form, geo, level))
+                    if not languages:
                         continue
-                    seen.add(offer_id)
-                    result = self.score_offer(need, self.offers[offer_id])
-                    if result is None:
-                        continue
-                    scored.append((result[0], offer_id, result))
-                    perfect += result[0] >= best
-                    if perfect >= wanted or len(seen) >= self.settings.scan_limit:
-                        return scored
-        return scored
+                    for language, bucket in languages.items():
+                        if not need_languages or not language:
+                            language_score = 0.5
+                        else:
+                            language_score = 1.0 if language in need_languages else 0.0
+                        bound = round((fixed + w_language * language_score
+                                       + w_level * prefs.get(level, 0.5)) / total, 4)
+                        subs.append((-bound, rank, form, level, language, bucket))
+        subs.sort(key=lambda sub: sub[:5])
+        seen, found, best = set(), [], []  # best: min-heap of the top scores
+        for negative_bound, _, _, _, _, bucket in subs:
+            bound = -negative_bound
+            if len(best) >= wanted and best[0] >= bound:
+                break
+            for offer_id in bucket:
+                if offer_id in seen:
+                    continue
+                seen.add(offer_id)
+                score = self.quick_offer_score(need, self.offers[offer_id])
+                found.append((score, offer_id))
+                if len(best) < wanted:
+                    heapq.heappush(best, score)
+                elif score > best[0]:
+                    heapq.heapreplace(best, score)
+                if len(seen) >= settings.scan_limit or (len(best) >= wanted and best[0] >= bound):
+                    break
+            if len(seen) >= settings.scan_limit:
+                break
+        return found
 
     def expert_candidates(self, need):
         best = self.best_possible(need, "expert")
@@ -516,7 +565,7 @@ class ReadModel:
                 result = self.score_expert(need, self.experts[expert_id])
                 if result is None:
                     continue
-                scored.append((result[0], expert_id, result))
+                scored.append((result[0], expert_id))
                 perfect += result[0] >= best
                 if perfect >= wanted or len(seen) >= self.settings.scan_limit:
                     return scored
@@ -595,39 +644,38 @@ class ReadModel:
             mine = {m[key]: m for m in current.values() if m.get(key)}
             table = self.offers if kind == "offer" else self.experts
             scorer = self.score_offer if kind == "offer" else self.score_expert
-            pool = {}
+            pool = {}  # entity id -> score
             for entity_id in mine:
                 entity = table.get(entity_id)
                 result = scorer(need, entity) if entity else None
                 if result is None:
                     self._retract(out, mine[entity_id], reason, now)
                 else:
-                    pool[entity_id] = result
+                    pool[entity_id] = result[0]
             finder = self.offer_candidates if kind == "offer" else self.expert_candidates
-            for score, entity_id, result in finder(need):
-                pool.setdefault(entity_id, result)
-            ranked = sorted(pool.items(), key=lambda item: (-item[1][0], item[0]))
-            keep = dict(ranked[:limit])
+            for score, entity_id in finder(need):
+                pool.setdefault(entity_id, score)
+            ranked = sorted(pool.items(), key=lambda item: (-item[1], item[0]))[:limit]
+            keep = dict(ranked)
             for entity_id, match in mine.items():
                 if entity_id in pool and entity_id not in keep:
                     self._retract(out, match, "superseded by a better match", now)
-            for entity_id, result in ranked[:limit]:
+            for entity_id, _ in ranked:
                 if entity_id not in mine:
                     entity = table[entity_id]
-                    self._propose(out, self._match(need, result, **{kind: entity}), now)
+                    self._propose(out, self._match(need, scorer(need, entity), **{kind: entity}), now)
         if self._is_unmatched_p1(need):
             self.unmatched_p1.add(need["need_id"])
 
     def _offer_into_needs(self, out, offer, now):
         """A new or changed offer looks for open needs (best first, bounded)."""
         candidates = []
-        for need_id in self.needs_for_offer(offer):
-            if match_id(need_id, offer_id=offer["offer_id"]) in self.matches:
-                continue
+        forms = set(offer["forms"])
+        for need_id in self.needs_for_offer(offer):  # geography and coverage hold by the index
             need = self.needs[need_id]
-            result = self.score_offer(need, offer)
-            if result is not None:
-                candidates.append((-self.settings.need_weight(need), -result[0], need_id))
+            if forms.isdisjoint(need["forms"]) or match_id(need_id, offer_id=offer["offer_id"]) in self.matches:
+                continue
+            candidates.append((-self.settings.need_weight(need), -self.quick_offer_score(need, offer), need_id))
         candidates.sort()
         limit = self.settings.max_offer_matches_per_need
         proposed = 0
@@ -635,14 +683,14 @@ class ReadModel:
             if proposed >= self.settings.max_matches_per_offer_event:
                 break
             need = self.needs[need_id]
-            result = self.score_offer(need, offer)  # capacity may have changed
+            score = self.quick_offer_score(need, offer)  # capacity may have changed
             mine = [m for m in self.need_matches.get(need_id, {}).values() if m.get("offer_id")]
             if len(mine) >= limit:
                 worst = min(mine, key=lambda m: (m["score"], m["match_id"]))
-                if result[0] <= worst["score"]:
+                if score <= worst["score"]:
                     continue
                 self._retract(out, worst, "superseded by a better match", now)
-            self._propose(out, self._match(need, result, offer=offer), now)
+            self._propose(out, self._match(need, self.score_offer(need, offer), offer=offer), now)
             proposed += 1
 
     def _expert_into_needs(self, out, expert, now):

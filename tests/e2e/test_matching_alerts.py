@@ -17,6 +17,7 @@ def test_two_donors_committed_to_the_same_need_raise_one_duplication_alert(sandb
     filed = sandbox.publish("need.submitted", KENYA_NEED)
     emit(sandbox, "offer.published", offer_data(offer_id="GB-1-o1", provider="GB-GOV-1"), source="supply")
     stored = wait_until(lambda: sandbox.db("needs").needs.find_one({"state": "KEN"}), message="stored need")
+    out.wait_for("match.proposed")
     second = emit(sandbox, "offer.published", offer_data(offer_id="DE-1-o1", provider="DE-1", level="regional",
                                                          scope_states=(), scope_groups=("AFRICAN",)), source="supply")
     emit(sandbox, "offer.updated", offer_data(offer_id="DE-1-o1", provider="DE-1", level="regional",
