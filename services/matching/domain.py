@@ -112,6 +112,7 @@ def normalize_need(data, event):
         "checklist_round": data.get("checklist_round"), "status": data.get("status") or "open",
         "description": data.get("description") or "",
         "created_at": data.get("created_at") or event["occurred_at"],
+        "updated_at": data.get("updated_at") or event["occurred_at"],
         "cause": {"id": event["id"], "correlation_id": event.get("correlation_id")},
     }
     if event["type"] == "need.withdrawn":
@@ -130,6 +131,7 @@ def normalize_offer(data, event):
         "forms": sorted(set(data.get("forms") or [])), "capacity": max(1, int(data.get("capacity") or 1)),
         "languages": sorted(set(data.get("languages") or [])), "status": data.get("status") or "active",
         "period_start": data.get("period_start"), "period_end": data.get("period_end"),
+        "updated_at": data.get("updated_at") or event["occurred_at"],
     }
     if event["type"] == "offer.withdrawn":
         offer["status"] = "withdrawn"
@@ -151,6 +153,7 @@ def normalize_expert(data, event):
         "countries": sorted(set(data.get("countries") or [])),
         "forms": sorted(set(data.get("forms") or [])), "availability": availability,
         "vetting_status": data.get("vetting_status") or "active",
+        "updated_at": data.get("updated_at") or event["occurred_at"],
     }
     if event["type"] == "expert.expired":
         expert["vetting_status"] = "expired"
@@ -745,11 +748,17 @@ class ReadModel:
         kind, now, data = event["type"], event["occurred_at"], event["data"]
         family = kind.split(".", 1)[0]
         if family == "need":
-            self._apply_need(out, normalize_need(data, event), now)
+            need = normalize_need(data, event)
+            if not _stale(self.needs.get(need["need_id"]), need):
+                self._apply_need(out, need, now)
         elif family == "offer":
-            self._apply_offer(out, normalize_offer(data, event), now)
+            offer = normalize_offer(data, event)
+            if not _stale(self.offers.get(offer["offer_id"]), offer):
+                self._apply_offer(out, offer, now)
         elif family == "expert":
-            self._apply_expert(out, normalize_expert(data, event), now)
+            expert = normalize_expert(data, event)
+            if not _stale(self.experts.get(expert["expert_id"]), expert):
+                self._apply_expert(out, expert, now)
         elif kind == "workshop.participants_proposed":
             pass  # our own answer
         elif family == "workshop":
@@ -904,6 +913,16 @@ class ReadModel:
                 pairs[need["need_id"]].append((match["score"], match["offer_id"]))
         capacity = {o: self.offers[o]["capacity"] for ps in pairs.values() for _, o in ps}
         return allocate(weights, capacity, pairs)
+
+
+def _stale(old, new):
+    """An event older than what the model holds (a late retry) changes nothing."""
+    if not old or not old.get("updated_at") or not new.get("updated_at"):
+        return False
+    try:
+        return parse_time(new["updated_at"]) < parse_time(old["updated_at"])
+    except ValueError:
+        return False
 
 
 def _combos(match):

@@ -194,3 +194,14 @@ def test_a_regional_workshop_request_gets_proposed_participants(sandbox, start):
     assert "UGA" in data["states_upcoming"] and "KEN" not in data["states_upcoming"]
     assert "MEX" not in data["states_upcoming"]
     assert data["donors"] == ["DE-1"]
+
+
+def test_an_offer_event_missing_what_matching_needs_is_dead_lettered(sandbox, start):
+    start(MatchingService)
+    emit(sandbox, "offer.published", {"offer_id": "broken"})
+    wait_until(lambda: sandbox.queue_depth("tacoord.dead-letters") == 1, message="dead letter")
+    (body, headers), = sandbox.get_messages("tacoord.dead-letters")
+    assert "cannot read offer.published payload: KeyError" in headers["x-tacoord-reason"]
+    emit(sandbox, "offer.published", offer_data())  # the model is intact and still consuming
+    wait_until(lambda: sandbox.db("matching").offers_view.find_one({"_id": "GB-1-o1"}), message="next offer")
+    assert sandbox.db("matching").offers_view.find_one({"_id": "broken"}) is None

@@ -214,6 +214,14 @@ def test_replaying_the_same_events_never_doubles_a_match():
     assert run(model, *events) == []
 
 
+def test_a_late_older_update_does_not_reopen_a_withdrawn_need():
+    model = ReadModel()
+    run(model, event("offer.published", offer()), event("need.submitted", need()))
+    run(model, event("need.withdrawn", {**need(status="withdrawn"), "updated_at": "2026-11-03T00:00:00+00:00"}))
+    late = run(model, event("need.updated", {**need(), "updated_at": "2026-11-02T00:00:00+00:00"}))
+    assert late == [] and model.needs["KEN-9"]["status"] == "withdrawn"
+
+
 def test_rebuild_from_replay_equals_the_live_model():
     events = [event("offer.published", offer()), event("offer.published", offer("o2", provider="DE-1")),
               event("need.submitted", need()), event("need.submitted", need("UGA-9", state="UGA")),
