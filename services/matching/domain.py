@@ -436,29 +436,34 @@ class ReadModel:
     def priority_part(self, need):
         return round(self.settings.need_weight(need), 4)
 
+    def level_prefs(self, need):
+        """Level preferences for a need: regional when enough States of its group need the article."""
+        return (self.settings.level_regional if self.regional_demand(need) >= self.settings.regional_threshold
+                else self.settings.level_national)
+
     def level_part(self, need, level):
-        prefs = (self.settings.level_regional if self.regional_demand(need) >= self.settings.regional_threshold
-                 else self.settings.level_national)
-        return prefs.get(level, 0.5)
+        return self.level_prefs(need).get(level, 0.5)
 
     def remaining_capacity(self, offer, need_id):
         """Engagements left, not counting this need's own match with the offer."""
         used = len(self.offer_matches.get(offer["offer_id"], ()))
-        if used and match_id(need_id, offer_id=offer["offer_id"]) in self.matches:
+        if used and self.need_matches.get(need_id) and \
+                match_id(need_id, offer_id=offer["offer_id"]) in self.need_matches[need_id]:
             used -= 1
         return max(0, offer["capacity"] - used)
 
-    def offer_parts(self, need, offer):
+    def offer_parts(self, need, offer, priority=None, prefs=None):
+        """The score parts of a pair (``priority``/``prefs``: the need's, when already known)."""
         return {
-            "priority": self.priority_part(need),
+            "priority": self.priority_part(need) if priority is None else priority,
             "language": language_part(need["languages"], offer["languages"]),
-            "level": self.level_part(need, offer["level"]),
+            "level": self.level_part(need, offer["level"]) if prefs is None else prefs.get(offer["level"], 0.5),
             "capacity": round(self.remaining_capacity(offer, need["need_id"]) / offer["capacity"], 4),
         }
 
-    def quick_offer_score(self, need, offer):
+    def quick_offer_score(self, need, offer, priority=None, prefs=None):
         """The score of a pair already known to be feasible (no explanation built)."""
-        return weighted(self.offer_parts(need, offer), self.settings.offer_part_weights)
+        return weighted(self.offer_parts(need, offer, priority, prefs), self.settings.offer_part_weights)
 
     def score_offer(self, need, offer):
         """(score, explanation, common forms) of a feasible pair, else None."""
@@ -511,8 +516,7 @@ class ReadModel:
         settings = self.settings
         weights = settings.offer_part_weights
         wanted = settings.max_offer_matches_per_need
-        regional = self.regional_demand(need) >= settings.regional_threshold
-        prefs = settings.level_regional if regional else settings.level_national
+        prefs = self.level_prefs(need)
         need_languages = set(need["languages"])
         priority = self.priority_part(need)
         article = need["article"]
@@ -544,7 +548,7 @@ class ReadModel:
                 if offer_id in seen:
                     continue
                 seen.add(offer_id)
-                score = self.quick_offer_score(need, self.offers[offer_id])
+                score = self.quick_offer_score(need, self.offers[offer_id], priority, prefs)
                 found.append((score, offer_id))
                 if len(best) < wanted:
                     heapq.heappush(best, score)
