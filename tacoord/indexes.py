@@ -24,7 +24,15 @@ INDEXES = {
     "requests": {
         "workshop_requests": [IndexModel([("state", ASCENDING)]), IndexModel([("_outbox.id", ASCENDING)])],
     },
-    "matching": {},
+    "matching": {
+        "matches": [
+            IndexModel([("need_id", ASCENDING)]), IndexModel([("offer_id", ASCENDING)]),
+            IndexModel([("expert_id", ASCENDING)]), IndexModel([("status", ASCENDING)]),
+            IndexModel([("_outbox.id", ASCENDING)]),
+        ],
+        "alerts": [IndexModel([("alert", ASCENDING)]), IndexModel([("_outbox.id", ASCENDING)])],
+        "proposals": [IndexModel([("_outbox.id", ASCENDING)])],
+    },
     "notify": {
         "subscriptions": [
             IndexModel([("status", ASCENDING)]),

@@ -1,0 +1,288 @@
+"""Matching service: needs against supply, incrementally, with the needs-vs-supply matrix.
+
+The read model (``domain.ReadModel``) lives in memory in the store provider,
+one per container; every consumed event is applied under a lock, then its
+documents and events are written (events through the outbox) before the
+message is acknowledged. On start the model is loaded from the service's own
+collections; a failed write reloads it from there, so memory never runs
+ahead of the store.
+"""
+import csv
+import io
+import logging
+import time
+
+import eventlet
+from eventlet.event import Event
+from eventlet.semaphore import Semaphore
+from werkzeug.wrappers import Response
+
+from services.matching import domain
+from services.matching.schemas import (AlertsQuerySchema, CellQuerySchema, MatchesQuerySchema,
+                                       MatrixQuerySchema)
+from tacoord import config, topology
+from tacoord.consumer import consume_events
+from tacoord.envelope import new_event, utcnow
+from tacoord.errors import NotFound, Rejected
+from tacoord.ops import OpsServer, metric
+from tacoord.outbox import staged, strip
+from tacoord.store import MongoStore, Repository
+from tacoord.web import api, query_args
+
+log = logging.getLogger(__name__)
+
+SOURCE = "matching"
+ACTOR = "service:matching"
+MATCHES, ALERTS, PROPOSALS = "matches", "alerts", "proposals"
+VIEWS = {"needs": "needs_view", "offers": "offers_view", "experts": "experts_view",
+         "workshops": "workshops_view"}
+
+GAP_AFTER_KEY = "TACOORD_GAP_AFTER_SECONDS"
+GAP_SWEEP_KEY = "TACOORD_GAP_SWEEP_SECONDS"
+MAX_PER_NEED_KEY = "TACOORD_MATCH_MAX_PER_NEED"
+SCAN_LIMIT_KEY = "TACOORD_MATCH_SCAN_LIMIT"
+PRIORITY_WEIGHTS_KEY = "TACOORD_MATCH_PRIORITY_WEIGHTS"   # "1:1.0,2:0.6,3:0.3"
+CHAPTER_WEIGHTS_KEY = "TACOORD_MATCH_CHAPTER_WEIGHTS"     # "2:1.0,4:1.0"
+DEFAULT_CHAPTER_WEIGHT_KEY = "TACOORD_MATCH_DEFAULT_CHAPTER_WEIGHT"
+
+APPLY_SECONDS = metric("histogram", "matching", "apply_seconds",
+                       "Time to apply one event to the read model (pure matching, no I/O)", ["family"])
+MODEL_SIZE = metric("gauge", "matching", "read_model_items", "Items held in the in-memory read model", ["kind"])
+
+
+def _setting(cfg, key, default):
+    value = cfg.get(key)
+    if value in (None, ""):
+        value = config.env(key, None)
+    return default if value in (None, "") else value
+
+
+def _weights(value):
+    if isinstance(value, dict):
+        return {int(k): float(v) for k, v in value.items()}
+    return {int(k): float(v) for k, v in (item.split(":") for item in str(value).split(",") if item)}
+
+
+def settings_from(cfg):
+    """domain.Settings from the container config (falling back to the environment)."""
+    defaults = domain.Settings()
+    return domain.Settings(
+        gap_after_seconds=float(_setting(cfg, GAP_AFTER_KEY, defaults.gap_after_seconds)),
+        max_offer_matches_per_need=int(_setting(cfg, MAX_PER_NEED_KEY, defaults.max_offer_matches_per_need)),
+        scan_limit=int(_setting(cfg, SCAN_LIMIT_KEY, defaults.scan_limit)),
+        priority_weights=_weights(_setting(cfg, PRIORITY_WEIGHTS_KEY, defaults.priority_weights)),
+        chapter_weights=_weights(_setting(cfg, CHAPTER_WEIGHTS_KEY, defaults.chapter_weights)),
+        default_chapter_weight=float(_setting(cfg, DEFAULT_CHAPTER_WEIGHT_KEY, defaults.default_chapter_weight)),
+    )
+
+
+def public(document):
+    document = strip(document)
+    if document is not None:
+        document.pop("_id", None)
+    return document
+
+
+class MatchingRepository(Repository):
+    """Named operations over the read model and the service's collections."""
+
+    def __init__(self, database, relay, provider):
+        super().__init__(database, relay)
+        self.provider = provider
+
+    @property
+    def model(self):
+        self.provider.loaded.wait()
+        return self.provider.model
+
+    def handle(self, event):
+        self.provider.loaded.wait()
+        with self.provider.lock:
+            started = time.perf_counter()
+            try:
+                outcome = self.provider.model.apply(event)
+            except (KeyError, ValueError, TypeError) as exc:
+                self.provider.reload()
+                raise Rejected(f"cannot read {event['type']} payload: {type(exc).__name__}: {exc}")
+            APPLY_SECONDS.labels(family=event["type"].split(".")[0]).observe(time.perf_counter() - started)
+            self.provider.persist(outcome, cause=event)
+
+    def sweep(self, now=None):
+        return self.provider.sweep(now)
+
+    def matches(self, filters, limit=1000):
+        return [public(d) for d in self.db[MATCHES].find(filters, sort=[("_id", 1)], limit=limit)]
+
+    def alerts(self, filters, limit=1000):
+        query = {"alert": filters["kind"]} if "kind" in filters else {}
+        return [public(d) for d in self.db[ALERTS].find(query, sort=[("_id", 1)], limit=limit)]
+
+
+class MatchingStore(MongoStore):
+    repository = MatchingRepository
+    outbox_collections = (MATCHES, ALERTS, PROPOSALS)
+
+    def setup(self):
+        super().setup()
+        cfg = self.container.config
+        self.settings = settings_from(cfg)
+        default_sweep = min(30.0, max(0.2, self.settings.gap_after_seconds / 4))
+        self.sweep_every = float(_setting(cfg, GAP_SWEEP_KEY, default_sweep))
+        self.lock = Semaphore(1)
+        self.loaded = Event()
+        self.model = domain.ReadModel(self.settings)
+
+    def start(self):
+        super().start()
+        self.reload()
+        self.loaded.send(True)
+        self.container.spawn_managed_thread(self._sweep_forever, identifier="gap-sweeper")
+
+    def reload(self):
+        """Load the read model from the service's own collections."""
+        db = self.database
+
+        def docs(collection, query=None):
+            return [public(d) for d in db[collection].find(query or {})]
+
+        self.model = domain.ReadModel(self.settings).load(
+            needs=docs(VIEWS["needs"]), offers=docs(VIEWS["offers"]), experts=docs(VIEWS["experts"]),
+            workshops=docs(VIEWS["workshops"]), matches=docs(MATCHES, {"status": "active"}),
+            alerts=[d["_id"] for d in db[ALERTS].find({}, {"_id": 1})],
+            proposals=[d["_id"] for d in db[PROPOSALS].find({}, {"_id": 1})])
+        for kind in ("needs", "offers", "experts", "matches"):
+            MODEL_SIZE.labels(kind=kind).set(len(getattr(self.model, kind)))
+        log.info("matching read model loaded: %d needs, %d offers, %d experts, %d active matches",
+                 len(self.model.needs), len(self.model.offers), len(self.model.experts),
+                 len(self.model.matches))
+
+    def persist(self, outcome, cause=None):
+        """Store an outcome's documents (events staged in their outbox), then relay the events."""
+        written = []
+        try:
+            for (kind, entity_id), document in outcome.entities.items():
+                self.database[VIEWS[kind]].replace_one({"_id": entity_id}, {**document, "_id": entity_id},
+                                                       upsert=True)
+            for (collection, doc_id), (document, events) in outcome.docs.items():
+                envelopes = [new_event(event_type, data, SOURCE, ACTOR, cause=own_cause or cause)
+                             for event_type, data, own_cause in events]
+                self.database[collection].update_one({"_id": doc_id}, staged({"$set": document}, envelopes),
+                                                     upsert=True)
+                written.append((collection, doc_id, envelopes))
+        except Exception:
+            log.warning("could not store an outcome; reloading the read model from the store")
+            self.reload()
+            raise
+        for kind in ("needs", "offers", "experts", "matches"):
+            MODEL_SIZE.labels(kind=kind).set(len(getattr(self.model, kind)))
+        for collection, doc_id, envelopes in written:
+            self.relay.relay(collection, doc_id, envelopes)
+
+    def sweep(self, now=None):
+        self.loaded.wait()
+        with self.lock:
+            outcome = self.model.sweep(now or utcnow())
+            if outcome:
+                self.persist(outcome)
+            return outcome
+
+    def _sweep_forever(self):
+        while True:
+            eventlet.sleep(self.sweep_every)
+            try:
+                self.sweep()
+            except Exception as exc:  # keep sweeping: the next pass retries
+                log.warning("gap sweep failed, will retry: %s", exc)
+
+    def get_dependency(self, worker_ctx):
+        return self.repository(self.database, self.relay, self)
+
+
+def _load_query(request, schema):
+    names = [name for name, f in schema.fields.items() if not f.dump_only]
+    return schema.load(query_args(request, names))
+
+
+def _filters(query):
+    return {k: query[k] for k in ("article", "chapter", "state", "regional_group") if k in query}
+
+
+class MatchingService:
+    name = "matching"
+
+    store = MatchingStore()
+    ops = OpsServer()
+
+    @consume_events(topology.MATCHING_EVENTS)
+    def on_event(self, event):
+        self.store.handle(event)
+
+    @api("GET", "/matrix")
+    def get_matrix(self, request):
+        query = _load_query(request, MatrixQuerySchema())
+        cells = domain.matrix(self.store.model, query["rows"], query["cols"], query.get("level"), _filters(query))
+        return {"rows": query["rows"], "cols": query["cols"], "level": query.get("level"),
+                "filters": _filters(query), "count": len(cells),
+                "cells": [{k: v for k, v in c.items() if k != "_ids"} for c in cells]}
+
+    @api("GET", "/matrix.csv")
+    def get_matrix_csv(self, request):
+        query = _load_query(request, MatrixQuerySchema())
+        cells = domain.matrix(self.store.model, query["rows"], query["cols"], query.get("level"), _filters(query))
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow([query["rows"], query["cols"], "level", "needs", "offers", "matches", "matched_needs",
+                         "status"])
+        for c in cells:
+            writer.writerow([c["row"], c["col"], query.get("level") or "all", c["needs"], c["offers"],
+                             c["matches"], c["matched_needs"], c["status"]])
+        return Response(buffer.getvalue(), status=200, mimetype="text/csv",
+                        headers={"Content-Disposition": "attachment; filename=matrix.csv"})
+
+    @api("GET", "/matrix/cell")
+    def get_cell(self, request):
+        query = _load_query(request, CellQuerySchema())
+        rows = "article" if "article" in query else "chapter"
+        cols = "state" if "state" in query else "regional_group"
+        model = self.store.model
+        cells = domain.matrix(model, rows, cols, query.get("level"), _filters(query))
+        row, col = query[rows], query[cols]
+        cell = next((c for c in cells if c["row"] == row and c["col"] == col),
+                    {"needs": 0, "offers": 0, "matches": 0, "matched_needs": 0, "status": "empty",
+                     "_ids": {"needs": [], "offers": [], "matches": []}})
+        ids = cell["_ids"]
+        return {"row": {rows: row}, "col": {cols: col}, "level": query.get("level"),
+                "status": cell["status"], "counts": {k: cell[k] for k in ("needs", "offers", "matches",
+                                                                           "matched_needs")},
+                "needs": [model.needs[n] for n in ids["needs"]],
+                "offers": [model.offers[o] for o in ids["offers"]],
+                "matches": [model.matches[m] for m in ids["matches"]]}
+
+    @api("GET", "/matches")
+    def list_matches(self, request):
+        query = _load_query(request, MatchesQuerySchema())
+        matches = self.store.matches(query)
+        return {"count": len(matches), "matches": matches}
+
+    @api("GET", "/alerts")
+    def list_alerts(self, request):
+        query = _load_query(request, AlertsQuerySchema())
+        alerts = self.store.alerts(query)
+        return {"count": len(alerts), "alerts": alerts}
+
+    @api("GET", "/allocations")
+    def get_allocations(self, request):
+        query_args(request, ())
+        result = self.store.model.allocation()
+        return {"covered_weight": result["covered_weight"], "count": len(result["assignments"]),
+                "assignments": [{"need_id": n, "offer_id": o} for n, o in sorted(result["assignments"].items())]}
+
+    @api("GET", "/matches/<string:match_id>")
+    def get_match(self, request, match_id):
+        found = self.store.matches({"_id": match_id}, limit=1)
+        if not found:
+            raise NotFound(f"no match {match_id!r}")
+        return found[0]
+
+
+SERVICE = MatchingService

@@ -1,0 +1,207 @@
+"""The matching service alone, against the real broker and database: events in, matches out."""
+import csv
+import io
+import json
+
+import requests
+from kombu import Connection, Queue
+
+from services.matching.service import MatchingService
+from tacoord import topology
+from tacoord.envelope import new_event
+from tacoord.testing import wait_until
+
+NOW = "2026-11-01T00:00:00+00:00"
+
+
+def need_data(need_id="KEN-9-n1", state="KEN", group="AFRICAN", article=9, chapter=2, forms=("LEGAL_ADVICE",),
+              priority=1, status="open", **extra):
+    return {"need_id": need_id, "state": state, "regional_group": group, "article": article, "chapter": chapter,
+            "paragraph": None, "forms": list(forms), "other_text": None, "priority": priority,
+            "description": "procurement reform", "checklist_round": "2026-1", "languages": ["en"],
+            "external_ref": None, "status": status, "created_at": NOW, "updated_at": NOW, **extra}
+
+
+def offer_data(offer_id="GB-1-o1", provider="GB-GOV-1", level="bilateral", scope_states=("KEN",), scope_groups=(),
+               articles=(9,), chapters=(), forms=("LEGAL_ADVICE",), capacity=3, status="active", **extra):
+    return {"offer_id": offer_id, "provider": provider, "provider_name": provider, "level": level,
+            "scope_states": list(scope_states), "scope_groups": list(scope_groups), "articles": list(articles),
+            "chapters": list(chapters), "forms": list(forms), "capacity": capacity, "period_start": "2026-01-01",
+            "period_end": "2027-12-31", "languages": ["en"], "status": status, "created_at": NOW,
+            "updated_at": NOW, **extra}
+
+
+def emit(sandbox, event_type, data, source="test"):
+    """Publish an event on tacoord.events as another service would."""
+    event = new_event(event_type, data, source, "test")
+    sandbox.publish(event_type, data, exchange=topology.EVENTS, event=event)
+    return event
+
+
+def probe(sandbox, *keys):
+    """A queue bound to tacoord.events that collects what the service emits."""
+    name = "probe." + "-".join(k.replace("*", "any").replace("#", "all") for k in keys)
+    with Connection(sandbox.amqp_uri) as connection:
+        with connection.channel() as channel:
+            from kombu import binding
+            Queue(name, bindings=[binding(topology.EXCHANGES[topology.EVENTS], routing_key=k) for k in keys],
+                  durable=True).bind(channel).declare()
+    return name
+
+
+class Collector:
+    def __init__(self, sandbox, *keys):
+        self.sandbox = sandbox
+        self.queue = probe(sandbox, *keys)
+        self.events = []
+
+    def take(self):
+        for body, _ in self.sandbox.get_messages(self.queue):
+            self.events.append(json.loads(body) if isinstance(body, (str, bytes)) else body)
+        return self.events
+
+    def of_type(self, event_type):
+        return [e for e in self.take() if e["type"] == event_type]
+
+    def wait_for(self, event_type, count=1, timeout=15):
+        return wait_until(lambda: len(self.of_type(event_type)) >= count and self.of_type(event_type),
+                          timeout=timeout, message=f"{count} {event_type}")
+
+
+def get(sandbox, path, role="network", subject="AFRICAN", **params):
+    return requests.get(sandbox.url("matching", path), params=params, timeout=5,
+                        headers=sandbox.headers(role, subject))
+
+
+def test_an_offer_then_a_need_are_matched_stored_and_emitted_with_an_explanation(sandbox, start):
+    start(MatchingService)
+    out = Collector(sandbox, "match.*")
+    emit(sandbox, "offer.published", offer_data())
+    submitted = emit(sandbox, "need.submitted", need_data())
+
+    proposed = out.wait_for("match.proposed")[0]
+    data = proposed["data"]
+    assert data["need_id"] == "KEN-9-n1" and data["offer_id"] == "GB-1-o1"
+    assert data["provider"] == "GB-GOV-1" and data["level"] == "bilateral"
+    assert proposed["causation_id"] == submitted["id"]
+    assert proposed["source"] == "matching"
+    assert "geography: KEN in scope_states" in data["explanation"]["constraints_met"]
+    assert set(data["explanation"]["score_parts"]) == {"priority", "language", "level", "capacity"}
+    assert 0 < data["score"] <= 1
+
+    stored = sandbox.db("matching").matches.find_one({"_id": data["match_id"]})
+    assert stored["status"] == "active" and stored["_outbox_pending"] == 0
+    listed = get(sandbox, "/matches", need_id="KEN-9-n1").json()
+    assert [m["match_id"] for m in listed["matches"]] == [data["match_id"]]
+
+
+def test_withdrawing_a_need_retracts_its_matches(sandbox, start):
+    start(MatchingService)
+    out = Collector(sandbox, "match.*")
+    emit(sandbox, "offer.published", offer_data())
+    emit(sandbox, "need.submitted", need_data())
+    match_id = out.wait_for("match.proposed")[0]["data"]["match_id"]
+
+    withdrawn = emit(sandbox, "need.withdrawn", need_data(status="withdrawn"))
+    retracted = out.wait_for("match.retracted")[0]
+
+    assert retracted["data"] == {"match_id": match_id, "need_id": "KEN-9-n1", "offer_id": "GB-1-o1",
+                                 "reason": "need withdrawn"}
+    assert retracted["causation_id"] == withdrawn["id"]
+    assert get(sandbox, "/matches", need_id="KEN-9-n1").json()["matches"][0]["status"] == "retracted"
+    assert get(sandbox, "/matches", need_id="KEN-9-n1", status="active").json()["count"] == 0
+
+
+def test_the_matrix_shows_the_match_as_json_and_csv(sandbox, start):
+    start(MatchingService)
+    out = Collector(sandbox, "match.*")
+    emit(sandbox, "offer.published", offer_data())
+    emit(sandbox, "need.submitted", need_data())
+    emit(sandbox, "need.submitted", need_data(need_id="UGA-9-n1", state="UGA", forms=("ACTION_PLAN",)))
+    out.wait_for("match.proposed")
+    wait_until(lambda: get(sandbox, "/matrix").json()["count"] == 2, message="two cells")
+
+    matrix = get(sandbox, "/matrix", role="donor", subject="GB-GOV-1").json()
+    cells = {(c["row"], c["col"]): c for c in matrix["cells"]}
+    assert cells[(9, "KEN")] == {"row": 9, "col": "KEN", "needs": 1, "offers": 1, "matches": 1,
+                                 "matched_needs": 1, "status": "met"}
+    assert cells[(9, "UGA")]["status"] == "unmet"
+
+    by_group = get(sandbox, "/matrix", rows="chapter", cols="regional_group").json()["cells"]
+    assert by_group == [{"row": 2, "col": "AFRICAN", "needs": 2, "offers": 1, "matches": 1,
+                         "matched_needs": 1, "status": "partly_met"}]
+
+    response = get(sandbox, "/matrix.csv", state="KEN")
+    assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert rows == [{"article": "9", "state": "KEN", "level": "all", "needs": "1", "offers": "1",
+                     "matches": "1", "matched_needs": "1", "status": "met"}]
+
+    cell = get(sandbox, "/matrix/cell", article=9, state="KEN").json()
+    assert [n["need_id"] for n in cell["needs"]] == ["KEN-9-n1"]
+    assert [o["offer_id"] for o in cell["offers"]] == ["GB-1-o1"]
+    assert cell["matches"][0]["explanation"]["constraints_met"]
+
+
+def test_matrix_queries_are_validated_and_need_a_key(sandbox, start):
+    start(MatchingService)
+    bad = get(sandbox, "/matrix", rows="planet", article="x")
+    assert bad.status_code == 422
+    assert set(bad.json()["fields"]) == {"rows", "article"}
+    assert get(sandbox, "/matrix", colour="red").status_code == 400
+    assert get(sandbox, "/matrix/cell", article=9).status_code == 422
+    assert requests.get(sandbox.url("matching", "/matrix"), timeout=5).status_code == 401
+
+
+def test_restarting_the_service_keeps_the_read_model(sandbox, start):
+    container, = start(MatchingService)
+    out = Collector(sandbox, "match.*")
+    emit(sandbox, "offer.published", offer_data())
+    emit(sandbox, "need.submitted", need_data())
+    out.wait_for("match.proposed")
+    container.stop()
+
+    start(MatchingService)
+    cells = get(sandbox, "/matrix").json()["cells"]
+    assert cells[0]["needs"] == 1 and cells[0]["offers"] == 1 and cells[0]["matches"] == 1
+
+    # the need loaded from the store is matched by a new offer, and the old match is not proposed again
+    emit(sandbox, "offer.published", offer_data(offer_id="FR-1-o1", provider="FR-GOV-1", level="regional",
+                                                scope_states=(), scope_groups=("AFRICAN",)))
+    second = out.wait_for("match.proposed", count=2)
+    assert {e["data"]["offer_id"] for e in second} == {"GB-1-o1", "FR-1-o1"}
+    assert len(out.take()) == 2
+
+
+def test_a_regional_workshop_request_gets_proposed_participants(sandbox, start):
+    start(MatchingService)
+    out = Collector(sandbox, "workshop.participants_proposed")
+    emit(sandbox, "need.submitted", need_data())  # KEN completed its checklist round
+    emit(sandbox, "offer.published", offer_data(offer_id="DE-1-o1", provider="DE-1", scope_states=("UGA",)))
+    emit(sandbox, "offer.published", offer_data(offer_id="US-1-o1", provider="US-1", scope_states=("MEX",)))
+    wait_until(lambda: len(sandbox.db("matching").offers_view.find_one({"_id": "US-1-o1"}) or {}), message="offers")
+    requested = emit(sandbox, "workshop.requested", {
+        "request_id": "req-1", "kind": "regional_workshop", "state": "KEN", "regional_group": "AFRICAN",
+        "network_id": None, "states": ["KEN", "UGA"], "articles": [9], "expected_outcomes": "gap analysis",
+        "preferred_dates": [], "language": "en", "support_received": [], "status": "requested",
+        "created_at": NOW, "updated_at": NOW})
+
+    proposal = out.wait_for("workshop.participants_proposed")[0]
+    data = proposal["data"]
+    assert proposal["causation_id"] == requested["id"]
+    assert data["request_id"] == "req-1" and data["regional_group"] == "AFRICAN"
+    assert data["states_completed"] == ["KEN"]
+    assert "UGA" in data["states_upcoming"] and "KEN" not in data["states_upcoming"]
+    assert "MEX" not in data["states_upcoming"]
+    assert data["donors"] == ["DE-1"]
+
+
+def test_an_offer_event_missing_what_matching_needs_is_dead_lettered(sandbox, start):
+    start(MatchingService)
+    emit(sandbox, "offer.published", {"offer_id": "broken"})
+    wait_until(lambda: sandbox.queue_depth("tacoord.dead-letters") == 1, message="dead letter")
+    (body, headers), = sandbox.get_messages("tacoord.dead-letters")
+    assert "cannot read offer.published payload: KeyError" in headers["x-tacoord-reason"]
+    emit(sandbox, "offer.published", offer_data())  # the model is intact and still consuming
+    wait_until(lambda: sandbox.db("matching").offers_view.find_one({"_id": "GB-1-o1"}), message="next offer")
+    assert sandbox.db("matching").offers_view.find_one({"_id": "broken"}) is None
