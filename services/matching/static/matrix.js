@@ -15,7 +15,7 @@
   // ?poll=<seconds> overrides the refresh period (at least 1 s); default 3 s.
   const POLL_MS = Math.max(1, Number(pageParams.get("poll")) || 3) * 1000;
   const FILTERS = ["chapter", "article", "regional_group", "state", "level", "form"];
-  const SYMBOLS = { unmet: "✕", partly_met: "◐", met: "✓", duplicated: "⧉", no_need: "○", empty: "" };
+  const SYMBOLS = { unmet: "✕", partly_met: "◐", met: "✓", duplicated: "‼", no_need: "○", empty: "" };
 
   let reference = null;     // GET /matrix/reference
   let lastBody = null;      // the last /matrix answer, as text, to re-draw only on change
@@ -334,7 +334,7 @@
     const items = reference.statuses.map((s) => el("span", { class: "item", title: s.description },
       el("span", { class: "swatch status-" + s.id, "aria-hidden": "true" }, SYMBOLS[s.id]), s.label));
     items.push(el("span", { class: "item", title: "No open needs and no offers" },
-      el("span", { class: "swatch status-empty", "aria-hidden": "true" }, " "), "Empty"));
+      el("span", { class: "swatch status-empty", "aria-hidden": "true" }, "\u00a0"), "Empty"));
     items.push(el("span", { class: "note" },
       "Cell text: symbol, matched needs / open needs · offers reaching the cell. Hover for details; click for the lists."));
     $("legend").replaceChildren(...items);
