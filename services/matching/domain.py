@@ -852,18 +852,25 @@ class ReadModel:
             candidates = set(reference.states_in_group(group))
         else:
             candidates = set(workshop["states"]) | ({workshop["state"]} if workshop.get("state") else set())
+        starting = self._states_starting_a_self_assessment() | set(workshop["states"])
         completed, upcoming = [], []
         for state in sorted(candidates):
             filed = [self.needs[n] for n in self.needs_by_state.get(state, ())]
             if any(n.get("checklist_round") for n in filed):
                 completed.append(state)
-            elif not filed:
+            elif filed or state in starting:
                 upcoming.append(state)
         region_states = set(reference.states_in_group(group)) if group else candidates
         donors = sorted({o["provider"] for o in self.offers.values()
                          if o["status"] in MATCHABLE_OFFER and _reaches(o, group, region_states)})
         return {"request_id": workshop["request_id"], "regional_group": group,
                 "states_completed": completed, "states_upcoming": upcoming, "donors": donors}
+
+    def _states_starting_a_self_assessment(self):
+        """States that asked for help completing the checklist and are still being helped."""
+        return {w["state"] for w in self.workshops.values()
+                if w.get("kind") == "checklist_assistance" and w.get("state")
+                and w.get("status") not in ("declined", "cancelled", "held")}
 
     # -- gaps ------------------------------------------------------------------
 
