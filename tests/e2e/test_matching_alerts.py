@@ -20,15 +20,15 @@ def test_two_donors_committed_to_the_same_need_raise_one_duplication_alert(sandb
     emit(sandbox, "offer.published", offer_data(offer_id="GB-1-o1", provider="GB-GOV-1"), source="supply")
     stored = wait_until(lambda: sandbox.db("needs").needs.find_one({"state": "KEN"}), message="stored need")
     out.wait_for("match.proposed")
-    second = emit(sandbox, "offer.published", offer_data(offer_id="DE-1-o1", provider="DE-1", level="regional",
+    second = emit(sandbox, "offer.published", offer_data(offer_id="DE-1-o1", provider="DE-BMZ-1", level="regional",
                                                          scope_states=(), scope_groups=("AFRICAN",)), source="supply")
-    emit(sandbox, "offer.updated", offer_data(offer_id="DE-1-o1", provider="DE-1", level="regional",
+    emit(sandbox, "offer.updated", offer_data(offer_id="DE-1-o1", provider="DE-BMZ-1", level="regional",
                                               scope_states=(), scope_groups=("AFRICAN",), capacity=5),
          source="supply")
 
     out.wait_for("match.proposed", count=2)
     alert = out.wait_for("duplication.detected")[0]
-    assert alert["data"]["providers"] == ["DE-1", "GB-GOV-1"]
+    assert alert["data"]["providers"] == ["DE-BMZ-1", "GB-GOV-1"]
     assert alert["data"]["offer_ids"] == ["DE-1-o1", "GB-1-o1"]
     assert (alert["data"]["state"], alert["data"]["article"], alert["data"]["form"]) == ("KEN", 9, "LEGAL_ADVICE")
     assert alert["causation_id"] == second["id"]

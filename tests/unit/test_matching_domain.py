@@ -362,16 +362,16 @@ def test_a_regional_workshop_request_proposes_states_and_donors():
     run(model, event("need.submitted", need()),
         event("need.submitted", need("UGA-9", state="UGA", checklist_round=None)),
         event("workshop.requested", {"request_id": "c1", "kind": "checklist_assistance", "state": "RWA",
-                                     "status": "requested"}),
+                                     "status": "submitted"}),
         event("workshop.requested", {"request_id": "c2", "kind": "checklist_assistance", "state": "BDI",
-                                     "status": "requested"}),
+                                     "status": "submitted"}),
         event("workshop.declined", {"request_id": "c2", "kind": "checklist_assistance", "state": "BDI",
                                     "status": "declined"}),
         event("offer.published", offer("a", provider="DE", states=("TZA",))),
         event("offer.published", offer("b", provider="UN", level="global", states=())),
         event("offer.published", offer("c", provider="US", states=("MEX",))))
     request = {"request_id": "r1", "kind": "regional_workshop", "state": "KEN", "regional_group": "AFRICAN",
-               "states": ["KEN"], "articles": [9], "status": "requested"}
+               "states": ["KEN"], "articles": [9], "status": "submitted"}
     emitted = run(model, event("workshop.requested", request))
     assert types(emitted) == ["workshop.participants_proposed"]
     data = emitted[0][1]
