@@ -156,3 +156,24 @@ def test_stack_started_services_use_their_own_user_unless_amqp_uri_is_set(tmp_pa
     assert uri.startswith(f"pyamqp://tacoord-needs:{passwords['needs']}@")
     monkeypatch.setenv("AMQP_URI", "pyamqp://x:y@h:1/v")
     assert config.service_config("needs")[config.AMQP_URI_KEY] == "pyamqp://x:y@h:1/v"
+
+
+def test_stack_definitions_create_every_service_user_with_its_permissions(tmp_path, monkeypatch):
+    """infra.stack up applies the same table with rabbitmqctl (recorded here, not run)."""
+    from types import SimpleNamespace
+
+    from infra import definitions
+    monkeypatch.setenv("TACOORD_STATE_DIR", str(tmp_path))
+    calls = []
+
+    def rabbitmqctl(*args, check=True):
+        calls.append(args)
+        return SimpleNamespace(stdout="tacoord\t[administrator]\n" if args[0] == "list_users" else "tacoord\n")
+    definitions.apply(rabbitmqctl)
+    for service in SERVICES:
+        perms = service_permissions(service)
+        user = definitions.service_user(service)
+        assert ("add_user", user, definitions.service_passwords()[service]) in calls
+        assert ("set_permissions", "-p", config.amqp_vhost(), user, perms["configure"], perms["write"], perms["read"]) in calls
+        assert ("set_topic_permissions", "-p", config.amqp_vhost(), user, topology.EVENTS, *perms["topic"][topology.EVENTS]) \
+            in calls
