@@ -139,7 +139,7 @@ class EventConsumer(Consumer):
         """
         self.spec = spec
         self.raw = raw
-        super().__init__(queue=topology.kombu_queue(spec), requeue_on_error=False, **kwargs)
+        super().__init__(queue=topology.kombu_queue(spec, passive_exchange=True), requeue_on_error=False, **kwargs)
 
     def setup(self):
         super().setup()
@@ -156,7 +156,7 @@ class EventConsumer(Consumer):
     def _declare_topology(self):
         from kombu import Connection
         with Connection(self.container.config[config.AMQP_URI_KEY]) as connection:
-            topology.declare_all(connection)
+            topology.declare_for(connection, self.spec)
 
     # -- receiving -----------------------------------------------------------
 
