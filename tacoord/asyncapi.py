@@ -24,10 +24,8 @@ that no longer fits its schema fails the generation (and the tests).
 """
 import argparse
 import copy
-import importlib
 import inspect
 import json
-import pkgutil
 import re
 import sys
 import uuid
@@ -50,14 +48,6 @@ DEFAULT_VHOST = "tacoord"
 DEFAULT_PORT = "5673"
 EXAMPLE_TIME = "2026-11-26T10:00:00+00:00"
 NAMESPACE = uuid.UUID("6f0c1e2a-3b4d-4c5e-8f70-9a1b2c3d4e5f")  # deterministic example ids
-
-
-def import_all_schemas():
-    """Import every ``services/<name>/schemas.py`` so that every type is registered."""
-    import services
-    for module in sorted(m.name for m in pkgutil.iter_modules(services.__path__)):
-        if (Path(services.__path__[0]) / module / "schemas.py").exists():
-            importlib.import_module(f"services.{module}.schemas")
 
 
 # --- marshmallow field -> JSON Schema ---------------------------------------------------------
@@ -322,7 +312,7 @@ def _info_description():
 
 def build():
     """The AsyncAPI document (a JSON-ready dict)."""
-    import_all_schemas()
+    envelope.register_service_schemas()
     conv = converter()
     schemas = {"Envelope": schema_to_json(envelope.ENVELOPE, conv)}
     messages, channels = {}, {}
