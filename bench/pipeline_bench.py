@@ -163,6 +163,9 @@ class Stack:
         self.partner = unique("bench-")
         add_partner(self.partner, "pw", vhost=self.vhost)
         self.partner_url = f"amqp://{self.partner}:pw@127.0.0.1:{config.amqp_port()}/{self.vhost}"
+        mongo_port = int(config.mongo_uri().rsplit(":", 1)[1].split("/")[0]) if config.mongo_uri().count(":") >= 2 else 27017
+        self.database_pid = listener_pid(mongo_port)
+        self.broker_pid = listener_pid(config.amqp_port())
 
     def start(self, services, extra_env):
         for name in services:
@@ -211,14 +214,9 @@ class Stack:
         return result
 
     def cpu_seconds(self):
-        ticks = os.sysconf("SC_CLK_TCK")
-        result = {}
-        for name, process in self.processes.items():
-            try:
-                parts = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-                result[name] = (int(parts[11]) + int(parts[12])) / ticks
-            except OSError:
-                result[name] = 0.0
+        result = {name: cpu_of(process.pid) for name, process in self.processes.items()}
+        result["database server"] = cpu_of(self.database_pid)
+        result["RabbitMQ"] = cpu_of(self.broker_pid)
         return result
 
     def close(self):
@@ -236,6 +234,37 @@ class Stack:
             if name.startswith(self.prefix + "_"):
                 self.mongo.drop_database(name)
         self.mongo.close()
+
+
+def listener_pid(port):
+    """The pid of the process listening on 127.0.0.1:port (the database, RabbitMQ), or None."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(parts[9])
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    return int(pid)
+        except OSError:
+            continue
+    return None
+
+
+def cpu_of(pid):
+    try:
+        parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, TypeError):
+        return 0.0
 
 
 def audit_count(stack):
@@ -296,6 +325,8 @@ def main(argv=None):
     parser.add_argument("--events", type=int, default=400, help="needs in the throughput run (default 400)")
     parser.add_argument("--raw-events", type=int, default=5000, help="messages per raw pika run (default 5000)")
     parser.add_argument("--latency-events", type=int, default=150, help="needs in the paced run (default 150)")
+    parser.add_argument("--profile", metavar="SERVICE", choices=SERVICES,
+                        help="record SERVICE with py-spy during the throughput run (collapsed stacks in the log dir)")
     parser.add_argument("--keep-logs", action="store_true", help="print where the service logs are and keep them")
     args = parser.parse_args(argv)
     problem = stack_problem()
@@ -323,9 +354,20 @@ def main(argv=None):
         wait_for(lambda: audit_count(stack) >= 1, 30, "the offer's audit record")
         # warm-up: a few needs through the whole path (imports, connections, caches)
         warm = run_pipeline_warmup(stack, receiver)
+        spy = None
+        if args.profile:
+            args.keep_logs = True
+            spy = subprocess.Popen(["py-spy", "record", "--nonblocking", "--format", "raw", "-r", "200",
+                                    "-o", str(workdir / f"{args.profile}.folded"),
+                                    "-p", str(stack.processes[args.profile].pid)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1)
         cpu_before = stack.cpu_seconds()
         pipeline = run_pipeline(stack, receiver, args.events, timeout=max(120, args.events))
         cpu_after = stack.cpu_seconds()
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
         rate = max(1.0, 0.2 * pipeline["events_per_s"])
         latency = run_latency(stack, receiver, args.latency_events, rate, offset=args.events + warm, timeout=120)
         rss = stack.rss()
@@ -358,6 +400,10 @@ def main(argv=None):
         cpu = cpu_after.get(name, 0) - cpu_before.get(name, 0)
         rows.append((f"RSS {name} (peak); CPU s in the throughput run",
                      f"{info.get('VmRSS', 0):.0f} MB ({info.get('VmHWM', 0):.0f} MB); {cpu:.1f} s"))
+    wall = pipeline["total_s"]
+    for name in ("database server", "RabbitMQ"):
+        cpu = cpu_after.get(name, 0) - cpu_before.get(name, 0)
+        rows.append((f"CPU of the {name} in the throughput run", f"{cpu:.1f} s of {wall:.1f} s wall ({cpu / wall:.0%})"))
     width = max(len(r[0]) for r in rows)
     print(f"| {'measure'.ljust(width)} | value |")
     print(f"|{'-' * (width + 2)}|-------|")
