@@ -324,7 +324,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=400, help="needs in the throughput run (default 400)")
     parser.add_argument("--raw-events", type=int, default=5000, help="messages per raw pika run (default 5000)")
-    parser.add_argument("--latency-events", type=int, default=150, help="needs in the paced run (default 150)")
+    parser.add_argument("--latency-events", type=int, default=150,
+                        help="needs in the paced run (default 150; fewer if that would take over 20 s, at least 30)")
     parser.add_argument("--profile", metavar="SERVICE", choices=SERVICES,
                         help="record SERVICE with py-spy during the throughput run (collapsed stacks in the log dir)")
     parser.add_argument("--keep-logs", action="store_true", help="print where the service logs are and keep them")
@@ -369,7 +370,8 @@ def main(argv=None):
             spy.send_signal(signal.SIGINT)
             spy.wait(30)
         rate = max(1.0, 0.2 * pipeline["events_per_s"])
-        latency = run_latency(stack, receiver, args.latency_events, rate, offset=args.events + warm, timeout=120)
+        paced = max(30, min(args.latency_events, int(rate * 20)))  # at most ~20 s of paced publishing
+        latency = run_latency(stack, receiver, paced, rate, offset=args.events + warm, timeout=120)
         rss = stack.rss()
     finally:
         receiver.close()
@@ -381,7 +383,8 @@ def main(argv=None):
 
     print()
     print(f"tacoord pipeline benchmark — {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
-          f"services as processes (python -m tacoord.run)")
+          f"services as processes (python -m tacoord.run); load average at the end "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print()
     rows = [
         ("raw pika publish→consume, persistent, no confirms", f"{raw['msgs_per_s']:,.0f} msgs/s"),
