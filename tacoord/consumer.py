@@ -92,10 +92,12 @@ class Inbox:
         return "busy"
 
     def record(self, queue, message_id, event_type):
-        self.collection.update_one(
-            {"_id": self.key(queue, message_id)},
-            {"$set": {"state": "done", "type": event_type,
-                      "processed_at": datetime.now(timezone.utc).isoformat()}}, upsert=True)
+        # The claim is there (claim() inserted it): a plain update, which nx-27017 does about
+        # three times faster than an upsert; the upsert only if the claim went missing.
+        done = {"state": "done", "type": event_type, "processed_at": datetime.now(timezone.utc).isoformat()}
+        key = self.key(queue, message_id)
+        if self.collection.update_one({"_id": key}, {"$set": done}).matched_count == 0:
+            self.collection.update_one({"_id": key}, {"$set": done}, upsert=True)
 
     def release(self, queue, message_id):
         self.collection.delete_one({"_id": self.key(queue, message_id), "state": "processing"})
