@@ -12,13 +12,12 @@ import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from nameko.containers import ServiceContainer
 
 from services.needs.service import NeedsService
 from services.notify.service import NotifyService
 from services.requests.service import RequestsService
 from services.supply.service import SupplyService
-from tacoord.testing import Sandbox, stack_problem
+from tacoord.testing import running_services
 
 MAX_BODY = 200_000   # a smaller limit than the default, so the 413 cases stay cheap
 HTTP_FUZZ = settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
@@ -59,26 +58,13 @@ ROUTES = [
 
 
 @pytest.fixture(scope="module")
-def world():
-    problem = stack_problem()
-    if problem:
-        pytest.fail(problem, pytrace=False)
-    sandbox = Sandbox()
-    containers = []
-    try:
-        for cls in (NeedsService, SupplyService, RequestsService, NotifyService):
-            container = ServiceContainer(cls, sandbox.config(cls.name, TACOORD_MAX_BODY_BYTES=MAX_BODY))
-            container.start()
-            containers.append(container)
+def world(stack):
+    with running_services((NeedsService, SupplyService, RequestsService, NotifyService),
+                          TACOORD_MAX_BODY_BYTES=MAX_BODY) as (sandbox, _):
         headers = {"Authorization": f"Bearer {sandbox.api_key('operator', '*')}"}
         need = requests.post(sandbox.url("needs", "/needs"), json=NEED, headers=headers, timeout=10).json()
         filed = requests.post(sandbox.url("requests", "/requests"), json=REQUEST, headers=headers, timeout=10).json()
-        ids = {"need": need["need_id"], "request": filed["request_id"]}
-        yield sandbox, headers, ids
-    finally:
-        for container in containers:
-            container.stop()
-        sandbox.close()
+        yield sandbox, headers, {"need": need["need_id"], "request": filed["request_id"]}
 
 
 def send(world, service, method, path, data, content_type="application/json"):

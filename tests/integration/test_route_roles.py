@@ -13,12 +13,11 @@ import inspect
 
 import pytest
 import requests
-from nameko.containers import ServiceContainer
 from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
 
 from tacoord import auth, config
 from tacoord.auth import ROLES
-from tacoord.testing import Sandbox, stack_problem
+from tacoord.testing import running_services
 from tacoord.web import JsonApi
 
 ALL = ROLES                                      # state, donor, network, partner, operator
@@ -98,27 +97,14 @@ ROUTES = discovered_routes()
 
 
 @pytest.fixture(scope="module")
-def world():
+def world(stack):
     """All six services in one sandbox for the whole module (started once: the machine is shared)."""
-    problem = stack_problem()
-    if problem:
-        pytest.fail(problem, pytrace=False)
-    sandbox = Sandbox()
-    containers = []
-    try:
-        for cls in service_classes().values():
-            container = ServiceContainer(cls, sandbox.config(cls.name))
-            container.start()
-            containers.append(container)
+    with running_services(service_classes().values()) as (sandbox, _):
         keys = {role: sandbox.api_key(role, SUBJECTS[role]) for role in ROLES}
         revoked = sandbox.api_key("operator", "*")
         auth.revoke(auth.auth_db(sandbox.mongo, sandbox.prefix), revoked.split("_")[1])
         keys.update({"no key": None, "unknown key": "tck_000000000000_" + "x" * 43, "revoked key": revoked})
         yield sandbox, keys
-    finally:
-        for container in containers:
-            container.stop()
-        sandbox.close()
 
 
 def concrete(url):
