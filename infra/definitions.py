@@ -2,8 +2,94 @@
 
 Exchanges and queues are not here: they are declared from ``tacoord.topology``
 by whoever connects first, so there is one table of them.
+
+Users:
+
+- the admin user (``TACOORD_AMQP_ADMIN_USER``): everything; used by
+  ``infra.stack up`` to declare the topology, by the operator's tools and by
+  the tests' sandboxes;
+- one user per service, ``tacoord-<service>``, with least privilege
+  (:func:`service_permissions`): it configures only its own queues (and their
+  retry queues), reads only them, binds them only to the exchanges they are
+  bound to in the topology, and publishes only its own event types on
+  ``tacoord.events`` (topic permission), dead letters on ``tacoord.dead`` and
+  retries through the default exchange. Passwords are generated once and kept
+  in ``$TACOORD_STATE_DIR/amqp-service-users.json`` (mode 600), where
+  ``tacoord.config.service_amqp_uri`` finds them for the services that
+  ``infra.stack services`` starts;
+- partner users: ``infra/partners.py``.
 """
-from tacoord import config
+import json
+import os
+import re
+import secrets
+
+from tacoord import config, topology
+
+# The event types each service may publish on tacoord.events (topic permission).
+# tests/integration/test_service_broker_users.py checks that every registered
+# event type is owned by exactly one service.
+SERVICE_EMITS = {
+    "needs": r"need\.[a-z_]+",
+    "supply": r"(offer|expert)\.[a-z_]+",
+    "requests": r"workshop\.(requested|under_review|approved|scheduled|held|declined|cancelled|joined)",
+    "matching": r"(match|gap|duplication)\.[a-z_]+|workshop\.participants_proposed",
+    "notify": r"notification\.[a-z_]+",
+    "audit": None,
+}
+NOTIFY_EXCHANGE = "tacoord.notify"   # services/notify: the direct exchange of subscribers' queues
+NOTIFY_QUEUES = r"notify\.sub\.[A-Za-z0-9_.-]+"
+
+
+def service_user(service):
+    return f"tacoord-{service}"
+
+
+def own_queues(service):
+    """The consumer queue specs of ``service`` (named ``<service>.…`` in the topology)."""
+    return [spec for spec in topology.CONSUMER_QUEUES if spec.name.startswith(f"{service}.")]
+
+
+def _alternatives(names):
+    return "^(" + "|".join(names) + ")$"
+
+
+def service_permissions(service):
+    """{"configure", "write", "read", "topic": {exchange: (write, read)}} for a service's user."""
+    specs = own_queues(service)
+    queues = [re.escape(n) for spec in specs for n in (spec.name, spec.retry_name if spec.retry else None) if n]
+    bound = sorted({spec.exchange for spec in specs})
+    configure, write, read = list(queues), list(queues), list(queues)
+    write += [re.escape(topology.DEAD), r"amq\.default"]          # park; retry via <queue>.retry
+    read += [re.escape(name) for name in bound]                     # queue.bind needs read on the exchange
+    if SERVICE_EMITS[service]:
+        write.append(re.escape(topology.EVENTS))
+    if service == "notify":   # declares subscribers' queues and publishes to them; reads none
+        configure += [re.escape(NOTIFY_EXCHANGE), NOTIFY_QUEUES]
+        write += [re.escape(NOTIFY_EXCHANGE), NOTIFY_QUEUES]
+        read += [re.escape(NOTIFY_EXCHANGE)]
+    topic = {}
+    for exchange in (topology.EVENTS, topology.INGRESS):
+        keys = [re.escape(key) for spec in specs if spec.exchange == exchange for key in spec.routing_keys]
+        emits = SERVICE_EMITS[service] if exchange == topology.EVENTS else None
+        topic[exchange] = (f"^({emits})$" if emits else "^$", _alternatives(keys) if keys else "^$")
+    return {"configure": _alternatives(configure), "write": _alternatives(write),
+            "read": _alternatives(read), "topic": topic}
+
+
+def service_passwords():
+    """{service: password}, generated once and kept in the state directory."""
+    path = config.service_users_file()
+    stored = {}
+    if path.exists():
+        stored = {name: entry["password"] for name, entry in json.loads(path.read_text()).items()}
+    passwords = {name: stored.get(name) or secrets.token_urlsafe(24) for name in config.SERVICES}
+    if passwords != stored:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({name: {"user": service_user(name), "password": pw}
+                                    for name, pw in passwords.items()}, indent=1))
+        os.chmod(path, 0o600)
+    return passwords
 
 
 def apply(rabbitmqctl):
@@ -14,6 +100,24 @@ def apply(rabbitmqctl):
     ensure_user(rabbitmqctl, user, password, tags=("administrator",))
     rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
     rabbitmqctl("delete_user", "guest", check=False)
+    for service, service_password in service_passwords().items():
+        name = service_user(service)
+        ensure_user(rabbitmqctl, name, service_password)
+        perms = service_permissions(service)
+        rabbitmqctl("set_permissions", "-p", vhost, name, perms["configure"], perms["write"], perms["read"])
+        for exchange, (write, read) in perms["topic"].items():
+            rabbitmqctl("set_topic_permissions", "-p", vhost, name, exchange, write, read)
+
+
+def apply_service_user(service, user, password, vhost):
+    """The same user and permissions through the management API (tests, other vhosts)."""
+    from infra.partners import _api
+    perms = service_permissions(service)
+    _api("PUT", f"users/{user}", json={"password": password, "tags": ""})
+    _api("PUT", f"permissions/{vhost}/{user}",
+         json={k: perms[k] for k in ("configure", "write", "read")})
+    for exchange, (write, read) in perms["topic"].items():
+        _api("PUT", f"topic-permissions/{vhost}/{user}", json={"exchange": exchange, "write": write, "read": read})
 
 
 def ensure_user(rabbitmqctl, user, password, tags=()):

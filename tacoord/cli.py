@@ -5,6 +5,7 @@
     tacoord credentials issue --role R --subject S [--label L] | revoke KEY_ID | list
     tacoord audit history ENTITY_TYPE ENTITY_ID | verify
     tacoord import needs|offers|iati FILE
+    tacoord asyncapi [--output FILE] [--check]
 
 Settings come from the environment (``tacoord/config.py``: ``AMQP_URI``,
 ``MONGO_URI``, ``TACOORD_DB_PREFIX``, ``TACOORD_AMQP_VHOST``…); the options
@@ -358,6 +359,29 @@ def audit_verify(settings):
     if problem:
         raise click.ClickException(f"audit chain broken at seq {problem['seq']}: {problem['problem']}")
     click.echo(f"audit chain intact ({count} records)")
+
+
+# --- contract ------------------------------------------------------------------
+
+@main.command("asyncapi")
+@click.option("--output", "-o", default=None, metavar="FILE",
+              help="Where to write it (default: docs/asyncapi.json of this checkout; '-' for stdout).")
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 if FILE differs from a fresh generation.")
+def asyncapi_command(output, check):
+    """Generate the AsyncAPI 2.6.0 document of the AMQP interface from the registered schemas."""
+    from tacoord import asyncapi
+    text = asyncapi.render()
+    path = Path(output) if output and output != "-" else asyncapi.DOC_PATH
+    if check:
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            raise click.ClickException(f"{path} is out of date: run `tacoord asyncapi -o {path}`")
+        click.echo(f"{path} is up to date")
+        return
+    if output == "-":
+        click.echo(text, nl=False)
+        return
+    path.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {path}", err=True)
 
 
 # --- imports -------------------------------------------------------------------

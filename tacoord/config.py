@@ -69,6 +69,36 @@ def amqp_uri(vhost=None, user=None, password=None):
         user or default_user, password or default_password, amqp_port(), vhost or amqp_vhost())
 
 
+def service_users_file():
+    """Per-service broker users' passwords, written by ``infra.stack up`` (infra/definitions.py)."""
+    return state_dir() / "amqp-service-users.json"
+
+
+def service_amqp_credentials(service):
+    """(user, password) of the service's own broker user, or None (then the admin user is used).
+
+    ``TACOORD_AMQP_<SERVICE>_USER`` / ``_PASSWORD`` win over the state file.
+    """
+    user = os.environ.get(f"TACOORD_AMQP_{service.upper()}_USER")
+    password = os.environ.get(f"TACOORD_AMQP_{service.upper()}_PASSWORD")
+    if user and password:
+        return user, password
+    try:
+        import json
+        entry = json.loads(service_users_file().read_text()).get(service)
+    except (OSError, ValueError):
+        return None
+    return (entry["user"], entry["password"]) if entry else None
+
+
+def service_amqp_uri(service):
+    """An explicit ``AMQP_URI`` wins; else the service's own user when it has one; else the admin."""
+    if os.environ.get("AMQP_URI"):
+        return os.environ["AMQP_URI"]
+    credentials = service_amqp_credentials(service)
+    return amqp_uri(user=credentials[0], password=credentials[1]) if credentials else amqp_uri()
+
+
 def mongo_port():
     return env_int("TACOORD_MONGO_PORT", 27027)
 
@@ -97,7 +127,7 @@ def service_config(service, **overrides):
     """The nameko config dict for one service, from the environment."""
     config = {
         SERVICE_KEY: service,
-        AMQP_URI_KEY: amqp_uri(),
+        AMQP_URI_KEY: service_amqp_uri(service),
         MONGO_URI_KEY: mongo_uri(),
         DB_NAME_KEY: db_name(service),
         "WEB_SERVER_ADDRESS": f"{env('TACOORD_HTTP_HOST', '127.0.0.1')}:{http_port(service)}",

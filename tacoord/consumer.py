@@ -92,10 +92,12 @@ class Inbox:
         return "busy"
 
     def record(self, queue, message_id, event_type):
-        self.collection.update_one(
-            {"_id": self.key(queue, message_id)},
-            {"$set": {"state": "done", "type": event_type,
-                      "processed_at": datetime.now(timezone.utc).isoformat()}}, upsert=True)
+        # The claim is there (claim() inserted it): a plain update, which nx-27017 does about
+        # three times faster than an upsert; the upsert only if the claim went missing.
+        done = {"state": "done", "type": event_type, "processed_at": datetime.now(timezone.utc).isoformat()}
+        key = self.key(queue, message_id)
+        if self.collection.update_one({"_id": key}, {"$set": done}).matched_count == 0:
+            self.collection.update_one({"_id": key}, {"$set": done}, upsert=True)
 
     def release(self, queue, message_id):
         self.collection.delete_one({"_id": self.key(queue, message_id), "state": "processing"})
@@ -139,7 +141,7 @@ class EventConsumer(Consumer):
         """
         self.spec = spec
         self.raw = raw
-        super().__init__(queue=topology.kombu_queue(spec), requeue_on_error=False, **kwargs)
+        super().__init__(queue=topology.kombu_queue(spec, passive_exchange=True), requeue_on_error=False, **kwargs)
 
     def setup(self):
         super().setup()
@@ -156,7 +158,7 @@ class EventConsumer(Consumer):
     def _declare_topology(self):
         from kombu import Connection
         with Connection(self.container.config[config.AMQP_URI_KEY]) as connection:
-            topology.declare_all(connection)
+            topology.declare_for(connection, self.spec)
 
     # -- receiving -----------------------------------------------------------
 

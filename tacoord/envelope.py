@@ -36,6 +36,22 @@ def registered_types(channel=EVENTS):
     return {t: v for (c, t), v in _PAYLOADS.items() if c == channel}
 
 
+def register_service_schemas():
+    """Import every ``services/<name>/schemas.py``, so every type a service accepts or emits is registered.
+
+    For processes that are not a service (the partner client, the AsyncAPI
+    generator): a service registers what it needs by importing schemas itself.
+    """
+    import importlib
+    import pkgutil
+    from pathlib import Path
+
+    import services
+    for module in sorted(m.name for m in pkgutil.iter_modules(services.__path__)):
+        if any((Path(p) / module / "schemas.py").exists() for p in services.__path__):
+            importlib.import_module(f"services.{module}.schemas")
+
+
 def utcnow():
     return datetime.now(timezone.utc)
 

@@ -12,19 +12,33 @@ field named, instead of in the dead-letter queue), and sends it persistent,
 with ``user_id`` set to the connection's user and with publisher confirms:
 it returns only once the broker has taken responsibility for the message.
 A lost connection is re-opened with exponential backoff (tenacity) and the
-message sent again; a message the broker refuses raises ``PublishRefused``.
+message sent again with the same envelope ``id`` (tacoord's consumers are
+idempotent on it, so a message that had in fact arrived has one effect).
+A message the broker refuses (nack, unroutable, a routing key or ``user_id``
+the partner's user may not use) raises ``PublishRefused`` at once; wrong
+credentials raise ``pika.exceptions.ProbableAuthenticationError`` at once:
+neither is retried.
+
+Every intake type of every service (``services/*/schemas.py``) is known, so
+``client.publish("offer.submitted", …)`` and ``"workshop.submitted"`` are
+validated too. The full contract: docs/partners.md and docs/asyncapi.json.
 """
 import json
 from urllib.parse import unquote, urlparse
 
 import pika
-from pika.exceptions import AMQPConnectionError, AMQPChannelError, NackError, UnroutableError
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from pika.exceptions import (AMQPChannelError, AMQPConnectionError, ChannelClosedByBroker, NackError,
+                             ProbableAccessDeniedError, ProbableAuthenticationError, UnroutableError)
+from tenacity import retry, stop_after_attempt, wait_exponential_jitter
+from tenacity import retry_if_exception as retryable_exception
 
 from tacoord import envelope, topology
 
-# Registers the intake schemas the services accept.
-import services.needs.schemas  # noqa: F401,E402
+# Registers the intake schemas the services accept (and the events they emit).
+envelope.register_service_schemas()
+
+# Not worth retrying: the same credentials or the same message would fail again.
+FINAL = (ProbableAuthenticationError, ProbableAccessDeniedError)
 
 
 class PublishRefused(Exception):
@@ -43,16 +57,14 @@ class PartnerClient:
         self._channel = None
 
     def __enter__(self):
-        self._ensure_channel()
+        self._with_reconnect(lambda: None)
         return self
 
     def __exit__(self, *exc):
         self.close()
 
     def close(self):
-        if self._connection is not None and self._connection.is_open:
-            self._connection.close()
-        self._connection = self._channel = None
+        self._drop()
 
     def build(self, event_type, data, actor=None, correlation_id=None):
         """A validated envelope (raises marshmallow.ValidationError naming the fields)."""
@@ -74,8 +86,11 @@ class PartnerClient:
             self.exchange, event["type"], body, properties, mandatory=True))
 
     def _with_reconnect(self, action):
-        @retry(retry=retry_if_exception_type((AMQPConnectionError, AMQPChannelError, ConnectionError)),
-               stop=stop_after_attempt(self.connect_attempts),
+        def retryable(exc):
+            return (isinstance(exc, (AMQPConnectionError, AMQPChannelError, ConnectionError))
+                    and not isinstance(exc, FINAL))
+
+        @retry(retry=retryable_exception(retryable), stop=stop_after_attempt(self.connect_attempts),
                wait=wait_exponential_jitter(initial=0.2, max=5), reraise=True)
         def attempt():
             self._ensure_channel()
@@ -83,14 +98,28 @@ class PartnerClient:
                 return action()
             except (NackError, UnroutableError) as exc:
                 raise PublishRefused(f"broker refused the message: {exc}") from exc
+            except ChannelClosedByBroker as exc:
+                # 403 ACCESS_REFUSED (exchange or routing key not permitted), 406 PRECONDITION_FAILED
+                # (user_id is not the connection's user): the broker closed the channel on purpose.
+                self._channel = None
+                raise PublishRefused(f"broker refused the message: {exc.reply_code} {exc.reply_text}") from exc
             except (AMQPConnectionError, AMQPChannelError, ConnectionError):
-                self._connection = self._channel = None
+                self._drop()
                 raise
         return attempt()
+
+    def _drop(self):
+        try:
+            if self._connection is not None and self._connection.is_open:
+                self._connection.close()
+        except Exception:  # already broken: nothing to close
+            pass
+        self._connection = self._channel = None
 
     def _ensure_channel(self):
         if self._channel is not None and self._channel.is_open and self._connection.is_open:
             return
-        self._connection = pika.BlockingConnection(pika.URLParameters(self.url))
+        if self._connection is None or not self._connection.is_open:
+            self._connection = pika.BlockingConnection(pika.URLParameters(self.url))
         self._channel = self._connection.channel()
         self._channel.confirm_delivery()

@@ -61,7 +61,7 @@ class ConfirmedPublisher:
             channel.events["basic_ack"].add(settle)
             channel.events["basic_nack"].add(lambda tag, multiple: settle(tag, multiple, refused))
             channel.confirm_select()
-            producer = Producer(channel, exchange=topology.EXCHANGES[exchange])
+            producer = Producer(channel, exchange=topology.EXCHANGES[exchange], auto_declare=False)
             for event in events:
                 producer.publish(event, routing_key=event["type"], serializer="json", delivery_mode=PERSISTENT,
                                  message_id=event["id"], headers={}, retry=False)

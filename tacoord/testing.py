@@ -4,6 +4,7 @@ Isolation: every test gets its own RabbitMQ vhost (created through the
 management API, topology declared) and its own database prefix, so tests
 never see each other's messages or documents.
 """
+import contextlib
 import json
 import socket
 import time
@@ -137,6 +138,28 @@ class Sandbox:
             if name.startswith(self.prefix + "_"):
                 self.mongo.drop_database(name)
         self.mongo.close()
+
+
+@contextlib.contextmanager
+def running_services(classes, **config_overrides):
+    """A sandbox with these services started in this process, for a whole test module
+    (pytest's ``container_factory`` is per test): ``with running_services(...) as (sandbox, containers)``."""
+    from nameko.containers import ServiceContainer
+    problem = stack_problem()
+    if problem:
+        raise RuntimeError(problem)
+    sandbox = Sandbox()
+    containers = []
+    try:
+        for cls in classes:
+            container = ServiceContainer(cls, sandbox.config(cls.name, **config_overrides))
+            container.start()
+            containers.append(container)
+        yield sandbox, containers
+    finally:
+        for container in containers:
+            container.stop()
+        sandbox.close()
 
 
 def wait_until(predicate, timeout=15.0, interval=0.05, message="condition"):

@@ -64,8 +64,14 @@ def _queue_arguments():
     return {"x-queue-type": queue_type()} if queue_type() == "quorum" else None
 
 
-def kombu_queue(spec):
+def kombu_queue(spec, passive_exchange=False):
+    """``passive_exchange=True``: binding checks that the exchange exists instead of
+    declaring it (declaring needs the ``configure`` permission on it, which a
+    service's least-privilege broker user does not have)."""
     exchange = EXCHANGES[spec.exchange]
+    if passive_exchange:
+        exchange = Exchange(exchange.name, type=exchange.type, durable=True,
+                            arguments=exchange.arguments, passive=True)
     return Queue(
         spec.name,
         bindings=[binding(exchange, routing_key=key) for key in spec.routing_keys],
@@ -117,3 +123,22 @@ def declare(channel, specs=ALL_QUEUES):
 def declare_all(connection):
     with connection.channel() as channel:
         declare(channel)
+
+
+def declare_own(connection, spec):
+    """What a service's own broker user may declare: its queue, retry queue and
+    bindings; the exchanges must exist already (``infra.stack up`` declares
+    everything as the admin user)."""
+    with connection.channel() as channel:
+        kombu_queue(spec, passive_exchange=True).bind(channel).declare()
+        if spec.retry:
+            kombu_retry_queue(spec).bind(channel).declare()
+
+
+def declare_for(connection, spec):
+    """Declare the whole topology when allowed (admin user), else only ``spec``'s own."""
+    from amqp.exceptions import AccessRefused
+    try:
+        declare_all(connection)
+    except AccessRefused:
+        declare_own(connection, spec)

@@ -25,7 +25,7 @@ from tacoord.auth import ROLES, Authenticator, auth_db
 from tacoord.envelope import describe_errors
 from tacoord.errors import Conflict, Forbidden, NotFound, Rejected
 from tacoord.ops import metrics_for
-from tacoord.safety import reject_unsafe_keys
+from tacoord.safety import json_loads, reject_unsafe_keys
 from tacoord.store import connect, service_name
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,10 @@ def read_body(request):
     limit = getattr(request, "max_body", 1_000_000)
     if length is not None and length > limit:
         raise PayloadTooLarge(f"request body is {length} bytes; the limit is {limit}")
-    data = request.stream.read(limit + 1)
+    stream = request.stream
+    if length is None and "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+        stream = request.environ["wsgi.input"]  # werkzeug reads nothing of a chunked body; the server decodes it
+    data = stream.read(limit + 1)
     if len(data) > limit:
         raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
     return data
@@ -141,8 +144,8 @@ def read_json(request, schema=None, many=False):
     if not raw:
         raise BadRequest("request body is empty; send a JSON object")
     try:
-        payload = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        payload = json_loads(raw)
+    except ValueError as exc:  # UnicodeDecodeError too
         raise BadRequest(f"request body is not valid JSON: {exc}")
     reject_unsafe_keys(payload)
     if schema is None:

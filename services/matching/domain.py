@@ -262,6 +262,26 @@ def expert_constraints(need, expert):
             f"status: need {need['status']}, expert {expert['vetting_status']}"], common
 
 
+class Tiers:
+    """The offers of one index bucket, untouched ones apart from those already engaged."""
+
+    __slots__ = ("fresh", "used")
+
+    def __init__(self):
+        self.fresh, self.used = {}, {}
+
+    def put(self, offer_id, used):
+        (self.used if used else self.fresh)[offer_id] = None
+        (self.fresh if used else self.used).pop(offer_id, None)
+
+    def remove(self, offer_id):
+        self.fresh.pop(offer_id, None)
+        self.used.pop(offer_id, None)
+
+    def __bool__(self):
+        return bool(self.fresh or self.used)
+
+
 class ReadModel:
     """Needs, offers, experts, workshop requests and active matches, indexed."""
 
@@ -277,8 +297,8 @@ class ReadModel:
         self.open_by_state = defaultdict(set)              # (article, state) -> {need_id}
         self.group_demand = defaultdict(lambda: defaultdict(int))  # (article, group) -> {state: n}
         self.needs_by_state = defaultdict(set)             # state -> {need_id} (not withdrawn)
-        # (article, form, geo, level) -> {language or "": {offer_id: None}}
-        self.offer_buckets = defaultdict(lambda: defaultdict(dict))
+        # (article, form, geo, level) -> {language or "": Tiers of offer ids}
+        self.offer_buckets = defaultdict(lambda: defaultdict(Tiers))
         self.offer_keys = {}                               # offer_id -> [(bucket key, language)]
         self.offer_levels = set(LEVELS)
         self.expert_buckets = defaultdict(dict)            # (article, form) -> {expert_id: None}
@@ -354,7 +374,8 @@ class ReadModel:
                 for geo in offer_geos(offer):
                     key = (article, form, geo, offer["level"])
                     for language in offer["languages"] or [""]:
-                        self.offer_buckets[key][language][offer["offer_id"]] = None
+                        self.offer_buckets[key][language].put(offer["offer_id"], self.offer_matches.get(
+                            offer["offer_id"]))
                         keys.append((key, language))
             for group in offer_groups(offer):
                 self.supply[(article, group)] += 1
@@ -363,7 +384,7 @@ class ReadModel:
     def _unindex_offer(self, offer):
         for key, language in self.offer_keys.pop(offer["offer_id"], ()):
             languages = self.offer_buckets[key]
-            languages[language].pop(offer["offer_id"], None)
+            languages[language].remove(offer["offer_id"])
             if not languages[language]:
                 del languages[language]
                 if not languages:
@@ -403,6 +424,8 @@ class ReadModel:
         self.matches[mid] = match
         self.need_matches[match["need_id"]][mid] = match
         if match.get("offer_id"):
+            if not self.offer_matches.get(match["offer_id"]):
+                self._retier_offer(match["offer_id"], used=True)
             self.offer_matches[match["offer_id"]].add(mid)
             for form in match["forms"]:
                 self.combo_matches[(match["state"], match["article"], form)].add(mid)
@@ -418,10 +441,16 @@ class ReadModel:
             del self.need_matches[match["need_id"]]
         if match.get("offer_id"):
             self.offer_matches[match["offer_id"]].discard(mid)
+            if not self.offer_matches[match["offer_id"]]:
+                self._retier_offer(match["offer_id"], used=False)
             for form in match["forms"]:
                 self.combo_matches[(match["state"], match["article"], form)].discard(mid)
         else:
             self.expert_matches[match["expert_id"]].discard(mid)
+
+    def _retier_offer(self, offer_id, used):
+        for key, language in self.offer_keys.get(offer_id, ()):
+            self.offer_buckets[key][language].put(offer_id, used)
 
     def _is_unmatched_p1(self, need):
         return (need["status"] in OPEN_NEED and need["priority"] == 1
@@ -507,7 +536,11 @@ class ReadModel:
         Branch and bound over index buckets: every bucket ``(article, form,
         geography, level)`` × language has an upper bound on the score of
         its offers (its level and language parts are known, capacity ≤ 1).
-        Buckets are visited from the highest bound down; the search stops
+        Each bucket keeps untouched offers (capacity part exactly 1) apart
+        from offers already engaged, and is visited untouched-first: so the
+        top K are usually found among the first offers scored, however many
+        regional offers are partly taken. Buckets are visited from the
+        highest bound down; the search stops
         when the K-th best score found reaches the bound of what is left. So
         the result is the exact top K (ties aside) while the number of
         offers scored does not grow with the number of offers held;
@@ -537,10 +570,12 @@ class ReadModel:
                             language_score = 1.0 if language in need_languages else 0.0
                         bound = round((fixed + w_language * language_score
                                        + w_level * prefs.get(level, 0.5)) / total, 4)
-                        subs.append((-bound, rank, form, level, language, bucket))
-        subs.sort(key=lambda sub: sub[:5])
+                        # untouched offers score exactly the bound: they go first
+                        subs.append((-bound, 0, rank, form, level, language, bucket.fresh))
+                        subs.append((-bound, 1, rank, form, level, language, bucket.used))
+        subs.sort(key=lambda sub: sub[:6])
         seen, found, best = set(), [], []  # best: min-heap of the top scores
-        for negative_bound, _, _, _, _, bucket in subs:
+        for negative_bound, _, _, _, _, _, bucket in subs:
             bound = -negative_bound
             if len(best) >= wanted and best[0] >= bound:
                 break
@@ -852,18 +887,25 @@ class ReadModel:
             candidates = set(reference.states_in_group(group))
         else:
             candidates = set(workshop["states"]) | ({workshop["state"]} if workshop.get("state") else set())
+        starting = self._states_starting_a_self_assessment() | set(workshop["states"])
         completed, upcoming = [], []
         for state in sorted(candidates):
             filed = [self.needs[n] for n in self.needs_by_state.get(state, ())]
             if any(n.get("checklist_round") for n in filed):
                 completed.append(state)
-            elif not filed:
+            elif filed or state in starting:
                 upcoming.append(state)
         region_states = set(reference.states_in_group(group)) if group else candidates
         donors = sorted({o["provider"] for o in self.offers.values()
                          if o["status"] in MATCHABLE_OFFER and _reaches(o, group, region_states)})
         return {"request_id": workshop["request_id"], "regional_group": group,
                 "states_completed": completed, "states_upcoming": upcoming, "donors": donors}
+
+    def _states_starting_a_self_assessment(self):
+        """States that asked for help completing the checklist and are still being helped."""
+        return {w["state"] for w in self.workshops.values()
+                if w.get("kind") == "checklist_assistance" and w.get("state")
+                and w.get("status") not in ("declined", "cancelled", "held")}
 
     # -- gaps ------------------------------------------------------------------
 

@@ -58,6 +58,20 @@ DEFAULT_CHAPTER_WEIGHT_KEY = "TACOORD_MATCH_DEFAULT_CHAPTER_WEIGHT"
 APPLY_SECONDS = metric("histogram", "matching", "apply_seconds",
                        "Time to apply one event to the read model (pure matching, no I/O)", ["family"])
 MODEL_SIZE = metric("gauge", "matching", "read_model_items", "Items held in the in-memory read model", ["kind"])
+MATCH_CHANGES = metric("counter", "matching", "matches_total", "Matches proposed and retracted", ["change"])
+GAPS = metric("counter", "matching", "gaps_detected_total", "Assistance gaps detected, by kind", ["kind"])
+DUPLICATIONS = metric("counter", "matching", "duplications_detected_total",
+                      "State x article x form combinations found covered by two or more providers")
+
+
+def count_alerts_and_matches(envelopes):
+    for event in envelopes:
+        if event["type"] in ("match.proposed", "match.retracted"):
+            MATCH_CHANGES.labels(change=event["type"].split(".")[1]).inc()
+        elif event["type"] == "gap.detected":
+            GAPS.labels(kind=event["data"]["kind"]).inc()
+        elif event["type"] == "duplication.detected":
+            DUPLICATIONS.inc()
 
 
 def _setting(cfg, key, default):
@@ -179,6 +193,7 @@ class MatchingStore(MongoStore):
                 self.database[collection].update_one({"_id": doc_id}, staged({"$set": document}, envelopes),
                                                      upsert=True)
                 written.append((collection, doc_id, envelopes))
+                count_alerts_and_matches(envelopes)
         except Exception:
             log.warning("could not store an outcome; reloading the read model from the store")
             self.reload()

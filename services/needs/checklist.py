@@ -31,7 +31,7 @@ from marshmallow import ValidationError
 from services.needs.schemas import NeedSchema
 from tacoord.envelope import describe_errors
 from tacoord.errors import Rejected
-from tacoord.safety import reject_unsafe_keys
+from tacoord.safety import json_loads, reject_unsafe_keys
 
 COLUMNS = ("state", "article", "paragraph", "forms", "other_text", "priority", "description",
            "checklist_round", "languages", "external_ref")
@@ -194,7 +194,7 @@ def _parse_csv(text):
 
 def _parse_json(text):
     try:
-        items = json.loads(text)
+        items = json_loads(text)
     except ValueError as exc:
         raise ChecklistError(f"the file is not valid JSON: {exc}")
     if not isinstance(items, list):

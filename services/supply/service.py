@@ -19,7 +19,7 @@ from tacoord.envelope import describe_errors, new_event, utcnow
 from tacoord.errors import Conflict, Forbidden, NotFound, Rejected
 from tacoord.ops import OpsServer, metric
 from tacoord.outbox import staged, staged_insert, strip
-from tacoord.safety import reject_unsafe_keys
+from tacoord.safety import json_loads, reject_unsafe_keys
 from tacoord.store import MongoStore, Repository
 from tacoord.web import BadRequest, api, query_args, read_body, read_json, require_scope
 
@@ -333,8 +333,8 @@ def csv_rows(raw):
 
 def json_rows(raw):
     try:
-        payload = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        payload = json_loads(raw)
+    except ValueError as exc:  # UnicodeDecodeError too
         raise BadRequest(f"request body is not valid JSON: {exc}")
     if isinstance(payload, dict) and isinstance(payload.get("offers"), list):
         payload = payload["offers"]

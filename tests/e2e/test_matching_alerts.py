@@ -1,6 +1,8 @@
 """Needs filed on ingress flow through the needs service into matching: duplications and gaps."""
 import time
 
+from prometheus_client import REGISTRY
+
 from services.audit.service import AuditService
 from services.matching.service import MatchingService
 from services.needs.service import NeedsService
@@ -18,15 +20,15 @@ def test_two_donors_committed_to_the_same_need_raise_one_duplication_alert(sandb
     emit(sandbox, "offer.published", offer_data(offer_id="GB-1-o1", provider="GB-GOV-1"), source="supply")
     stored = wait_until(lambda: sandbox.db("needs").needs.find_one({"state": "KEN"}), message="stored need")
     out.wait_for("match.proposed")
-    second = emit(sandbox, "offer.published", offer_data(offer_id="DE-1-o1", provider="DE-1", level="regional",
+    second = emit(sandbox, "offer.published", offer_data(offer_id="DE-1-o1", provider="DE-BMZ-1", level="regional",
                                                          scope_states=(), scope_groups=("AFRICAN",)), source="supply")
-    emit(sandbox, "offer.updated", offer_data(offer_id="DE-1-o1", provider="DE-1", level="regional",
+    emit(sandbox, "offer.updated", offer_data(offer_id="DE-1-o1", provider="DE-BMZ-1", level="regional",
                                               scope_states=(), scope_groups=("AFRICAN",), capacity=5),
          source="supply")
 
     out.wait_for("match.proposed", count=2)
     alert = out.wait_for("duplication.detected")[0]
-    assert alert["data"]["providers"] == ["DE-1", "GB-GOV-1"]
+    assert alert["data"]["providers"] == ["DE-BMZ-1", "GB-GOV-1"]
     assert alert["data"]["offer_ids"] == ["DE-1-o1", "GB-1-o1"]
     assert (alert["data"]["state"], alert["data"]["article"], alert["data"]["form"]) == ("KEN", 9, "LEGAL_ADVICE")
     assert alert["causation_id"] == second["id"]
@@ -45,6 +47,7 @@ def test_two_donors_committed_to_the_same_need_raise_one_duplication_alert(sandb
 
 def test_an_unmatched_priority_need_and_an_unsupplied_article_raise_gap_alerts_once(sandbox, start):
     start(NeedsService, MatchingService, TACOORD_GAP_AFTER_SECONDS=1)
+    counted_before = {kind: gaps_counted(kind) for kind in ("unmatched_priority_need", "no_supply")}
     out = Collector(sandbox, "gap.*")
     sandbox.publish("need.submitted", KENYA_NEED)
     stored = wait_until(lambda: sandbox.db("needs").needs.find_one({"state": "KEN"}), message="stored need")
@@ -60,3 +63,10 @@ def test_an_unmatched_priority_need_and_an_unsupplied_article_raise_gap_alerts_o
     time.sleep(1.5)
     assert len(out.of_type("gap.detected")) == 2
     assert get(sandbox, "/alerts", kind="gap").json()["count"] == 2
+    assert {kind: gaps_counted(kind) - before for kind, before in counted_before.items()} == {
+        "unmatched_priority_need": 1, "no_supply": 1}
+
+
+def gaps_counted(kind):
+    """What operators see: the counter behind infra/alerts.yml's 'gaps keep rising' rule."""
+    return REGISTRY.get_sample_value("tacoord_matching_gaps_detected_total", {"kind": kind}) or 0.0

@@ -60,3 +60,22 @@ def test_a_partner_cannot_read_service_queues(sandbox, partner):
         queue.queue.no_declare = True
         with pytest.raises(AccessRefused):
             queue.get(block=False)
+
+
+def test_a_partner_cannot_publish_with_another_real_partners_user_id(sandbox, partner):
+    other = unique("beta-")
+    add_partner(other, "s3cret", vhost=sandbox.vhost)
+    try:
+        with pytest.raises(PreconditionFailed, match=f"user_id property set to '{other}'"):
+            publish_as(sandbox, partner, topology.INGRESS, "need.submitted", user_id=other)
+    finally:
+        remove_partner(other)
+
+
+@pytest.mark.parametrize("queue", ["notify.sub.partner-someone-else.x", topology.DEAD_LETTERS_QUEUE,
+                                   topology.UNROUTED, "audit.events"])
+def test_a_partner_cannot_read_other_queues(sandbox, partner, queue):
+    uri = config.amqp_uri(vhost=sandbox.vhost, user=partner, password="s3cret")
+    with Connection(uri) as connection:
+        with pytest.raises(AccessRefused):
+            connection.channel().basic_get(queue)

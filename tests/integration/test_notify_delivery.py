@@ -326,7 +326,7 @@ def test_a_digest_subscription_gets_one_message_per_period(sandbox, start, recei
 
     first = publish(sandbox, "match.proposed", KENYA_MATCH)
     second = publish(sandbox, "gap.detected", {"gap_id": "gap-1", "kind": "no_supply", "state": "KEN",
-                                               "article": 15, "regional_group": "AFRICAN", "since": "2026-01-01"})
+                                               "need_id": None, "article": 15, "regional_group": "AFRICAN", "since": "2026-01-01"})
     wait_until(lambda: processed(sandbox, first) and processed(sandbox, second), message="both events queued")
 
     wait_until(lambda: hook.received, timeout=10, message="digest webhook")

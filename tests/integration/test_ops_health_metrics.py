@@ -10,11 +10,16 @@ from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from services.audit.service import AuditService
+from services.matching.service import MatchingService
 from services.needs.service import NeedsService
+from services.notify.service import NotifyService
+from services.requests.service import RequestsService
+from services.supply.service import SupplyService
 from tacoord.ops import OpsServer
 from tacoord.testing import free_port, wait_until
 
 PROMTOOL = shutil.which("promtool")
+SERVICES = (AuditService, NeedsService, SupplyService, MatchingService, NotifyService, RequestsService)
 
 
 def ops_url(container, path):
@@ -23,18 +28,20 @@ def ops_url(container, path):
 
 
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (apt-get install prometheus)")
-def test_the_metrics_of_needs_and_audit_pass_promtool(sandbox, start):
-    needs, audit = start(NeedsService, AuditService)
+def test_the_metrics_of_every_service_pass_promtool(sandbox, start):
+    containers = start(*SERVICES)
     sandbox.publish("need.submitted", {"state": "KEN", "article": 9, "forms": ["LEGAL_ADVICE"], "priority": 1,
                                        "description": "Procurement", "checklist_round": "2026-1"})
-    for container, service in ((needs, "needs"), (audit, "audit")):
+    wait_until(lambda: sandbox.db("audit").audit.count_documents({}) >= 1, message="one event through")
+    for container in containers:
+        service = container.service_name
         response = requests.get(ops_url(container, "/metrics"), timeout=5)
         assert response.status_code == 200
         assert f"tacoord_{service}_events_consumed_total" in response.text
         assert f"tacoord_{service}_dead_letters_total" in response.text
         check = subprocess.run([PROMTOOL, "check", "metrics"], input=response.text, capture_output=True,
                                text=True, timeout=30)
-        assert check.returncode == 0, check.stdout + check.stderr
+        assert check.returncode == 0, f"{service}: {check.stdout}{check.stderr}"
 
 
 def test_a_running_service_is_live_and_ready(start):

@@ -1,11 +1,14 @@
 """The pika partner client against the real broker, as a partner user."""
+import time
+
 import pytest
 from marshmallow import ValidationError
+from pika.exceptions import ProbableAuthenticationError
 
 from infra.partners import add_partner, remove_partner
 from services.needs.service import NeedsService
-from tacoord import config
-from tacoord.partner import PartnerClient
+from tacoord import config, envelope
+from tacoord.partner import PartnerClient, PublishRefused
 from tacoord.testing import unique, wait_until
 
 
@@ -41,3 +44,38 @@ def test_the_client_reconnects_when_its_connection_is_lost(sandbox, start, partn
         client._connection.close()
         client.publish("need.submitted", {"state": "PER", "article": 5, "forms": ["ACTION_PLAN"], "priority": 1})
     wait_until(lambda: sandbox.db("needs").needs.find_one({"state": "PER"}), message="need after reconnect")
+
+
+def test_the_client_knows_every_intake_type_and_offers_reach_supply(sandbox, partner_url):
+    with PartnerClient(partner_url) as client:
+        client.publish("offer.submitted", {"provider": "GB-GOV-1", "level": "bilateral", "scope_states": ["KEN"],
+                                           "articles": [9], "forms": ["LEGAL_ADVICE"],
+                                           "period_start": "2026-01-01", "period_end": "2027-12-31"})
+        client.publish("checklist_assistance.submitted", {"state": "PER", "expected_outcomes": "Checklist help",
+                                                          "language": "es", "support_received": []})
+    wait_until(lambda: sandbox.queue_depth("supply.ingress") == 1 and sandbox.queue_depth("requests.ingress") == 1,
+               message="one message in each ingress queue")
+
+
+def test_a_routing_key_the_partner_may_not_use_is_refused_at_once(sandbox, partner_url):
+    with PartnerClient(partner_url) as client:
+        event = envelope.new_event("match.proposed", {}, client.source)
+        with pytest.raises(PublishRefused, match="403"):
+            client._send(event)
+        client.publish("need.withdrawn", {"need_id": "KEN-9-x"})  # the client recovers a channel
+    wait_until(lambda: sandbox.queue_depth("needs.ingress") == 1, message="the later message")
+
+
+def test_a_user_id_other_than_the_connections_user_is_refused_by_the_broker(sandbox, partner_url):
+    with PartnerClient(partner_url) as client:
+        client.user = "someone-else"
+        with pytest.raises(PublishRefused, match="406"):
+            client.publish("need.withdrawn", {"need_id": "KEN-9-x"})
+    assert sandbox.queue_depth("needs.ingress") == 0
+
+
+def test_wrong_credentials_fail_at_once_without_retrying(partner_url):
+    started = time.monotonic()
+    with pytest.raises(ProbableAuthenticationError):
+        PartnerClient(partner_url.replace(":pw@", ":wrong@")).__enter__()
+    assert time.monotonic() - started < 5

@@ -361,16 +361,23 @@ def test_a_regional_workshop_request_proposes_states_and_donors():
     model = ReadModel()
     run(model, event("need.submitted", need()),
         event("need.submitted", need("UGA-9", state="UGA", checklist_round=None)),
+        event("workshop.requested", {"request_id": "c1", "kind": "checklist_assistance", "state": "RWA",
+                                     "status": "submitted"}),
+        event("workshop.requested", {"request_id": "c2", "kind": "checklist_assistance", "state": "BDI",
+                                     "status": "submitted"}),
+        event("workshop.declined", {"request_id": "c2", "kind": "checklist_assistance", "state": "BDI",
+                                    "status": "declined"}),
         event("offer.published", offer("a", provider="DE", states=("TZA",))),
         event("offer.published", offer("b", provider="UN", level="global", states=())),
         event("offer.published", offer("c", provider="US", states=("MEX",))))
     request = {"request_id": "r1", "kind": "regional_workshop", "state": "KEN", "regional_group": "AFRICAN",
-               "states": ["KEN"], "articles": [9], "status": "requested"}
+               "states": ["KEN"], "articles": [9], "status": "submitted"}
     emitted = run(model, event("workshop.requested", request))
     assert types(emitted) == ["workshop.participants_proposed"]
     data = emitted[0][1]
     assert data["states_completed"] == ["KEN"]
-    assert "UGA" not in data["states_upcoming"] and "TZA" in data["states_upcoming"]
+    # under way: needs filed outside a checklist round, or checklist help requested (not declined)
+    assert data["states_upcoming"] == ["RWA", "UGA"]
     assert data["donors"] == ["DE", "UN"]
     assert run(model, event("workshop.requested", request)) == []
     assert run(model, event("workshop.participants_proposed", data)) == []

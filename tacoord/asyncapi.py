@@ -1,0 +1,478 @@
+"""The AsyncAPI 2.6.0 document of tacoord's AMQP interface, generated, never written by hand.
+
+    python -m tacoord.asyncapi [--output docs/asyncapi.json]
+    tacoord asyncapi [--output FILE]
+
+Everything comes from the code that the services run:
+
+- the message types and their payload schemas from the registry of
+  ``tacoord.envelope`` (every ``services/*/schemas.py`` is imported, so every
+  type is registered), the envelope from ``EnvelopeSchema``;
+- the exchanges, their types and the routing keys from ``tacoord.topology``;
+- the dead-letter headers from ``tacoord.consumer``.
+
+marshmallow fields become JSON Schema through apispec's marshmallow
+converter (maintained by the marshmallow team; OpenAPI 3.1 flavour, i.e.
+plain JSON Schema: ``type: [..., "null"]`` for ``allow_none``), with
+attribute functions for tacoord's own fields (State codes, regional groups,
+IATI organisation ids). Cross-field rules (``@validates_schema``) cannot be
+expressed there: the schema's docstring says what they check.
+
+Each message carries an example built below and validated with the real
+schemas (``envelope.load``) while the document is generated, so an example
+that no longer fits its schema fails the generation (and the tests).
+"""
+import argparse
+import copy
+import inspect
+import json
+import re
+import sys
+import uuid
+import warnings
+from pathlib import Path
+
+# tacoord.consumer imports nameko, hence eventlet, which warns on every import.
+warnings.filterwarnings("ignore", message="\\s*Eventlet is deprecated")
+
+from apispec.ext.marshmallow import OpenAPIConverter
+from marshmallow import fields as ma_fields
+
+from tacoord import consumer, envelope, reference, topology
+from tacoord.fields import StateCode
+
+ASYNCAPI_VERSION = "2.6.0"
+AMQP_BINDING_VERSION = "0.2.0"
+DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "asyncapi.json"
+DEFAULT_VHOST = "tacoord"
+DEFAULT_PORT = "5673"
+EXAMPLE_TIME = "2026-11-26T10:00:00+00:00"
+NAMESPACE = uuid.UUID("6f0c1e2a-3b4d-4c5e-8f70-9a1b2c3d4e5f")  # deterministic example ids
+
+
+# --- marshmallow field -> JSON Schema ---------------------------------------------------------
+
+def _doc_line(obj):
+    doc = inspect.getdoc(obj) or ""
+    return " ".join(doc.split("\n\n")[0].split())
+
+
+def _tacoord_fields(self, field, **kwargs):
+    """Attributes for fields whose checks live in ``_deserialize`` (invisible to apispec)."""
+    extra = {}
+    names = {cls.__name__ for cls in type(field).__mro__}
+    if isinstance(field, StateCode) or "State" in names:
+        extra = {"pattern": "^[A-Za-z]{3}$",
+                 "description": "ISO 3166-1 alpha-3 code of a State party in tacoord's reference data "
+                                "(upper-cased on input), e.g. KEN"}
+    elif "GroupId" in names:
+        extra = {"enum": sorted(reference.regional_groups())}
+    elif "OrgId" in names:
+        from services.supply import domain as supply_domain
+        extra = {"pattern": supply_domain.ORG_ID_PATTERN,
+                 "description": "IATI organisation identifier {agency}-{number}, e.g. GB-GOV-1"}
+    elif "Language" in names and isinstance(field, ma_fields.String):
+        extra = {"pattern": "^[A-Za-z]{2}$", "description": "ISO 639-1 language code (lower-cased on input)"}
+    elif not type(field).__module__.startswith("marshmallow"):
+        line = _doc_line(type(field))
+        if line:
+            extra = {"description": line}
+    if field.allow_none and "enum" in extra and None not in extra["enum"]:
+        extra["enum"] = extra["enum"] + [None]
+    return extra
+
+
+def converter():
+    conv = OpenAPIConverter(openapi_version="3.1.0", schema_name_resolver=lambda schema: None, spec=None)
+    conv.add_attribute_function(_tacoord_fields)
+    return conv
+
+
+def schema_to_json(schema, conv=None):
+    """A marshmallow schema (instance) as a JSON Schema object (nested schemas inlined)."""
+    result = (conv or converter()).schema2jsonschema(schema)
+    line = _doc_line(type(schema))
+    rules = _schema_validators(schema)
+    description = line
+    if rules:
+        description = (description + " " if description else "") + (
+            "Also checked across fields by the service: " + ", ".join(rules) + " (see the schema's source).")
+    if description:
+        result = {"description": description, **result}
+    return result
+
+
+def _schema_validators(schema):
+    """Names of the schema's ``@validates_schema`` methods (its cross-field rules)."""
+    hooks = getattr(type(schema), "_hooks", {}) or {}
+    return sorted({entry[0] if isinstance(entry, tuple) else entry
+                   for key, entries in hooks.items() if "validates_schema" in str(key) for entry in entries})
+
+
+def component_name(schema):
+    """``needs.NeedSchema`` for ``services.needs.schemas.NeedSchema``; ``Envelope`` for the envelope."""
+    module = type(schema).__module__.split(".")
+    owner = module[1] if module[0] == "services" and len(module) > 2 else module[-1]
+    return f"{owner}.{type(schema).__name__}"
+
+
+# --- examples (validated with the real schemas at generation time) ------------------------------
+
+NEED_ID = "KEN-9-3b1f0c2a9d"
+OFFER_ID = "off-3f9a1c0b7d2e4a"
+EXPERT_ID = "exp-5d1e0c9a2b7f44"
+REQUEST_ID = "REQ-KEN-8e10822918"
+MATCH_ID = "m-2ae85ffa417fd8df3d2b"
+
+NEED_FILED = {"state": "KEN", "article": 9, "forms": ["CAPACITY_BUILDING", "LEGAL_ADVICE"], "priority": 1,
+              "description": "Public procurement reform", "checklist_round": "2026-1", "languages": ["en"],
+              "external_ref": "KEN-SAC-2026-09"}
+NEED_EVENT = {"need_id": NEED_ID, "state": "KEN", "regional_group": "AFRICAN", "article": 9, "chapter": 2,
+              "paragraph": None, "forms": ["CAPACITY_BUILDING", "LEGAL_ADVICE"], "other_text": None,
+              "priority": 1, "description": "Public procurement reform", "checklist_round": "2026-1",
+              "languages": ["en"], "external_ref": "KEN-SAC-2026-09", "status": "open",
+              "created_at": EXAMPLE_TIME, "updated_at": EXAMPLE_TIME}
+OFFER_FILED = {"provider": "GB-GOV-1", "provider_name": "FCDO", "level": "bilateral", "scope_states": ["KEN"],
+               "articles": [9, 10], "forms": ["LEGAL_ADVICE"], "capacity": 3, "period_start": "2026-01-01",
+               "period_end": "2027-12-31", "languages": ["en"]}
+OFFER_EVENT = {"offer_id": OFFER_ID, "provider": "GB-GOV-1", "provider_name": "FCDO", "level": "bilateral",
+               "scope_states": ["KEN"], "scope_groups": [], "articles": [9, 10], "chapters": [],
+               "forms": ["LEGAL_ADVICE"], "capacity": 3, "period_start": "2026-01-01",
+               "period_end": "2027-12-31", "languages": ["en"], "status": "active", "iati_identifier": None,
+               "created_at": EXAMPLE_TIME, "updated_at": EXAMPLE_TIME}
+EXPERT_EVENT = {"expert_id": EXPERT_ID, "nationality": "KEN", "expertise": [{"article": 36, "level": "expert"}],
+                "languages": [{"code": "en", "level": "fluent"}], "regions": ["AFRICAN"], "countries": ["UGA"],
+                "forms": ["ONSITE_EXPERT"],
+                "availability": {"status": "available", "from": "2027-01-01", "to": "2027-12-31"},
+                "vetting_status": "active", "expires_at": "2030-11-25T10:00:00+00:00", "updated_at": EXAMPLE_TIME}
+WORKSHOP_FILED = {"kind": "regional_workshop", "state": "KEN", "regional_group": "AFRICAN", "articles": [9, 10],
+                  "expected_outcomes": "A regional gap analysis on public procurement",
+                  "preferred_dates": [{"from": "2027-03-01", "to": "2027-03-05"}], "language": "en",
+                  "support_received": [{"provider": "GB-GOV-1", "description": "2025 procurement training"}]}
+REQUEST_EVENT = {"request_id": REQUEST_ID, "kind": "regional_workshop", "state": "KEN", "regional_group": "AFRICAN",
+                 "network_id": None, "network_states": [], "states": ["KEN", "UGA"], "articles": [9, 10],
+                 "expected_outcomes": "A regional gap analysis on public procurement",
+                 "preferred_dates": [{"from": "2027-03-01", "to": "2027-03-05"}], "language": "en",
+                 "support_received": [{"provider": "GB-GOV-1", "description": "2025 procurement training"}],
+                 "status": "submitted", "reason": None, "outcome_notes": None, "scheduled_for": None,
+                 "created_at": EXAMPLE_TIME, "updated_at": EXAMPLE_TIME}
+REQUEST_STEPS = {  # type -> what the transition sets
+    "workshop.requested": {"status": "submitted"},
+    "workshop.under_review": {"status": "under_review"},
+    "workshop.approved": {"status": "approved"},
+    "workshop.scheduled": {"status": "scheduled", "scheduled_for": "2027-03-02"},
+    "workshop.held": {"status": "held", "scheduled_for": "2027-03-02",
+                      "outcome_notes": "Gap analysis adopted by 6 States"},
+    "workshop.declined": {"status": "declined", "reason": "Topic already covered by a 2026 workshop"},
+    "workshop.cancelled": {"status": "cancelled", "reason": "Requested by the State"},
+    "workshop.joined": {"status": "approved", "states": ["KEN", "UGA", "TZA"]},
+}
+NOTIFICATION = {"notification_id": f"sub_5c1e9a:{MATCH_ID}", "subscription_id": "sub_5c1e9a",
+                "source_event_id": "0b6f4d0e-6a41-4c4e-9d51-2b1f3c9a7e10", "source_event_type": "match.proposed",
+                "channel": "webhook", "attempts": 1, "error": None}
+
+EXAMPLES = {
+    (envelope.INGRESS, "need.submitted"): NEED_FILED,
+    (envelope.INGRESS, "need.updated"): {"need_id": NEED_ID, "status": "in_progress", "priority": 2},
+    (envelope.INGRESS, "need.withdrawn"): {"need_id": NEED_ID, "reason": "Covered by the national budget"},
+    (envelope.INGRESS, "offer.submitted"): OFFER_FILED,
+    (envelope.INGRESS, "offer.withdrawn"): {"offer_id": OFFER_ID, "reason": "Programme closed"},
+    (envelope.INGRESS, "workshop.submitted"): WORKSHOP_FILED,
+    (envelope.INGRESS, "checklist_assistance.submitted"): {
+        "state": "PER", "expected_outcomes": "Help to complete the self-assessment checklist for chapter II",
+        "language": "es", "support_received": []},
+    (envelope.EVENTS, "need.submitted"): NEED_EVENT,
+    (envelope.EVENTS, "need.updated"): {**NEED_EVENT, "status": "in_progress", "priority": 2},
+    (envelope.EVENTS, "need.withdrawn"): {**NEED_EVENT, "status": "withdrawn"},
+    (envelope.EVENTS, "offer.published"): OFFER_EVENT,
+    (envelope.EVENTS, "offer.updated"): {**OFFER_EVENT, "capacity": 5},
+    (envelope.EVENTS, "offer.withdrawn"): {**OFFER_EVENT, "status": "withdrawn"},
+    (envelope.EVENTS, "expert.registered"): {**EXPERT_EVENT, "vetting_status": "draft", "expires_at": None},
+    (envelope.EVENTS, "expert.updated"): EXPERT_EVENT,
+    (envelope.EVENTS, "expert.expired"): {**EXPERT_EVENT, "vetting_status": "expired"},
+    (envelope.EVENTS, "match.proposed"): {
+        "match_id": MATCH_ID, "need_id": NEED_ID, "offer_id": OFFER_ID, "provider": "GB-GOV-1", "state": "KEN",
+        "regional_group": "AFRICAN", "article": 9, "chapter": 2, "forms": ["LEGAL_ADVICE"], "priority": 1,
+        "level": "bilateral", "score": 1.0,
+        "explanation": {"constraints_met": ["geography: KEN in scope_states", "coverage: article 9 in articles",
+                                            "forms: LEGAL_ADVICE", "status: need open, offer active"],
+                        "score_parts": {"priority": 1.0, "language": 1.0, "level": 1.0, "capacity": 1.0}}},
+    (envelope.EVENTS, "match.retracted"): {"match_id": MATCH_ID, "need_id": NEED_ID, "offer_id": OFFER_ID,
+                                           "reason": "need withdrawn"},
+    (envelope.EVENTS, "duplication.detected"): {
+        "duplication_id": "dup-f8760a73c399df632672", "state": "KEN", "article": 9, "form": "LEGAL_ADVICE",
+        "providers": ["DE-BMZ-1", "GB-GOV-1"], "offer_ids": ["off-7a1b2c3d4e5f60", OFFER_ID]},
+    (envelope.EVENTS, "gap.detected"): {
+        "gap_id": "gap-0c1d5e7f9a", "kind": "unmatched_priority_need", "need_id": NEED_ID, "state": "KEN",
+        "article": 9, "regional_group": "AFRICAN", "since": "2026-11-01T00:00:00+00:00"},
+    (envelope.EVENTS, "workshop.participants_proposed"): {
+        "request_id": REQUEST_ID, "regional_group": "AFRICAN", "states_completed": ["KEN"],
+        "states_upcoming": ["UGA", "TZA"], "donors": ["GB-GOV-1"]},
+    (envelope.EVENTS, "notification.delivered"): NOTIFICATION,
+    (envelope.EVENTS, "notification.failed"): {**NOTIFICATION, "attempts": 5,
+                                               "error": "HTTP 500 from https://donor.example/tacoord-hook"},
+    **{(envelope.EVENTS, kind): {**REQUEST_EVENT, **step} for kind, step in REQUEST_STEPS.items()},
+}
+
+
+def example_envelope(channel, event_type, version):
+    """A complete, valid envelope for one message type (deterministic ids)."""
+    data = EXAMPLES.get((channel, event_type))
+    if data is None:
+        raise LookupError(f"no example for {channel} {event_type}: add one to tacoord.asyncapi.EXAMPLES")
+    event_id = str(uuid.uuid5(NAMESPACE, f"{channel}:{event_type}"))
+    ingress = channel == envelope.INGRESS
+    owner = event_type.split(".")[0]
+    source = "partner:acme" if ingress else {"match": "matching", "gap": "matching", "duplication": "matching",
+                                             "notification": "notify", "offer": "supply", "expert": "supply",
+                                             "workshop": "requests"}.get(owner, "needs")
+    if event_type == "workshop.participants_proposed":
+        source = "matching"
+    return {"id": event_id, "type": event_type, "version": version, "occurred_at": EXAMPLE_TIME,
+            "source": source, "actor": "partner:acme" if ingress else "state:KEN",
+            "correlation_id": event_id, "causation_id": None, "data": copy.deepcopy(data)}
+
+
+# --- the document -----------------------------------------------------------------------------
+
+def _exchange_binding(name, vhost=DEFAULT_VHOST):
+    exchange = topology.EXCHANGES[name]
+    return {"amqp": {"is": "routingKey",
+                     "exchange": {"name": name, "type": exchange.type, "durable": bool(exchange.durable),
+                                  "autoDelete": bool(exchange.auto_delete), "vhost": vhost},
+                     "bindingVersion": AMQP_BINDING_VERSION}}
+
+
+def topic_matches(pattern, key):
+    """RabbitMQ topic matching: ``*`` is exactly one word, ``#`` zero or more words."""
+    def match(words, parts):
+        if not words:
+            return not parts
+        if words[0] == "#":
+            return match(words[1:], parts) or (bool(parts) and match(words, parts[1:]))
+        return bool(parts) and words[0] in ("*", parts[0]) and match(words[1:], parts[1:])
+    return match(pattern.split("."), key.split("."))
+
+
+def consumers_of(exchange, key):
+    return sorted(spec.name for spec in topology.CONSUMER_QUEUES + (topology.PARKED,)
+                  if spec.exchange == exchange and any(topic_matches(p, key) for p in spec.routing_keys))
+
+
+DEAD_LETTER_HEADERS = {
+    consumer.REASON_HEADER: "why it was parked, field by field for invalid messages "
+                            "('data.article: UNCAC article must be between 5 and 62')",
+    consumer.DEAD_LETTER_ID_HEADER: "id of this dead letter (for `tacoord deadletters show|replay|discard ID`)",
+    "x-tacoord-queue": "the consumer queue that parked it",
+    "x-tacoord-routing-key": "the routing key it was published with",
+    "x-tacoord-exchange": "the exchange it was published to",
+    "x-tacoord-failed-at": "when it was parked (ISO 8601, UTC)",
+    "x-tacoord-kind": "invalid (envelope or payload failed validation, or no user_id), rejected (the service "
+                      "refused it: unknown id, illegal transition…), exhausted (failed "
+                      "TACOORD_MAX_ATTEMPTS times)",
+    consumer.PARTNER_HEADER: "the partner's broker user, for ingress messages",
+    consumer.ATTEMPT_HEADER: "how many times it was tried (present once it went through the retry queue)",
+}
+
+
+def _dead_letter_headers_schema():
+    props = {name: {"type": "string", "description": text} for name, text in DEAD_LETTER_HEADERS.items()}
+    props["x-tacoord-kind"]["enum"] = ["invalid", "rejected", "exhausted"]
+    props[consumer.ATTEMPT_HEADER] = {"type": "integer", "minimum": 1,
+                                      "description": DEAD_LETTER_HEADERS[consumer.ATTEMPT_HEADER]}
+    return {"type": "object", "properties": props,
+            "required": [consumer.REASON_HEADER, consumer.DEAD_LETTER_ID_HEADER, "x-tacoord-queue",
+                         "x-tacoord-failed-at", "x-tacoord-kind"]}
+
+
+def _info_description():
+    return (
+        "tacoord's services exchange events over RabbitMQ (AMQP 0-9-1). Every message body is a JSON "
+        "envelope (components.schemas.Envelope) whose `data` is validated by the schema registered for its "
+        "`type`; the routing key is the type.\n\n"
+        f"**Partners** publish commands to the topic exchange `{topology.INGRESS}` (channels "
+        f"`{topology.INGRESS}/<type>`), persistent (delivery mode 2), with publisher confirms, and with the "
+        "AMQP `user_id` property set to their own broker user. RabbitMQ refuses a publish whose `user_id` "
+        "differs from the connection's user (broker-validated), and the consuming service sets the event's "
+        "`source` to `partner:<user_id>` whatever the body says. A partner user may publish only to "
+        f"`{topology.INGRESS}`, only with intake routing keys, and read only its own notification queue.\n\n"
+        f"**Subscribers** (the services, and operators' tools) bind queues to the topic exchange "
+        f"`{topology.EVENTS}` (channels `{topology.EVENTS}/<type>`). External parties receive events through "
+        "notify subscriptions (webhook, e-mail or their own AMQP queue `notify.sub.<subscription_id>`), "
+        "not by reading this exchange.\n\n"
+        "**Bad messages are never dropped.** A message that fails validation (envelope, payload, missing "
+        "`user_id`) or that the service rejects is parked at once: published to the fanout exchange "
+        f"`{topology.DEAD}` with `x-tacoord-*` headers giving the reason, kept in the queue "
+        f"`{topology.DEAD_LETTERS_QUEUE}` (for `tacoord deadletters list|show|replay`) and recorded by the "
+        "audit service. Any other failure is retried through `<queue>.retry` with a growing per-message TTL "
+        "and parked after TACOORD_MAX_ATTEMPTS tries (kind `exhausted`). A message no queue is bound for goes "
+        f"to the alternate exchange `{topology.UNROUTED}` and is kept in the queue of the same name. Consumers "
+        "are idempotent on the envelope `id`: publishing the same envelope twice has one effect.")
+
+
+def build():
+    """The AsyncAPI document (a JSON-ready dict)."""
+    envelope.register_service_schemas()
+    conv = converter()
+    schemas = {"Envelope": schema_to_json(envelope.ENVELOPE, conv)}
+    messages, channels = {}, {}
+    for channel, exchange in ((envelope.INGRESS, topology.INGRESS), (envelope.EVENTS, topology.EVENTS)):
+        ingress = channel == envelope.INGRESS
+        for event_type, (version, schema) in sorted(envelope.registered_types(channel).items()):
+            name = component_name(schema)
+            schemas.setdefault(name, schema_to_json(schema, conv))
+            example = example_envelope(channel, event_type, version)
+            envelope.load(copy.deepcopy(example), channel)  # the real schemas must accept it
+            message_name = f"{channel}.{event_type}"
+            messages[message_name] = _message(channel, event_type, version, name, example)
+            readers = consumers_of(exchange, event_type)
+            channels[f"{exchange}/{event_type}"] = _channel(channel, exchange, event_type, message_name, readers,
+                                                            ingress)
+    channels[f"{topology.DEAD}"] = {
+        "description": f"Parked messages (fanout; kept in `{topology.DEAD_LETTERS_QUEUE}`, logged by the audit "
+                       "service through `audit.dead-letters`). The body is the original message, unchanged "
+                       "(it may not be valid JSON); the headers say why.",
+        "x-tacoord-exchange": topology.DEAD,
+        "subscribe": {"operationId": "readDeadLetters", "summary": "A message tacoord could not accept",
+                      "message": {"$ref": "#/components/messages/deadLetter"}},
+        "bindings": _exchange_binding(topology.DEAD),
+    }
+    messages["deadLetter"] = {
+        "name": "deadLetter", "title": "Dead letter", "contentType": "application/json",
+        "summary": "The original body, with the reason and origin in x-tacoord-* headers.",
+        "headers": _dead_letter_headers_schema(),
+        "payload": {"description": "the original message body, unchanged"},
+        "examples": [{"name": "invalid-need", "headers": {
+            consumer.REASON_HEADER: "data.article: UNCAC article must be between 5 and 62 (chapters II–VI)",
+            consumer.DEAD_LETTER_ID_HEADER: str(uuid.uuid5(NAMESPACE, "dead-letter")),
+            "x-tacoord-queue": topology.NEEDS_INGRESS.name, "x-tacoord-routing-key": "need.submitted",
+            "x-tacoord-exchange": topology.INGRESS, "x-tacoord-failed-at": EXAMPLE_TIME,
+            "x-tacoord-kind": "invalid", consumer.PARTNER_HEADER: "acme"},
+            "payload": {**example_envelope(envelope.INGRESS, "need.submitted", 1),
+                        "data": {**NEED_FILED, "article": 99}}}],
+        "bindings": {"amqp": {"bindingVersion": AMQP_BINDING_VERSION}},
+    }
+    return {
+        "asyncapi": ASYNCAPI_VERSION,
+        "id": "urn:tacoord:amqp",
+        "info": {"title": "tacoord AMQP interface", "version": _version(), "description": _info_description(),
+                 "license": {"name": "see the tacoord repository"}},
+        "servers": {"local": {
+            "url": "{host}:{port}", "protocol": "amqp", "protocolVersion": "0.9.1",
+            "description": f"A tacoord RabbitMQ node; the virtual host is `{DEFAULT_VHOST}` unless the operator "
+                           "says otherwise (AMQP URI amqp://USER:PASSWORD@HOST:PORT/VHOST).",
+            "variables": {"host": {"default": "127.0.0.1"}, "port": {"default": DEFAULT_PORT}},
+            "security": [{"brokerUser": []}]}},
+        "defaultContentType": "application/json",
+        "channels": channels,
+        "components": {
+            "schemas": schemas,
+            "messages": messages,
+            "securitySchemes": {"brokerUser": {
+                "type": "userPassword",
+                "description": "A RabbitMQ user per partner, created by the operator "
+                               "(`python -m infra.partners add NAME SECRET`). Set the AMQP `user_id` property "
+                               "of every message to this user name."}},
+        },
+    }
+
+
+def _version():
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("tacoord")
+    except PackageNotFoundError:  # a checkout that is not installed
+        return "0.1.0"
+
+
+def _payload(channel, event_type, version, schema_name):
+    base = copy.deepcopy(_envelope_schema())
+    base["description"] = f"The envelope of a {event_type} message; `data` is {schema_name}."
+    props = base["properties"]
+    props["type"] = {"type": "string", "const": event_type, "description": "the message type (= routing key)"}
+    props["version"] = {"type": "integer", "const": version}
+    props["data"] = {"$ref": f"#/components/schemas/{schema_name}"}
+    if channel == envelope.INGRESS:
+        props["source"] = {**props["source"], "description": "replaced by `partner:<user_id>` on receipt"}
+    return base
+
+
+_ENVELOPE_JSON = None
+
+
+def _envelope_schema():
+    global _ENVELOPE_JSON
+    if _ENVELOPE_JSON is None:
+        _ENVELOPE_JSON = schema_to_json(envelope.ENVELOPE)
+    return _ENVELOPE_JSON
+
+
+def _message(channel, event_type, version, schema_name, example):
+    ingress = channel == envelope.INGRESS
+    return {
+        "name": event_type,
+        "title": event_type,
+        "summary": ("Command from a partner system" if ingress else "Event emitted by a tacoord service")
+                   + f"; data: {schema_name}.",
+        "contentType": "application/json",
+        "correlationId": {"location": "$message.payload#/correlation_id",
+                          "description": "the id of the first event of the story"},
+        "payload": _payload(channel, event_type, version, schema_name),
+        "examples": [{"name": event_type.replace(".", "-"), "payload": example}],
+        "bindings": {"amqp": {"messageType": event_type, "bindingVersion": AMQP_BINDING_VERSION}},
+    }
+
+
+def _channel(channel, exchange, event_type, message_name, readers, ingress):
+    item = {
+        "description": (f"Routing key `{event_type}` on the topic exchange `{exchange}`; consumed from "
+                        + (", ".join(f"`{q}`" for q in readers) or "no tacoord queue") + "."),
+        "x-tacoord-exchange": exchange,
+        "x-tacoord-routing-key": event_type,
+        "bindings": _exchange_binding(exchange),
+    }
+    operation = {"message": {"$ref": f"#/components/messages/{message_name}"}}
+    if ingress:
+        # AsyncAPI 2.x: "publish" = others send to tacoord.
+        item["publish"] = {
+            "operationId": "send_" + event_type.replace(".", "_"),
+            "summary": f"A partner sends {event_type}",
+            "description": "Publish persistent, mandatory, with publisher confirms and `user_id` = your "
+                           "broker user (RabbitMQ refuses any other value; it becomes the event's `source`). "
+                           "Invalid messages are parked in the dead-letter queue (channel tacoord.dead).",
+            "bindings": {"amqp": {"deliveryMode": 2, "mandatory": True, "userId": "<your broker user>",
+                                  "bindingVersion": AMQP_BINDING_VERSION}},
+            **operation}
+    else:
+        item["subscribe"] = {
+            "operationId": "on_" + event_type.replace(".", "_"),
+            "summary": f"tacoord emits {event_type}",
+            "bindings": {"amqp": {"deliveryMode": 2, "ack": True, "bindingVersion": AMQP_BINDING_VERSION}},
+            **operation}
+    return item
+
+
+def render(doc=None):
+    return json.dumps(doc if doc is not None else build(), indent=2, ensure_ascii=False) + "\n"
+
+
+def write(path=DOC_PATH):
+    text = render()
+    Path(path).write_text(text, encoding="utf-8")
+    return text
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Generate tacoord's AsyncAPI 2.6.0 document.")
+    parser.add_argument("--output", "-o", default=str(DOC_PATH), help="file to write ('-' for stdout)")
+    args = parser.parse_args(argv)
+    if args.output == "-":
+        sys.stdout.write(render())
+    else:
+        write(args.output)
+        print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
