@@ -222,6 +222,6 @@ def test_the_matrix_page_shows_live_needs_against_supply(sandbox, start):
 
         ARTIFACTS.mkdir(exist_ok=True)
         screenshot = ARTIFACTS / "matrix.png"
-        page.screenshot(path=str(screenshot), full_page=True)
+        page.screenshot(path=str(screenshot), full_page=True, animations="disabled")
         print(f"\nmatrix page screenshot: {screenshot}")
         assert not errors, errors

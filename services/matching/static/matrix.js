@@ -309,7 +309,8 @@
             { row: row, col: col, needs: 0, offers: 0, matches: 0, matched_needs: 0, status: "empty" };
           const title = cellTitle(current.rows, current.cols, cell);
           const previous = lastCells.get(row + "|" + col);
-          const changed = markChanges && (!previous || JSON.stringify(previous) !== JSON.stringify(cell));
+          const changed = markChanges &&
+            JSON.stringify(previous || null) !== JSON.stringify(byKey.get(row + "|" + col) || null);
           const selected = openCell && openCell.row === row && openCell.col === col;
           const td = el("td", { class: "status-" + cell.status + (changed ? " changed" : "") + (selected ? " selected" : ""),
             "data-row": row, "data-col": col, "data-status": cell.status, title: title });
