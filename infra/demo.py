@@ -100,6 +100,7 @@ def main(argv=None):
         print(f"  {name:<9} http://127.0.0.1:{config.http_port(name)}/   "
               f"metrics http://127.0.0.1:{config.ops_port(name)}/metrics")
     print(f"  needs     curl -H 'Authorization: Bearer {operator}' {base}/needs?state=KEN")
+    print(f"  matrix    http://127.0.0.1:{config.http_port('matching')}/matrix/page  (paste a key, e.g. the operator's)")
     print(f"  RabbitMQ  http://127.0.0.1:{config.amqp_mgmt_port()}/  (user tacoord / tacoord)")
     return 0
 

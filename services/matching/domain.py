@@ -1114,7 +1114,10 @@ def matrix(model, rows="article", cols="state", level=None, filters=None):
     """Needs vs supply: one cell per (row, col) with counts and a status.
 
     Needs: open needs. Matches: active matches (offers of ``level`` when
-    given; experts only without a level). Offers: matchable offers (of
+    given; experts only without a level). ``filters`` may name an
+    ``article``, ``chapter``, ``state``, ``regional_group`` and a ``form``
+    (then only needs, offers and matches with that form of assistance, and
+    duplication on that form). Offers: matchable offers (of
     ``level``) reaching the cell: for State columns an offer counts where
     its scope names the State, and a regional or global offer counts in the
     cells that have needs; for group columns, where its scope reaches the
@@ -1123,6 +1126,7 @@ def matrix(model, rows="article", cols="state", level=None, filters=None):
     form in the cell), ``no_need`` (supply only).
     """
     filters = dict(filters or {})
+    form = filters.get("form")
     cells = {}
 
     def cell(row, col):
@@ -1138,15 +1142,20 @@ def matrix(model, rows="article", cols="state", level=None, filters=None):
     for need in model.needs.values():
         if need["status"] not in OPEN_NEED or not _need_in(need, need_filters):
             continue
+        if form and form not in need["forms"]:
+            continue
         c = cell(_row_of(need["article"], rows), col_of(need["state"], need["regional_group"]))
         c["needs"].add(need["need_id"])
         for mid, match in model.need_matches.get(need["need_id"], {}).items():
             if level and match["level"] != level:
                 continue
+            if form and form not in match["forms"]:
+                continue
             c["matches"].add(mid)
             c["matched_needs"].add(need["need_id"])
             if match.get("offer_id"):
-                if any(len(model.committed_providers(combo, level)) >= 2 for combo in _combos(match)):
+                combos = [combo for combo in _combos(match) if not form or combo[2] == form]
+                if any(len(model.committed_providers(combo, level)) >= 2 for combo in combos):
                     c["duplicated"] = True
     need_cols_by_row = defaultdict(set)
     for (row, col) in cells:
@@ -1154,6 +1163,8 @@ def matrix(model, rows="article", cols="state", level=None, filters=None):
 
     for offer in model.offers.values():
         if offer["status"] not in MATCHABLE_OFFER or (level and offer["level"] != level):
+            continue
+        if form and form not in offer["forms"]:
             continue
         is_global = not offer["scope_states"] and not offer["scope_groups"]
         for article in offer_articles(offer):
@@ -1214,3 +1225,31 @@ def _state_passes(state, filters):
     if "regional_group" in filters and _group_of(state) != filters["regional_group"]:
         return False
     return True
+
+
+MATRIX_STATUSES = (
+    ("unmet", "Unmet", "open needs, none of them matched"),
+    ("partly_met", "Partly met", "some open needs matched, some not"),
+    ("met", "Met", "every open need has at least one active match"),
+    ("duplicated", "Duplicated", "two or more providers committed to one State × article × form"),
+    ("no_need", "Supply only", "offers reach the cell but no State has an open need there"),
+)
+
+
+def matrix_reference():
+    """Labels and choices for the matrix's rows, columns and filters (UNCAC reference data)."""
+    articles = reference.articles()
+    chapters = reference.chapters()
+    return {
+        "chapters": [{"number": n, "roman": chapters[n]["roman"], "title": chapters[n]["title"]}
+                     for n in sorted(chapters) if 2 <= n <= 6],
+        "articles": [{"number": n, "title": articles[n]["title"], "chapter": articles[n]["chapter"]}
+                     for n in sorted(articles) if n in reference.NEED_ARTICLES],
+        "regional_groups": [{"id": g, "name": reference.regional_groups()[g]["official_name"]}
+                            for g in REGIONAL_GROUPS if g in reference.regional_groups()],
+        "states": sorted(({"iso3": iso3, "name": c["name"], "regional_group": c.get("regional_group")}
+                          for iso3, c in reference.states().items() if iso3), key=lambda s: s["name"]),
+        "levels": list(LEVELS),
+        "forms": [{"id": f["id"], "label": f["label"]} for f in reference.assistance_forms().values()],
+        "statuses": [{"id": i, "label": label, "description": text} for i, label, text in MATRIX_STATUSES],
+    }

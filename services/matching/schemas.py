@@ -114,6 +114,7 @@ class CellFilterSchema(Strict):
     state = State()
     regional_group = fields.String(validate=validate.OneOf(GROUPS))
     level = fields.String(validate=validate.OneOf(LEVELS))
+    form = fields.String(validate=validate.OneOf(tuple(f for f in reference.assistance_forms())))
 
 
 class MatrixQuerySchema(CellFilterSchema):

@@ -11,6 +11,7 @@ import csv
 import io
 import logging
 import time
+from pathlib import Path
 
 import eventlet
 from eventlet.event import Event
@@ -27,13 +28,22 @@ from tacoord.errors import NotFound, Rejected
 from tacoord.ops import OpsServer, metric
 from tacoord.outbox import staged, strip
 from tacoord.store import MongoStore, Repository
-from tacoord.web import api, query_args
+from tacoord.web import PUBLIC, api, query_args
 
 log = logging.getLogger(__name__)
 
 SOURCE = "matching"
 ACTOR = "service:matching"
 MATCHES, ALERTS, PROPOSALS = "matches", "alerts", "proposals"
+STATIC_DIR = Path(__file__).parent / "static"
+# The matrix page's files, by name: nothing else is served from the directory.
+STATIC_FILES = {"matrix.html": "text/html", "matrix.js": "text/javascript", "matrix.css": "text/css"}
+# The page runs only its own script and style and talks only to this service.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+                               "img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache",
+}
 VIEWS = {"needs": "needs_view", "offers": "offers_view", "experts": "experts_view",
          "workshops": "workshops_view"}
 
@@ -218,8 +228,15 @@ def _load_query(request, schema):
     return schema.load(query_args(request, names))
 
 
+def _static(name):
+    if name not in STATIC_FILES:
+        raise NotFound(f"no static file {name!r}")
+    return Response((STATIC_DIR / name).read_bytes(), status=200, headers=PAGE_HEADERS,
+                    content_type=f"{STATIC_FILES[name]}; charset=utf-8")
+
+
 def _filters(query):
-    return {k: query[k] for k in ("article", "chapter", "state", "regional_group") if k in query}
+    return {k: query[k] for k in ("article", "chapter", "state", "regional_group", "form") if k in query}
 
 
 class MatchingService:
@@ -253,6 +270,24 @@ class MatchingService:
                              c["matches"], c["matched_needs"], c["status"]])
         return Response(buffer.getvalue(), status=200, mimetype="text/csv",
                         headers={"Content-Disposition": "attachment; filename=matrix.csv"})
+
+    @api("GET", "/matrix/reference")
+    def get_matrix_reference(self, request):
+        query_args(request, ())
+        return domain.matrix_reference()
+
+    @api("GET", "/", roles=PUBLIC)
+    def index(self, request):
+        return Response("", status=302, headers={"Location": "/matrix/page"})
+
+    @api("GET", "/matrix/page", roles=PUBLIC)
+    def get_matrix_page(self, request):
+        """The matrix page: public HTML and script; the data it shows needs an API key."""
+        return _static("matrix.html")
+
+    @api("GET", "/matrix/static/<string:name>", roles=PUBLIC)
+    def get_matrix_static(self, request, name):
+        return _static(name)
 
     @api("GET", "/matrix/cell")
     def get_cell(self, request):

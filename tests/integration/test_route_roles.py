@@ -51,6 +51,10 @@ EXPECTED = {
     ("matching", "GET", "/matrix"): ALL,
     ("matching", "GET", "/matrix.csv"): ALL,
     ("matching", "GET", "/matrix/cell"): ALL,
+    ("matching", "GET", "/matrix/reference"): ALL,
+    ("matching", "GET", "/"): PUBLIC,                                # redirect to the matrix page
+    ("matching", "GET", "/matrix/page"): PUBLIC,                     # HTML; its data needs a key
+    ("matching", "GET", "/matrix/static/<string:name>"): PUBLIC,     # the page's own JS and CSS only
     ("matching", "GET", "/matches"): ALL,
     ("matching", "GET", "/matches/<string:match_id>"): ALL,
     ("matching", "GET", "/alerts"): ALL,
@@ -73,6 +77,10 @@ EXPECTED = {
     ("audit", "GET", "/audit/rejections"): ("operator",),
     ("audit", "GET", "/audit/verify"): ("operator",),
 }
+
+# Routes that answer something other than JSON or CSV when they succeed: the matrix page (HTML) and
+# its redirect. Their errors are still JSON.
+PAGES = {("matching", "GET", "/"): ("text/plain", "text/html"), ("matching", "GET", "/matrix/page"): ("text/html",)}
 
 SUBJECTS = {"state": "KEN", "donor": "GB-GOV-1", "network": "AFRICAN", "partner": "acme", "operator": "*"}
 CALLERS = ROLES + ("no key", "unknown key", "revoked key")
@@ -137,7 +145,8 @@ def test_only_the_declared_roles_get_through(world, route):
     for caller in CALLERS:
         response = call(world, service, method, concrete(url), caller)
         assert response.status_code < 500, (caller, response.status_code, response.text)
-        assert response.headers["Content-Type"].startswith(("application/json", "text/csv")), response.headers
+        assert response.headers["Content-Type"].startswith(("application/json", "text/csv") + PAGES.get(route, ())), \
+            response.headers
         if caller in ROLES and caller not in declared and declared:
             assert role_refused(response), (caller, response.status_code, response.text)
         elif caller not in ROLES and declared:
