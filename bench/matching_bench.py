@@ -15,6 +15,7 @@
     from networkx min-cost flow over all feasible pairs (target ≥ 95 %).
 """
 import argparse
+import gc
 import os
 import random
 import statistics
@@ -73,7 +74,9 @@ def event(event_type, data, n):
 
 # --- (1) speed ----------------------------------------------------------------------------
 
-def speed(n_offers, n_needs=2000, n_measured=300, seed=1):
+def speed(n_offers, n_needs=2000, n_measured=300, rounds=3, seed=1):
+    """Mean time per event, the fastest of ``rounds`` rounds (on a shared machine the
+    slower rounds measure the neighbours, not the code: timeit's rule)."""
     rng = random.Random(seed)
     model = domain.ReadModel()
     counter = 0
@@ -83,24 +86,32 @@ def speed(n_offers, n_needs=2000, n_measured=300, seed=1):
     for i in range(n_needs):
         counter += 1
         model.apply(event("need.submitted", make_need(rng, i), counter))
-    timings = {"need": [], "offer": []}
-    emitted = {"need": 0, "offer": 0}
-    for j in range(n_measured):
-        for kind, build in (("need", lambda: ("need.submitted", make_need(rng, n_needs + j))),
-                            ("offer", lambda: ("offer.published", make_offer(rng, n_offers + j)))):
-            event_type, data = build()
-            counter += 1
-            e = event(event_type, data, counter)
-            started = time.perf_counter()
-            outcome = model.apply(e)
-            timings[kind].append(time.perf_counter() - started)
-            emitted[kind] += len(outcome.events())
-    both = timings["need"] + timings["offer"]
-    return {"offers": n_offers, "need_mean": statistics.mean(timings["need"]),
-            "offer_mean": statistics.mean(timings["offer"]), "mean": statistics.mean(both),
-            "p95": sorted(both)[int(len(both) * 0.95)],
-            "need_events_out": emitted["need"] / n_measured, "offer_events_out": emitted["offer"] / n_measured,
-            "matches": len(model.matches)}
+    gc.collect()
+    gc.freeze()  # the loaded model is long-lived: keep the collector from rescanning it (the service does too)
+    best = None
+    for round_ in range(rounds):
+        timings = {"need": [], "offer": []}
+        emitted = {"need": 0, "offer": 0}
+        for j in range(n_measured):
+            serial = n_measured * round_ + j
+            for kind, build in (("need", lambda: ("need.submitted", make_need(rng, n_needs + serial))),
+                                ("offer", lambda: ("offer.published", make_offer(rng, n_offers + serial)))):
+                event_type, data = build()
+                counter += 1
+                e = event(event_type, data, counter)
+                started = time.perf_counter()
+                outcome = model.apply(e)
+                timings[kind].append(time.perf_counter() - started)
+                emitted[kind] += len(outcome.events())
+        both = timings["need"] + timings["offer"]
+        row = {"offers": n_offers, "need_mean": statistics.mean(timings["need"]),
+               "offer_mean": statistics.mean(timings["offer"]), "mean": statistics.mean(both),
+               "p95": sorted(both)[int(len(both) * 0.95)],
+               "need_events_out": emitted["need"] / n_measured, "offer_events_out": emitted["offer"] / n_measured,
+               "matches": len(model.matches)}
+        best = row if best is None or row["mean"] < best["mean"] else best
+    gc.unfreeze()
+    return best
 
 
 # --- (2) allocation quality ------------------------------------------------------------
@@ -177,7 +188,8 @@ def main():
     args = parser.parse_args()
     sizes = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000]
 
-    print(f"(1) per-event matching time (pure domain, 2,000 open needs, 300 need + 300 offer events), "
+    print(f"(1) per-event matching time (pure domain, 2,000 open needs, 300 need + 300 offer events, "
+          f"fastest of 3 rounds), "
           f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
     print(f"{'open offers':>12} {'need event':>12} {'offer event':>12} {'mean':>10} {'p95':>10} "
           f"{'out/need ev':>12} {'out/offer ev':>13} {'matches':>9}")

@@ -8,6 +8,7 @@ collections; a failed write reloads it from there, so memory never runs
 ahead of the store.
 """
 import csv
+import gc
 import io
 import logging
 import time
@@ -57,6 +58,7 @@ DEFAULT_CHAPTER_WEIGHT_KEY = "TACOORD_MATCH_DEFAULT_CHAPTER_WEIGHT"
 
 APPLY_SECONDS = metric("histogram", "matching", "apply_seconds",
                        "Time to apply one event to the read model (pure matching, no I/O)", ["family"])
+FREEZE_FROM_ITEMS = 10_000
 MODEL_SIZE = metric("gauge", "matching", "read_model_items", "Items held in the in-memory read model", ["kind"])
 MATCH_CHANGES = metric("counter", "matching", "matches_total", "Matches proposed and retracted", ["change"])
 GAPS = metric("counter", "matching", "gaps_detected_total", "Assistance gaps detected, by kind", ["kind"])
@@ -176,6 +178,11 @@ class MatchingStore(MongoStore):
             proposals=[d["_id"] for d in db[PROPOSALS].find({}, {"_id": 1})])
         for kind in ("needs", "offers", "experts", "matches"):
             MODEL_SIZE.labels(kind=kind).set(len(getattr(self.model, kind)))
+        if len(self.model.offers) + len(self.model.needs) >= FREEZE_FROM_ITEMS:
+            # A large, long-lived model: keep the cycle collector from rescanning it on every
+            # full collection (bench/matching_bench.py measures with the same setting).
+            gc.collect()
+            gc.freeze()
         log.info("matching read model loaded: %d needs, %d offers, %d experts, %d active matches",
                  len(self.model.needs), len(self.model.offers), len(self.model.experts),
                  len(self.model.matches))
