@@ -72,6 +72,7 @@ EXPECTED = {
     ("audit", "GET", "/audit/entities/<string:entity_type>/<string:entity_id>"): ALL,
     ("audit", "GET", "/audit/rejections"): ("operator",),
     ("audit", "GET", "/audit/verify"): ("operator",),
+    ("audit", "GET", "/audit/events"): ("operator",),
 }
 
 SUBJECTS = {"state": "KEN", "donor": "GB-GOV-1", "network": "AFRICAN", "partner": "acme", "operator": "*"}
