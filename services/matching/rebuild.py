@@ -20,6 +20,7 @@ import warnings
 from datetime import datetime, timezone
 
 import requests
+from kombu import Connection
 from pymongo.errors import BulkWriteError
 
 warnings.filterwarnings("ignore", message="\\s*Eventlet is deprecated")  # noqa: E402 (an operator's command)
@@ -27,6 +28,7 @@ warnings.filterwarnings("ignore", message="\\s*Eventlet is deprecated")  # noqa:
 from services.matching import domain  # noqa: E402
 from services.matching.service import ALERTS, MATCHES, PROPOSALS, VIEWS, settings_from  # noqa: E402
 from tacoord import indexes, topology  # noqa: E402
+from tacoord.asyncapi import topic_matches  # noqa: E402
 from tacoord.indexes import PROCESSED  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -87,7 +89,6 @@ def running_instances(amqp_uri=None, ops_url=None):
     """Reasons to believe a matching service is running (empty when none is seen)."""
     reasons = []
     if amqp_uri:
-        from kombu import Connection
         try:
             with Connection(amqp_uri, connect_timeout=5) as connection:
                 _, _, consumers = connection.channel().queue_declare(
@@ -100,9 +101,14 @@ def running_instances(amqp_uri=None, ops_url=None):
     if ops_url:
         try:
             answer = requests.get(f"{ops_url.rstrip('/')}/health/live", timeout=3)
-            reasons.append(f"{ops_url}/health/live answers ({answer.status_code})")
         except requests.RequestException:
-            pass
+            answer = None
+        try:
+            other = answer is not None and answer.json().get("service") not in (None, "matching")
+        except (ValueError, AttributeError):
+            other = False
+        if answer is not None and not other:
+            reasons.append(f"{ops_url}/health/live answers ({answer.status_code})")
     return reasons
 
 
@@ -123,7 +129,6 @@ def replay(feed, settings=None, progress=None):
     result = domain.Replay(settings)
     processed, last = [], 0
     bindings = topology.MATCHING_EVENTS.routing_keys
-    from tacoord.asyncapi import topic_matches
     for page in feed.pages():
         for event in page["events"]:
             result.apply(event)

@@ -14,6 +14,7 @@ from services.matching.service import MatchingService
 from services.needs.service import NeedsService
 from services.supply.service import SupplyService
 from tacoord.cli import main
+from tacoord.ops import OpsServer
 from tacoord.testing import wait_until
 from tests.integration.test_matching_service import Collector
 
@@ -82,6 +83,8 @@ def test_a_lost_matching_store_is_rebuilt_from_the_audit_feed_and_nothing_is_emi
     feed = rebuild.AuditFeed(sandbox.url("audit", ""), operator, page_size=2)
     with pytest.raises(rebuild.RebuildError, match="seems to be running .*consumer"):
         rebuild.rebuild(sandbox.db("matching"), feed, amqp_uri=sandbox.amqp_uri)
+    ops = next(d for d in matching.dependencies if isinstance(d, OpsServer))
+    assert "health/live answers (200)" in rebuild.running_instances(ops_url=f"http://127.0.0.1:{ops.port}")[0]
 
     matching.stop()
     sandbox.mongo.drop_database(sandbox.db("matching").name)
