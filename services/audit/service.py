@@ -6,6 +6,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import DuplicateKeyError
 
 from services.audit import domain
+from services.audit.schemas import FEED_MAX_LIMIT, FeedQuerySchema, parse_types, type_regex
 from tacoord import topology
 from tacoord.consumer import DEAD_LETTER_ID_HEADER, REASON_HEADER, consume_events
 from tacoord.envelope import utcnow
@@ -47,6 +48,24 @@ class AuditLog(Repository):
     def rejections(self, limit=100):
         return [clean(r) for r in self.db[AUDIT].find({"kind": "rejection"}, sort=[("seq", DESCENDING)],
                                                      limit=limit)]
+
+    def feed(self, after=0, limit=FEED_MAX_LIMIT, types=None):
+        """Stored events with ``seq > after`` in ``seq`` order (types: a regex, or None for all).
+
+        Returns ``(events, next, more)``: the envelopes, the seq to ask ``after`` next time,
+        and whether more matching records follow."""
+        query = {"kind": "event", "seq": {"$gt": after}}
+        if types:
+            query["type"] = {"$regex": types}
+        records = list(self.db[AUDIT].find(query, {"seq": 1, "event": 1}, sort=[("seq", ASCENDING)],
+                                           limit=limit + 1))
+        more = len(records) > limit
+        records = records[:limit]
+        return [r["event"] for r in records], (records[-1]["seq"] if records else after), more
+
+    def head(self):
+        last = self.db[AUDIT].find_one({}, {"seq": 1}, sort=[("seq", DESCENDING)])
+        return last["seq"] if last else 0
 
     def verify(self):
         records = self.db[AUDIT].find({}, sort=[("seq", ASCENDING)])
@@ -114,6 +133,16 @@ class AuditService:
     @api("GET", "/audit/rejections", roles=("operator",))
     def recent_rejections(self, request):
         return {"records": self.log.rejections()}
+
+    @api("GET", "/audit/events", roles=("operator",))
+    def event_feed(self, request):
+        query = FeedQuerySchema().load(query_args(request, ("after", "limit", "types")))
+        limit = min(query["limit"], FEED_MAX_LIMIT)
+        patterns = parse_types(query["types"]) if query["types"] else None
+        head = self.log.head()
+        events, cursor, more = self.log.feed(query["after"], limit, type_regex(patterns) if patterns else None)
+        return {"after": query["after"], "limit": limit, "types": patterns, "count": len(events),
+                "events": events, "next": cursor, "more": more, "head": head}
 
     @api("GET", "/audit/verify", roles=("operator",))
     def verify_chain(self, request):

@@ -55,6 +55,8 @@ SCAN_LIMIT_KEY = "TACOORD_MATCH_SCAN_LIMIT"
 PRIORITY_WEIGHTS_KEY = "TACOORD_MATCH_PRIORITY_WEIGHTS"   # "1:1.0,2:0.6,3:0.3"
 CHAPTER_WEIGHTS_KEY = "TACOORD_MATCH_CHAPTER_WEIGHTS"     # "2:1.0,4:1.0"
 DEFAULT_CHAPTER_WEIGHT_KEY = "TACOORD_MATCH_DEFAULT_CHAPTER_WEIGHT"
+REPLAY_URL_KEY = "TACOORD_MATCHING_REPLAY_URL"    # the audit service: rebuild from its feed when the store is empty
+REPLAY_KEY_KEY = "TACOORD_MATCHING_REPLAY_KEY"    # an operator API key for that feed
 
 APPLY_SECONDS = metric("histogram", "matching", "apply_seconds",
                        "Time to apply one event to the read model (pure matching, no I/O)", ["family"])
@@ -160,6 +162,11 @@ class MatchingStore(MongoStore):
 
     def start(self):
         super().start()
+        replay_url = _setting(self.container.config, REPLAY_URL_KEY, "")
+        if replay_url:  # before loading: consumers wait for `loaded`, so nothing is applied meanwhile
+            from services.matching import rebuild
+            rebuild.rebuild_if_empty(self.database, replay_url,
+                                     _setting(self.container.config, REPLAY_KEY_KEY, ""), self.settings)
         self.reload()
         self.loaded.send(True)
         self.container.spawn_managed_thread(self._sweep_forever, identifier="gap-sweeper")

@@ -76,6 +76,7 @@ EXPECTED = {
     ("audit", "GET", "/audit/entities/<string:entity_type>/<string:entity_id>"): ALL,
     ("audit", "GET", "/audit/rejections"): ("operator",),
     ("audit", "GET", "/audit/verify"): ("operator",),
+    ("audit", "GET", "/audit/events"): ("operator",),
 }
 
 # Routes that answer something other than JSON or CSV when they succeed: the matrix page (HTML) and

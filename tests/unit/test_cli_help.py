@@ -17,7 +17,7 @@ def test_every_command_has_help_that_runs():
     assert {("stack", "up"), ("stack", "down"), ("stack", "status"), ("stack", "services"),
             ("deadletters", "list"), ("deadletters", "show"), ("deadletters", "replay"),
             ("credentials", "issue"), ("credentials", "revoke"), ("credentials", "list"),
-            ("audit", "history"), ("import", "needs"), ("import", "offers"), ("import", "iati")} <= set(paths)
+            ("audit", "history"), ("matching", "rebuild"), ("import", "needs"), ("import", "offers"), ("import", "iati")} <= set(paths)
     for path, command in paths.items():
         assert command.help or command.short_help, f"tacoord {' '.join(path)} has no help"
         result = CliRunner().invoke(main, [*path, "--help"])

@@ -234,6 +234,67 @@ def test_rebuild_from_replay_equals_the_live_model():
     assert rebuilt.alerts == live.alerts
 
 
+class Store:
+    """What service.persist() writes, without a database: views replaced, other documents merged."""
+
+    def __init__(self):
+        self.views = {kind: {} for kind in domain.VIEW_KINDS}
+        self.docs = {"matches": {}, "alerts": {}, "proposals": {}}
+        self.emitted = []
+
+    def persist(self, outcome, at):
+        import copy
+        for (kind, entity_id), document in outcome.entities.items():
+            self.views[kind][entity_id] = copy.deepcopy(document)
+        for (collection, doc_id), (document, events) in outcome.docs.items():
+            self.docs[collection].setdefault(doc_id, {}).update(copy.deepcopy(document))
+            self.emitted += [event(t, d, at) for t, d, _ in events]
+
+    def load(self, settings):
+        return ReadModel(settings).load(
+            **{kind: docs.values() for kind, docs in self.views.items()},
+            matches=self.docs["matches"].values(), alerts=self.docs["alerts"], proposals=self.docs["proposals"])
+
+
+def test_a_replay_of_the_audited_events_restores_the_store_so_nothing_is_emitted_again():
+    settings = Settings(gap_after_seconds=3600)
+    live, store, audit = ReadModel(settings), Store(), []
+    consumed = [event("offer.published", offer()), event("need.submitted", need()),
+                event("offer.published", offer("o2", provider="DE-1", level="regional", states=(), groups=("AFRICAN",))),
+                event("need.submitted", need("UGA-9", state="UGA", priority=2)),
+                event("need.submitted", need("KEN-5", article=5)),       # nobody offers article 5: gaps
+                event("need.withdrawn", {**need("UGA-9", state="UGA", priority=2, status="withdrawn"),
+                                         "updated_at": "2026-11-01T00:30:00+00:00"}),
+                event("workshop.requested", {"request_id": "r1", "kind": "regional_workshop",
+                                             "regional_group": "AFRICAN", "state": "KEN", "states": [],
+                                             "status": "requested"})]
+    for e in consumed:
+        audit.append(e)
+        store.persist(live.apply(e), e["occurred_at"])
+        audit += store.emitted
+        store.emitted = []
+    swept_at = "2026-11-01T02:00:00+00:00"
+    store.persist(live.sweep(swept_at), swept_at)
+    audit += store.emitted
+    assert {e["type"] for e in audit} >= {"match.proposed", "match.retracted", "duplication.detected",
+                                          "gap.detected", "workshop.participants_proposed"}
+
+    replay = domain.Replay(settings)
+    for e in audit:
+        replay.apply(e)
+
+    assert replay.views == store.views and replay.docs == store.docs
+    assert replay.differences() == {"only_live": [], "only_rebuilt": []}
+    assert replay.summary()["active_matches"] == len(live.matches) and replay.summary()["alerts"] == 3
+    restarted = Store()
+    restarted.views, restarted.docs = replay.views, replay.docs
+    model = restarted.load(settings)
+    assert model.matches == live.matches
+    assert model.sweep("2026-11-02T00:00:00+00:00").events() == []       # the gaps were emitted already
+    assert run(model, *consumed) == []                                    # redelivered: nothing new
+    assert proposed(run(model, event("need.submitted", need("TZA-9", state="TZA", priority=1)))) != []
+
+
 def test_a_loaded_model_matches_like_the_original():
     live = ReadModel()
     run(live, event("offer.published", offer()), event("need.submitted", need()))
