@@ -230,19 +230,27 @@ class Stack:
 # --- the webhook receiver ------------------------------------------------------------------------
 
 class Receiver:
-    """Counts notifications by X-Tacoord-Notification-Id (answers 200 at once)."""
+    """Counts notifications by X-Tacoord-Notification-Id, and the notification ids seen per match
+    (answers 200 at once)."""
 
     def __init__(self):
         self.counts = Counter()
+        self.by_match = {}
         self.lock = threading.Lock()
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
-                self.rfile.read(length)
+                body = self.rfile.read(length)
+                notification = self.headers.get("X-Tacoord-Notification-Id")
+                try:
+                    match = json.loads(body)["event"]["data"]["match_id"]
+                except (ValueError, KeyError, TypeError):
+                    match = None
                 with receiver.lock:
-                    receiver.counts[self.headers.get("X-Tacoord-Notification-Id")] += 1
+                    receiver.counts[notification] += 1
+                    receiver.by_match.setdefault(match, set()).add(notification)
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -257,7 +265,7 @@ class Receiver:
 
     def snapshot(self):
         with self.lock:
-            return Counter(self.counts)
+            return Counter(self.counts), {m: set(ids) for m, ids in self.by_match.items()}
 
     def close(self):
         self.server.shutdown()
@@ -391,7 +399,6 @@ def observe(stack, client, receiver, subscription_id, events, expected_matches):
     audit = stack.db(client, "audit")["audit"]
     by_cause = Counter()
     proposals = Counter()
-    proposal_ids = {}
     delivered_records = 0
     for record in audit.find({"kind": "event"}, {"type": 1, "causation_id": 1, "event_id": 1, "entities": 1}):
         kind = record.get("type")
@@ -400,12 +407,11 @@ def observe(stack, client, receiver, subscription_id, events, expected_matches):
         elif kind == "match.proposed":
             match = next(e[6:] for e in record["entities"] if e.startswith("match:"))
             proposals[match] += 1
-            proposal_ids.setdefault(match, []).append(record["event_id"])
         elif kind == "notification.delivered":
             delivered_records += 1
     rejections = audit.count_documents({"kind": "rejection"})
     matches = {d["_id"]: d.get("status") for d in stack.db(client, "matching")["matches"].find({}, {"status": 1})}
-    received = receiver.snapshot()
+    received, received_by_match = receiver.snapshot()
 
     lost, duplicated = Counter(), Counter()
     for event in events:
@@ -414,7 +420,6 @@ def observe(stack, client, receiver, subscription_id, events, expected_matches):
             lost["audit records of ingress events"] += 1
         elif n > 1:
             duplicated["audit records of ingress events"] += n - 1
-    expected_notifications = set()
     for match in expected_matches:
         if matches.get(match) != "active":
             lost["matches"] += 1
@@ -422,19 +427,20 @@ def observe(stack, client, receiver, subscription_id, events, expected_matches):
             lost["match.proposed audit records"] += 1
         elif proposals[match] > 1:
             duplicated["match.proposed audit records"] += proposals[match] - 1
-        for event_id in proposal_ids.get(match, []):
-            expected_notifications.add(f"{subscription_id}:{event_id}")
+        notifications = received_by_match.get(match, set())
+        if not notifications:
+            lost["notifications"] += 1
+        elif len(notifications) > 1:
+            duplicated["notifications (one match notified under several ids)"] += len(notifications) - 1
     unexpected = set(matches) - set(expected_matches)
     if unexpected:
         duplicated["unexpected matches"] += len(unexpected)
-    for notification in expected_notifications:
-        if received[notification] == 0:
-            lost["notifications"] += 1
-        elif received[notification] > 1:
-            duplicated["notifications"] += received[notification] - 1
-    strays = set(received) - expected_notifications
+    resent = sum(n - 1 for n in received.values() if n > 1)
+    if resent:
+        duplicated["notifications (same id received again)"] += resent
+    strays = set(received_by_match) - set(expected_matches)
     if strays:
-        duplicated["unexpected notifications"] += sum(received[n] for n in strays)
+        duplicated["unexpected notifications"] += sum(len(received_by_match[m]) for m in strays)
 
     stuck = Counter()
     depths = stack.queue_depths()
@@ -556,8 +562,10 @@ def run(events_count, faults=True, settle_timeout=300, seed=7, publish_seconds=N
         summary["total_seconds"] = round(time.monotonic() - started, 1)
         summary["events_per_second_end_to_end"] = round(len(events) / max(1e-9, time.monotonic() - t0), 1)
         if summary["lost"] or summary["duplicated"] or summary["stuck"]:
-            for name in SERVICES:
-                log(f"--- last lines of {name} log ---\n{stack.service_log(name, 15)}")
+            kept = ROOT / "artifacts" / "faults" / time.strftime("%Y%m%d-%H%M%S")
+            shutil.copytree(stack.state_dir / "services", kept, dirs_exist_ok=True)
+            summary["service_logs"] = str(kept)
+            log(f"service logs kept in {kept}")
         return summary
     finally:
         receiver.close()
