@@ -195,9 +195,7 @@ class EventConsumer(Consumer):
             return
         try:
             claim = self.inbox.claim(self.spec.name, message_id) if message_id else "new"
-        except Exception as exc:
-            # The database is unreachable: try again later. (Raising here would kill the
-            # container: this runs in a managed thread.)
+        except Exception as exc:  # the database is unreachable: try again later
             self._settle_later(body, message, event, exc)
             return
         if claim == "done":
@@ -274,6 +272,9 @@ class EventConsumer(Consumer):
         """The message could not even be claimed: send it round the retry queue without
         using up a try; if the broker is unreachable too, give it back to the broker."""
         log.warning("%s: cannot handle a message now (%s); retrying later", self.spec.name, describe(exc))
+        if not self.spec.retry:  # no retry queue to send it round
+            self._requeue(message)
+            return
         try:
             self._send_round(body, message, event, attempt=int((message.headers or {}).get(ATTEMPT_HEADER, 1)),
                              reason=describe(exc), wait=True)
