@@ -18,6 +18,7 @@ MAX_ATTEMPTS_KEY = "TACOORD_MAX_ATTEMPTS"
 RETRY_BASE_MS_KEY = "TACOORD_RETRY_BASE_MS"
 OUTBOX_RELAY_SECONDS_KEY = "TACOORD_OUTBOX_RELAY_SECONDS"
 MAX_BODY_BYTES_KEY = "TACOORD_MAX_BODY_BYTES"
+INBOX_LEASE_SECONDS_KEY = "TACOORD_INBOX_LEASE_SECONDS"
 
 SERVICES = ("needs", "supply", "matching", "notify", "requests", "audit")
 
@@ -137,6 +138,7 @@ def service_config(service, **overrides):
         RETRY_BASE_MS_KEY: env_int("TACOORD_RETRY_BASE_MS", 500),
         OUTBOX_RELAY_SECONDS_KEY: env_int("TACOORD_OUTBOX_RELAY_SECONDS", 5),
         MAX_BODY_BYTES_KEY: env_int("TACOORD_MAX_BODY_BYTES", 1_000_000),
+        INBOX_LEASE_SECONDS_KEY: env_int("TACOORD_INBOX_LEASE_SECONDS", 120),
         "max_workers": env_int("TACOORD_MAX_WORKERS", 10),
         "serializer": "json",
     }

@@ -31,10 +31,12 @@ import uuid
 from datetime import datetime, timezone
 from functools import partial
 
+from amqp.exceptions import ConnectionError as AMQPConnectionError
+from kombu.exceptions import OperationalError as KombuOperationalError
 from marshmallow import ValidationError
 from nameko.exceptions import ContainerBeingKilled
 from nameko.messaging import Consumer, QueueConsumer
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError
 
 from tacoord import config, envelope, topology
 from tacoord.errors import Rejected
@@ -49,7 +51,17 @@ ATTEMPT_HEADER = "x-tacoord-attempt"
 REASON_HEADER = "x-tacoord-reason"
 DEAD_LETTER_ID_HEADER = "x-tacoord-dead-letter-id"
 PARTNER_HEADER = "x-tacoord-user-id"
+WAIT_HEADER = "x-tacoord-waits"
 MAX_DELAY_SECONDS = 60
+MAX_WAIT_DELAY_SECONDS = 10
+
+# The database or the broker is unreachable (down, restarting, frozen): not the
+# message's fault, so it does not use up the message's tries.
+TRANSIENT_ERRORS = (ConnectionFailure, AMQPConnectionError, KombuOperationalError, ConnectionError, TimeoutError)
+
+
+def transient(exc):
+    return isinstance(exc, TRANSIENT_ERRORS)
 
 
 class Inbox:
@@ -64,8 +76,9 @@ class Inbox:
 
     LEASE_SECONDS = 120
 
-    def __init__(self, database):
+    def __init__(self, database, lease_seconds=LEASE_SECONDS):
         self.collection = database[PROCESSED]
+        self.lease_seconds = lease_seconds
 
     @staticmethod
     def key(queue, message_id):
@@ -84,7 +97,7 @@ class Inbox:
                 continue  # released meanwhile: claim again
             if claim.get("state", "done") == "done":
                 return "done"
-            if now - claim.get("claimed_at", 0) < self.LEASE_SECONDS:
+            if now - claim.get("claimed_at", 0) < self.lease_seconds:
                 return "busy"
             taken = self.collection.update_one({"_id": key, "claimed_at": claim.get("claimed_at")},
                                                {"$set": {"claimed_at": now}})
@@ -149,7 +162,8 @@ class EventConsumer(Consumer):
         self.service = service_name(self.container)
         self.publisher = ConfirmedPublisher(cfg[config.AMQP_URI_KEY], self.service)
         self.client = connect(cfg)
-        self.inbox = Inbox(self.client[cfg.get(config.DB_NAME_KEY) or config.db_name(self.service)])
+        self.inbox = Inbox(self.client[cfg.get(config.DB_NAME_KEY) or config.db_name(self.service)],
+                           lease_seconds=float(cfg.get(config.INBOX_LEASE_SECONDS_KEY, Inbox.LEASE_SECONDS)))
         self.max_attempts = int(cfg.get(config.MAX_ATTEMPTS_KEY, 5))
         self.retry_base = int(cfg.get(config.RETRY_BASE_MS_KEY, 500)) / 1000.0
         self.metrics = metrics_for(self.service)
@@ -163,6 +177,14 @@ class EventConsumer(Consumer):
     # -- receiving -----------------------------------------------------------
 
     def handle_message(self, body, message):
+        # Runs in a managed thread: an exception escaping it would kill the container.
+        try:
+            self._handle_message(body, message)
+        except Exception:
+            log.exception("could not dispatch a message from %s; giving it back to the broker", self.spec.name)
+            self._requeue(message)
+
+    def _handle_message(self, body, message):
         headers = dict(message.headers or {})
         try:
             if self.raw:
@@ -173,14 +195,18 @@ class EventConsumer(Consumer):
         except (ValidationError, Rejected) as exc:
             self._park(body, message, describe(exc), kind="invalid")
             return
-        claim = self.inbox.claim(self.spec.name, message_id) if message_id else "new"
+        try:
+            claim = self.inbox.claim(self.spec.name, message_id) if message_id else "new"
+        except Exception as exc:  # the database is unreachable: try again later
+            self._settle_later(body, message, event, exc)
+            return
         if claim == "done":
             self._count(event, "duplicate")
             self.queue_consumer.ack_message(message)
             return
         if claim == "busy":
             self._send_round(body, message, event, attempt=int((message.headers or {}).get(ATTEMPT_HEADER, 1)),
-                             reason="another worker is handling this message")
+                             reason="another worker is handling this message", wait=True)
             return
         args = (body, headers) if self.raw else (event,)
         handle_result = partial(self.handle_result, message, body, event, message_id, time.monotonic())
@@ -237,13 +263,41 @@ class EventConsumer(Consumer):
                 else:
                     self._retry_or_park(body, message, event, exc_info[1])
         except Exception:
-            # Could not record the outcome (broker or database down): leave the
-            # message unacked; the broker redelivers it when the channel closes.
+            # Could not record the outcome (broker or database down). Give the
+            # message back to the broker: left unacked on a live channel it would
+            # sit there, never redelivered, until the service restarts.
             log.exception("could not settle message from %s; it will be redelivered", self.spec.name)
+            self._requeue(message)
         return result, exc_info
+
+    def _settle_later(self, body, message, event, exc):
+        """The message could not even be claimed: send it round the retry queue without
+        using up a try; if the broker is unreachable too, give it back to the broker."""
+        log.warning("%s: cannot handle a message now (%s); retrying later", self.spec.name, describe(exc))
+        if not self.spec.retry:  # no retry queue to send it round
+            self._requeue(message)
+            return
+        try:
+            self._send_round(body, message, event, attempt=int((message.headers or {}).get(ATTEMPT_HEADER, 1)),
+                             reason=describe(exc), wait=True)
+        except Exception:
+            log.exception("could not send a message from %s round the retry queue", self.spec.name)
+            self._requeue(message)
+
+    def _requeue(self, message):
+        try:
+            self.queue_consumer.requeue_message(message)
+        except Exception:  # the channel is gone: the broker redelivers the message anyway
+            log.warning("could not requeue a message from %s; the broker will redeliver it", self.spec.name)
 
     def _retry_or_park(self, body, message, event, exc):
         attempt = int((message.headers or {}).get(ATTEMPT_HEADER, 1))
+        if transient(exc) and self.spec.retry:
+            self.metrics.retries.labels(type=self._type(event)).inc()
+            delay = self._send_round(body, message, event, attempt, describe(exc), wait=True)
+            log.warning("%s: database or broker unavailable (%s); retrying in %.1fs without using a try",
+                        self.spec.name, describe(exc), delay)
+            return
         if attempt >= self.max_attempts or not self.spec.retry:
             self._park(body, message, f"failed {attempt} time(s); last error: {describe(exc)}",
                        kind="exhausted")
@@ -252,10 +306,21 @@ class EventConsumer(Consumer):
         delay = self._send_round(body, message, event, attempt + 1, describe(exc))
         log.warning("%s: attempt %d failed (%s); retrying in %.1fs", self.spec.name, attempt, describe(exc), delay)
 
-    def _send_round(self, body, message, event, attempt, reason):
-        """Republish to ``<queue>.retry`` (TTL grows with ``attempt``), then ack. Returns the delay."""
-        delay = min(MAX_DELAY_SECONDS, self.retry_base * 2 ** (max(attempt, 2) - 2)) * random.uniform(0.8, 1.2)
+    def _send_round(self, body, message, event, attempt, reason, wait=False):
+        """Republish to ``<queue>.retry`` (TTL grows with ``attempt``), then ack. Returns the delay.
+
+        ``wait``: not a failed try (database or broker unreachable, or another worker
+        holds the claim); the delay grows with the number of such rounds
+        (``x-tacoord-waits``, at most 10 s) and the message keeps its tries.
+        """
         headers = {**(message.headers or {}), ATTEMPT_HEADER: attempt, REASON_HEADER: reason}
+        if wait:
+            rounds = int(headers.get(WAIT_HEADER, 0)) + 1
+            headers[WAIT_HEADER] = rounds
+            delay = min(MAX_WAIT_DELAY_SECONDS, self.retry_base * 2 ** min(rounds - 1, 10))
+        else:
+            delay = min(MAX_DELAY_SECONDS, self.retry_base * 2 ** (max(attempt, 2) - 2))
+        delay *= random.uniform(0.8, 1.2)
         partner = message.properties.get("user_id") or self._retried_partner(message)
         if partner:
             headers[PARTNER_HEADER] = partner

@@ -148,9 +148,11 @@ class NotifyRepository(Repository):
             raise Conflict(f"network {network['network_id']} exists already")
         return network
 
-    # deliveries: the unique _id makes a notification happen at most once
+    # deliveries: the unique _id is the notification's idempotency key
     def claim_delivery(self, notification_id, subscription, event_id, event_type, digest=False):
-        """Insert the pending delivery BEFORE sending; None when it exists (a redelivery)."""
+        """Insert the pending delivery BEFORE sending. When it exists: None if it was
+        finished (a redelivered event), else the stored one, to send again under the same
+        notification id (a worker died between this insert and the outcome)."""
         doc = {"_id": notification_id, "notification_id": notification_id,
                "subscription_id": subscription["subscription_id"], "event_id": event_id,
                "event_type": event_type, "channel": subscription["channel"], "digest": digest,
@@ -159,7 +161,11 @@ class NotifyRepository(Repository):
         try:
             self.db[DELIVERIES].insert_one(doc)
         except DuplicateKeyError:
-            return None
+            existing = self.db[DELIVERIES].find_one({"_id": notification_id})
+            if existing is None or existing.get("status") != "pending":
+                return None
+            log.warning("notification %s was left pending by an earlier worker; sending it again", notification_id)
+            return {k: v for k, v in existing.items() if k not in ("_outbox", "_outbox_pending")}
         return doc
 
     def finish_delivery(self, delivery, subscription, outcome, cause=None):

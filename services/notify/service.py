@@ -1,5 +1,6 @@
 """Notify service: tells donors, regional networks and States what concerns them,
-by webhook, e-mail or their own AMQP queue — at most once per subscription and event."""
+by webhook, e-mail or their own AMQP queue — at least once per subscription and event, always
+under the same notification id (receivers dedupe on it)."""
 import logging
 import time
 import uuid
@@ -68,7 +69,7 @@ class NotifyService:
         notification_id = f"{subscription['subscription_id']}:{event['id']}"
         delivery = self.store.claim_delivery(notification_id, subscription, event["id"], event["type"])
         if delivery is None:
-            log.info("notification %s exists already; not sending it again", notification_id)
+            log.info("notification %s was delivered already; not sending it again", notification_id)
             return
         self._deliver(subscription, delivery, [event], cause=event)
 

@@ -1,0 +1,51 @@
+"""Notify is at least once under one notification id: a delivery a dead worker left
+``pending`` is sent when its event comes back, and a finished one is never sent again."""
+from services.notify.service import NotifyService
+from tacoord.envelope import new_event
+from tacoord.testing import wait_until
+from tests.integration.test_notify_delivery import FAST, KENYA_MATCH, Receiver, deliveries, publish, subscribe
+
+
+def left_by_a_dead_worker(sandbox, subscription_id, event, status="pending"):
+    notification_id = f"{subscription_id}:{event['id']}"
+    sandbox.db("notify").deliveries.insert_one({
+        "_id": notification_id, "notification_id": notification_id, "subscription_id": subscription_id,
+        "event_id": event["id"], "event_type": event["type"], "channel": "webhook", "digest": False,
+        "status": status, "attempts": 0, "last_error": None, "latency_ms": None,
+        "created_at": "2026-01-01T00:00:00+00:00", "finished_at": None})
+    return notification_id
+
+
+def test_a_delivery_a_crashed_worker_left_pending_is_sent_once_under_the_same_id(sandbox, start):
+    start(NotifyService, **FAST)
+    hook = Receiver()
+    try:
+        donor = subscribe(sandbox, "donor", "GB-GOV-1", {"channel": "webhook", "url": hook.url})
+        event = new_event("match.proposed", KENYA_MATCH, "matching")
+        notification_id = left_by_a_dead_worker(sandbox, donor["subscription_id"], event)
+
+        publish(sandbox, "match.proposed", KENYA_MATCH, event=event)  # the broker redelivers the event
+
+        logged = wait_until(lambda: [d for d in deliveries(sandbox, donor["subscription_id"])
+                                     if d["status"] != "pending"], message="delivery finished")
+        assert [(d["notification_id"], d["status"]) for d in logged] == [(notification_id, "delivered")]
+        assert [r["headers"]["X-Tacoord-Notification-Id"] for r in hook.received] == [notification_id]
+    finally:
+        hook.close()
+
+
+def test_a_finished_delivery_is_not_sent_again_when_its_event_comes_back(sandbox, start):
+    start(NotifyService, **FAST)
+    hook = Receiver()
+    try:
+        donor = subscribe(sandbox, "donor", "GB-GOV-1", {"channel": "webhook", "url": hook.url})
+        event = new_event("match.proposed", KENYA_MATCH, "matching")
+        left_by_a_dead_worker(sandbox, donor["subscription_id"], event, status="delivered")
+
+        publish(sandbox, "match.proposed", KENYA_MATCH, event=event)
+
+        wait_until(lambda: sandbox.db("notify").processed_events.find_one(
+            {"_id": f"notify.events:{event['id']}", "state": "done"}), message="event handled")
+        assert hook.received == []
+    finally:
+        hook.close()
