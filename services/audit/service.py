@@ -21,22 +21,36 @@ HISTORY_LIMIT = 1000
 
 class AuditLog(Repository):
     lock = Semaphore(1)  # one writer per process keeps the chain linear
+    heads = {}  # database name -> (hash, seq) of the last record this process wrote
 
     def append(self, record):
-        """Append unless this event id is already recorded. Returns the stored record."""
+        """Append unless this event id is already recorded. Returns the stored record.
+
+        The chain head is remembered between appends (reading it back costs a
+        sorted query per record); a record written meanwhile by another
+        process makes the insert fail on the unique ``seq``, and the head is
+        read again."""
         with self.lock:
             for _ in range(20):
-                last = self.db[AUDIT].find_one({}, sort=[("seq", DESCENDING)])
-                prev_hash, seq = (last["hash"], last["seq"] + 1) if last else (domain.GENESIS, 1)
-                sealed = domain.seal({**record, "recorded_at": utcnow().isoformat()}, prev_hash, seq)
+                prev_hash, last_seq = self.heads.get(self.db.name) or self.read_head()
+                sealed = domain.seal({**record, "recorded_at": utcnow().isoformat()}, prev_hash, last_seq + 1)
                 try:
                     self.db[AUDIT].insert_one(dict(sealed))
-                    return sealed
                 except DuplicateKeyError as exc:
+                    self.heads.pop(self.db.name, None)
                     if "event_id" in str(exc) or self.recorded(record["event_id"]):
                         return None  # redelivery: already in the log
-                    # another recorder took this seq: read the new head and retry
+                    continue  # another recorder took this seq: read the new head and retry
+                except Exception:
+                    self.heads.pop(self.db.name, None)  # the write may or may not have landed
+                    raise
+                self.heads[self.db.name] = (sealed["hash"], sealed["seq"])
+                return sealed
             raise RuntimeError("audit chain head kept moving; will retry")
+
+    def read_head(self):
+        last = self.db[AUDIT].find_one({}, {"hash": 1, "seq": 1}, sort=[("seq", DESCENDING)])
+        return (last["hash"], last["seq"]) if last else (domain.GENESIS, 0)
 
     def recorded(self, event_id):
         return self.db[AUDIT].find_one({"event_id": event_id}, {"_id": 1}) is not None

@@ -1,0 +1,35 @@
+"""The audit recorder remembers its chain head between records; when another recorder process
+appends meanwhile, the next record still links to the true head and the chain stays intact."""
+import requests
+
+from services.audit import domain
+from services.audit.service import AuditService
+from tacoord import topology
+from tacoord.envelope import new_event
+from tacoord.testing import wait_until
+
+
+def record_for(sandbox, event_id):
+    return wait_until(lambda: sandbox.db("audit").audit.find_one({"event_id": event_id}),
+                      message=f"audit record of {event_id}")
+
+
+def test_a_record_written_by_another_recorder_is_linked_to_not_overwritten(sandbox, start):
+    start(AuditService)
+    first = new_event("test.noted", {"n": 1}, "test", "test")
+    sandbox.publish(first["type"], None, exchange=topology.EVENTS, event=first)
+    mine = record_for(sandbox, first["id"])
+
+    # another audit process appends the next record behind this one's back
+    foreign = domain.seal({"kind": "event", "event_id": "elsewhere-1", "type": "test.noted",
+                           "entities": [], "event": {}}, mine["hash"], mine["seq"] + 1)
+    sandbox.db("audit").audit.insert_one(dict(foreign))
+
+    second = new_event("test.noted", {"n": 2}, "test", "test")
+    sandbox.publish(second["type"], None, exchange=topology.EVENTS, event=second)
+    after = record_for(sandbox, second["id"])
+    assert (after["seq"], after["prev_hash"]) == (foreign["seq"] + 1, foreign["hash"])
+
+    verified = requests.get(sandbox.url("audit", "/audit/verify"), headers=sandbox.headers("operator"),
+                            timeout=5).json()
+    assert verified == {"intact": True, "records": 3, "first_break": None}
