@@ -13,7 +13,9 @@ Users:
   retry queues), reads only them, binds them only to the exchanges they are
   bound to in the topology, and publishes only its own event types on
   ``tacoord.events`` (topic permission), dead letters on ``tacoord.dead`` and
-  retries through the default exchange. Passwords are generated once and kept
+  retries through the default exchange (a retried message's partner header is
+  believed only when it comes back through ``tacoord.requeue``, which nobody
+  but the admin may publish to). Passwords are generated once and kept
   in ``$TACOORD_STATE_DIR/amqp-service-users.json`` (mode 600), where
   ``tacoord.config.service_amqp_uri`` finds them for the services that
   ``infra.stack services`` starts;
@@ -62,6 +64,8 @@ def service_permissions(service):
     configure, write, read = list(queues), list(queues), list(queues)
     write += [re.escape(topology.DEAD), r"amq\.default"]          # park; retry via <queue>.retry
     read += [re.escape(name) for name in bound]                     # queue.bind needs read on the exchange
+    if any(spec.retry for spec in specs):
+        read.append(re.escape(topology.REQUEUE))                    # bound to it; never written by anyone but the broker
     if SERVICE_EMITS[service]:
         write.append(re.escape(topology.EVENTS))
     if service == "notify":   # declares subscribers' queues and publishes to them; reads none

@@ -238,9 +238,10 @@ class EventConsumer(Consumer):
         A retry is republished by the service (whose broker user cannot set the
         partner's ``user_id``), so the partner travels in a header. It is trusted
         only on messages that RabbitMQ dead-lettered back from the retry queue
-        (default exchange): partners may publish to ``tacoord.ingress`` only.
+        through ``tacoord.requeue``, which no partner and no service may publish
+        to (anyone may reach a queue by name through the default exchange).
         """
-        if message.delivery_info.get("exchange") == "":
+        if message.delivery_info.get("exchange") == topology.REQUEUE:
             return (message.headers or {}).get(PARTNER_HEADER)
         return None
 

@@ -13,7 +13,11 @@ would be dropped) and the flags never disagree between declarers.
   ``audit.dead-letters`` (the audit recorder logs every rejection).
 - every consumer queue ``Q`` has a ``Q.retry`` queue with no consumer: a
   failed message waits there for its per-message TTL, then RabbitMQ
-  dead-letters it back into ``Q`` (delayed redelivery through the broker).
+  dead-letters it back into ``Q`` (delayed redelivery through the broker)
+  through ``tacoord.requeue`` (direct, key = ``Q``). No user but the admin may
+  publish to that exchange, so what arrives through it was put round the
+  retry queue by the broker itself: the consumer trusts its partner header
+  (``x-tacoord-user-id``) only then.
 
 ``TACOORD_QUEUE_TYPE=quorum`` declares consumer queues as quorum queues (for
 a cluster); the default is classic durable queues.
@@ -28,6 +32,7 @@ INGRESS = "tacoord.ingress"
 UNROUTED = "tacoord.unrouted"
 DEAD = "tacoord.dead"
 DEAD_LETTERS_QUEUE = "tacoord.dead-letters"
+REQUEUE = "tacoord.requeue"
 
 
 def _exchange(name, type_, **arguments):
@@ -39,6 +44,7 @@ EXCHANGES = {
     EVENTS: _exchange(EVENTS, "topic", **{"alternate-exchange": UNROUTED}),
     INGRESS: _exchange(INGRESS, "topic", **{"alternate-exchange": UNROUTED}),
     DEAD: _exchange(DEAD, "fanout"),
+    REQUEUE: _exchange(REQUEUE, "direct"),
 }
 
 
@@ -68,20 +74,20 @@ def kombu_queue(spec, passive_exchange=False):
     """``passive_exchange=True``: binding checks that the exchange exists instead of
     declaring it (declaring needs the ``configure`` permission on it, which a
     service's least-privilege broker user does not have)."""
-    exchange = EXCHANGES[spec.exchange]
-    if passive_exchange:
-        exchange = Exchange(exchange.name, type=exchange.type, durable=True,
-                            arguments=exchange.arguments, passive=True)
-    return Queue(
-        spec.name,
-        bindings=[binding(exchange, routing_key=key) for key in spec.routing_keys],
-        durable=True,
-        queue_arguments=_queue_arguments(),
-    )
+    def exchange(name):
+        declared = EXCHANGES[name]
+        if passive_exchange:
+            return Exchange(declared.name, type=declared.type, durable=True, arguments=declared.arguments,
+                            passive=True)
+        return declared
+    bindings = [binding(exchange(spec.exchange), routing_key=key) for key in spec.routing_keys]
+    if spec.retry:
+        bindings.append(binding(exchange(REQUEUE), routing_key=spec.name))
+    return Queue(spec.name, bindings=bindings, durable=True, queue_arguments=_queue_arguments())
 
 
 def kombu_retry_queue(spec):
-    arguments = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": spec.name}
+    arguments = {"x-dead-letter-exchange": REQUEUE, "x-dead-letter-routing-key": spec.name}
     arguments.update(_queue_arguments() or {})
     return Queue(spec.retry_name, durable=True, queue_arguments=arguments)
 
@@ -110,19 +116,34 @@ CONSUMER_QUEUES = (
 ALL_QUEUES = CONSUMER_QUEUES + (PARKED, UNROUTED_QUEUE)
 
 
-def declare(channel, specs=ALL_QUEUES):
+def declare(connection, specs=ALL_QUEUES):
     """Declare every exchange, then each queue, its retry queue and bindings."""
-    for exchange in EXCHANGES.values():
-        exchange.bind(channel).declare()
+    with connection.channel() as channel:
+        for exchange in EXCHANGES.values():
+            exchange.bind(channel).declare()
+        for spec in specs:
+            kombu_queue(spec).bind(channel).declare()
     for spec in specs:
-        kombu_queue(spec).bind(channel).declare()
         if spec.retry:
+            _declare_retry_queue(connection, spec)
+
+
+def _declare_retry_queue(connection, spec):
+    """Declare ``spec``'s retry queue. One declared by an older release (dead-lettering
+    through the default exchange) is replaced when empty, so ``up`` is also an upgrade;
+    a non-empty one is left for its messages to come back, and the error stands."""
+    from amqp.exceptions import PreconditionFailed
+    try:
+        with connection.channel() as channel:
+            kombu_retry_queue(spec).bind(channel).declare()
+    except PreconditionFailed:
+        with connection.channel() as channel:
+            channel.queue_delete(spec.retry_name, if_empty=True)
             kombu_retry_queue(spec).bind(channel).declare()
 
 
 def declare_all(connection):
-    with connection.channel() as channel:
-        declare(channel)
+    declare(connection)
 
 
 def declare_own(connection, spec):
@@ -131,8 +152,8 @@ def declare_own(connection, spec):
     everything as the admin user)."""
     with connection.channel() as channel:
         kombu_queue(spec, passive_exchange=True).bind(channel).declare()
-        if spec.retry:
-            kombu_retry_queue(spec).bind(channel).declare()
+    if spec.retry:
+        _declare_retry_queue(connection, spec)
 
 
 def declare_for(connection, spec):

@@ -110,6 +110,28 @@ def test_a_service_user_can_retry_through_its_own_retry_queue(service_users, ser
 
 
 @pytest.mark.parametrize("service", SERVICES)
+def test_no_service_user_may_publish_to_the_requeue_exchange(service_users, service):
+    """Only the broker's own dead-lettering reaches tacoord.requeue, whose partner header is trusted."""
+    assert refused(service_users[service], publish(topology.REQUEUE, topology.NEEDS_INGRESS.name))
+
+
+def test_a_partner_header_forged_through_the_default_exchange_is_not_believed(sandbox, start, service_users):
+    """A service user may reach any queue by name through the default exchange (it needs that to
+    retry); a message sent that way claiming a partner is refused, not taken as the partner's."""
+    start(NeedsService)
+    event = envelope.new_event("need.submitted", KENYA_NEED, "test")
+    forged = {"x-tacoord-user-id": "acme", "x-tacoord-attempt": 2}
+    with Connection(service_users["supply"], transport_options={"confirm_publish": True}) as connection:
+        Producer(connection.channel()).publish(json.dumps(event), exchange="",
+                                               routing_key=topology.NEEDS_INGRESS.name, headers=forged,
+                                               content_type="application/json", delivery_mode=2)
+    wait_until(lambda: sandbox.queue_depth(topology.DEAD_LETTERS_QUEUE) == 1, message="forged message parked")
+    [(_, headers)] = sandbox.get_messages(topology.DEAD_LETTERS_QUEUE)
+    assert "user_id" in headers["x-tacoord-reason"]
+    assert sandbox.db("needs").needs.count_documents({}) == 0
+
+
+@pytest.mark.parametrize("service", SERVICES)
 def test_a_service_user_cannot_read_another_services_queue(service_users, service):
     assert refused(service_users[service], read(other_queue(service)))
     assert refused(service_users[service], read(topology.DEAD_LETTERS_QUEUE))
