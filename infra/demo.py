@@ -32,6 +32,17 @@ def generated_needs(rng, states):
 
 DONORS = (("GB-GOV-1", "FCDO"), ("XM-DAC-41114", "UNDP"), ("DE-GOV-1", "BMZ"), ("XM-DAC-47066", "IOM"))
 
+# What coordination is for: two donors, unaware of each other, both committed to Kenya's
+# legal advice on article 15 -> matching raises duplication.detected, the matrix shows it.
+DUPLICATED_NEED = {"state": "KEN", "article": 15, "forms": ["LEGAL_ADVICE"], "priority": 1,
+                   "checklist_round": "2026-1", "description": "Bribery offences: review of the draft penal code"}
+DUPLICATED_OFFERS = tuple(
+    (provider, {"provider": provider, "provider_name": name, "level": "bilateral", "scope_states": ["KEN"],
+                "articles": [15], "forms": ["LEGAL_ADVICE"], "capacity": 2, "languages": ["en"],
+                "period_start": "2027-01-01", "period_end": "2027-12-31", "status": "active",
+                "external_ref": f"demo-duplicate-{index}"})
+    for index, (provider, name) in enumerate((("GB-GOV-1", "FCDO"), ("SE-0-SE-6", "Sida"))))
+
 
 def generated_offers(rng, states):
     forms = [f for f in reference.assistance_forms() if f != "OTHER"]
@@ -80,9 +91,10 @@ def main(argv=None):
                   file=sys.stderr)
             return 1
         filed += 1
+    post(f"{base}/needs", DUPLICATED_NEED, state_keys["KEN"], "need of KEN")
     supply = f"http://127.0.0.1:{config.http_port('supply')}"
     donor_keys = {}
-    for provider, offer in generated_offers(rng, states):
+    for provider, offer in (*generated_offers(rng, states), *DUPLICATED_OFFERS):
         donor_keys[provider] = donor_keys.get(provider) or key(database, "donor", provider)
         post(f"{supply}/offers", offer, donor_keys[provider], f"offer of {provider}")
     workshop = post(f"http://127.0.0.1:{config.http_port('requests')}/requests", {
@@ -92,7 +104,8 @@ def main(argv=None):
         "support_received": []}, state_keys["KEN"], "workshop request")
     keys_file = config.state_dir() / "demo-keys.json"
     keys_file.write_text(json.dumps({"operator": operator, "states": state_keys, "donors": donor_keys}, indent=2))
-    print(f"demo: filed {filed} needs for {len(states)} States, {len(DONORS)} offers and "
+    print(f"demo: filed {filed + 1} needs for {len(states)} States, {len(DONORS) + len(DUPLICATED_OFFERS)} offers "
+          f"(two of them duplicating each other on KEN x article 15) and "
           f"workshop request {workshop['request_id']} (seed {args.seed})")
     print(f"demo: API keys in {keys_file} (operator key: {operator})")
     print("where to look:")

@@ -146,14 +146,19 @@ class EventConsumer(Consumer):
 
     queue_consumer = ParkingQueueConsumer()
 
-    def __init__(self, spec, raw=False, **kwargs):
+    def __init__(self, spec, raw=False, keyed_by_event_id=False, **kwargs):
         """Consume the queue ``spec`` (a ``topology.QueueSpec``).
 
         ``raw=True`` hands the handler ``(body, headers)`` without envelope
         validation (the audit recorder reads dead letters this way).
+        ``keyed_by_event_id=True``: the handler's one write is keyed by the
+        message id under a unique index, so a second copy cannot take effect
+        twice; the inbox claim and record (two database round trips per
+        message) are skipped.
         """
         self.spec = spec
         self.raw = raw
+        self.keyed_by_event_id = keyed_by_event_id
         super().__init__(queue=topology.kombu_queue(spec, passive_exchange=True), requeue_on_error=False, **kwargs)
 
     def setup(self):
@@ -196,7 +201,7 @@ class EventConsumer(Consumer):
             self._park(body, message, describe(exc), kind="invalid")
             return
         try:
-            claim = self.inbox.claim(self.spec.name, message_id) if message_id else "new"
+            claim = self.inbox.claim(self.spec.name, message_id) if self._uses_inbox(message_id) else "new"
         except Exception as exc:  # the database is unreachable: try again later
             self._settle_later(body, message, event, exc)
             return
@@ -215,6 +220,9 @@ class EventConsumer(Consumer):
                                         handle_result=handle_result)
         except ContainerBeingKilled:
             self.queue_consumer.requeue_message(message)
+
+    def _uses_inbox(self, message_id):
+        return bool(message_id) and not self.keyed_by_event_id
 
     def _load(self, body, message):
         if isinstance(body, (bytes, str)):
@@ -252,12 +260,12 @@ class EventConsumer(Consumer):
         self.metrics.handler_seconds.labels(type=self._type(event)).observe(time.monotonic() - started)
         try:
             if exc_info is None:
-                if message_id:
+                if self._uses_inbox(message_id):
                     self.inbox.record(self.spec.name, message_id, self._type(event))
                 self._count(event, "ok")
                 self.queue_consumer.ack_message(message)
             else:
-                if message_id:
+                if self._uses_inbox(message_id):
                     self.inbox.release(self.spec.name, message_id)
                 if isinstance(exc_info[1], (Rejected, ValidationError)):
                     self._park(body, message, describe(exc_info[1]), kind="rejected")

@@ -130,11 +130,11 @@ class AuditService:
     log = AuditStore()
     ops = OpsServer()
 
-    @consume_events(topology.AUDIT_EVENTS)
+    @consume_events(topology.AUDIT_EVENTS, keyed_by_event_id=True)  # unique event_id index
     def record_event(self, event):
         self.log.append(event_record(event))
 
-    @consume_events(topology.AUDIT_DEAD_LETTERS, raw=True)
+    @consume_events(topology.AUDIT_DEAD_LETTERS, raw=True, keyed_by_event_id=True)
     def record_rejection(self, body, headers):
         self.log.append(rejection_record(body, headers))
 

@@ -33,3 +33,16 @@ def test_a_record_written_by_another_recorder_is_linked_to_not_overwritten(sandb
     verified = requests.get(sandbox.url("audit", "/audit/verify"), headers=sandbox.headers("operator"),
                             timeout=5).json()
     assert verified == {"intact": True, "records": 3, "first_break": None}
+
+
+def test_copies_of_one_event_make_one_record_without_the_inbox(sandbox, start):
+    """The recorder skips the consumer's inbox (its unique event_id index is the guard)."""
+    start(AuditService)
+    event = new_event("test.noted", {"n": 1}, "test", "test")
+    for _ in range(3):
+        sandbox.publish(event["type"], None, exchange=topology.EVENTS, event=event)
+    record_for(sandbox, event["id"])
+    wait_until(lambda: sandbox.queue_depth(topology.AUDIT_EVENTS.name) == 0, message="copies consumed")
+    assert sandbox.db("audit").audit.count_documents({"event_id": event["id"]}) == 1
+    assert sandbox.db("audit").processed_events.count_documents({}) == 0
+    assert sandbox.queue_depth(topology.DEAD_LETTERS_QUEUE) == 0
