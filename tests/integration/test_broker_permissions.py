@@ -2,10 +2,11 @@
 import json
 
 import pytest
+import requests
 from amqp.exceptions import AccessRefused, PreconditionFailed
 from kombu import Connection, Producer
 
-from infra.partners import add_partner, remove_partner
+from infra.partners import add_partner, grant_queue, remove_partner
 from services.audit.service import AuditService
 from services.needs.service import NeedsService
 from tacoord import config, envelope, topology
@@ -79,3 +80,29 @@ def test_a_partner_cannot_read_other_queues(sandbox, partner, queue):
     with Connection(uri) as connection:
         with pytest.raises(AccessRefused):
             connection.channel().basic_get(queue)
+
+
+def test_a_partner_granted_a_subscription_queue_reads_it_and_no_other(sandbox, start, partner):
+    from services.notify.service import NotifyService
+    start(NotifyService)
+    headers = sandbox.headers("donor", "GB-GOV-1")
+    mine, other = (requests.post(sandbox.url("notify", "/subscriptions"), json={"channel": "amqp"}, headers=headers,
+                                 timeout=10).json() for _ in range(2))
+    uri = config.amqp_uri(vhost=sandbox.vhost, user=partner, password="s3cret")
+
+    def can_read(queue):
+        try:
+            with Connection(uri) as connection:
+                connection.channel().basic_get(queue)
+            return True
+        except AccessRefused:
+            return False
+
+    assert not can_read(mine["queue"])
+    grant_queue(partner, mine["subscription_id"], vhost=sandbox.vhost)
+    grant_queue(partner, mine["subscription_id"], vhost=sandbox.vhost)  # twice is harmless
+    assert can_read(mine["queue"])
+    assert not can_read(other["queue"])
+    assert not can_read(topology.NOTIFY_EVENTS.name)
+    with pytest.raises(SystemExit, match="no partner"):
+        grant_queue("nobody-here", mine["subscription_id"], vhost=sandbox.vhost)
