@@ -52,7 +52,7 @@ def own_queues(service):
     return [spec for spec in topology.CONSUMER_QUEUES if spec.name.startswith(f"{service}.")]
 
 
-def _alternatives(names):
+def any_of(names):
     return "^(" + "|".join(names) + ")$"
 
 
@@ -76,9 +76,9 @@ def service_permissions(service):
     for exchange in (topology.EVENTS, topology.INGRESS):
         keys = [re.escape(key) for spec in specs if spec.exchange == exchange for key in spec.routing_keys]
         emits = SERVICE_EMITS[service] if exchange == topology.EVENTS else None
-        topic[exchange] = (f"^({emits})$" if emits else "^$", _alternatives(keys) if keys else "^$")
-    return {"configure": _alternatives(configure), "write": _alternatives(write),
-            "read": _alternatives(read), "topic": topic}
+        topic[exchange] = (f"^({emits})$" if emits else "^$", any_of(keys) if keys else "^$")
+    return {"configure": any_of(configure), "write": any_of(write),
+            "read": any_of(read), "topic": topic}
 
 
 def service_passwords():

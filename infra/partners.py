@@ -18,6 +18,7 @@ import sys
 
 import requests
 
+from infra.definitions import any_of
 from tacoord import config, topology
 
 INGRESS_KEYS = r"^(need|offer|expert|workshop|checklist_assistance)\.[a-z_]+$"
@@ -35,7 +36,7 @@ def add_partner(name, password, vhost=None):
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]{1,40}", name):
         raise SystemExit("partners: name must be 2-41 lowercase letters, digits or '-'")
     vhost = vhost or config.amqp_vhost()
-    own_queue = _alternatives([_own_queue(name)])
+    own_queue = any_of([_own_queue(name)])
     _api("PUT", f"users/{name}", json={"password": password, "tags": ""})
     _api("PUT", f"permissions/{vhost}/{name}",
          json={"configure": own_queue, "write": rf"^{re.escape(topology.INGRESS)}$", "read": own_queue})
@@ -47,10 +48,6 @@ def add_partner(name, password, vhost=None):
 
 def _own_queue(name):
     return rf"notify\.sub\.partner-{re.escape(name)}(\..*)?"
-
-
-def _alternatives(patterns):
-    return "^(" + "|".join(patterns) + ")$"
 
 
 def grant_queue(name, subscription_id, vhost=None):
@@ -68,7 +65,7 @@ def grant_queue(name, subscription_id, vhost=None):
     if queue not in granted:
         granted.append(queue)
     _api("PUT", f"permissions/{vhost}/{name}",
-         json={"configure": permissions["configure"], "write": permissions["write"], "read": _alternatives(granted)})
+         json={"configure": permissions["configure"], "write": permissions["write"], "read": any_of(granted)})
     return {"user": name, "vhost": vhost, "may_read": f"notify.sub.{subscription_id}"}
 
 

@@ -120,7 +120,7 @@ def start_rabbit():
         log(f"RabbitMQ already running (node {NODE}, port {config.amqp_port()})")
         return
     if shutil.which("rabbitmq-server") is None:
-        raise StackError("rabbitmq-server is not installed: run infra/bootstrap.sh "
+        raise StackError("rabbitmq-server is not installed: run scripts/bootstrap.sh "
                          "(apt-get install rabbitmq-server)")
     for port, what in ((config.amqp_port(), "AMQP"), (config.amqp_mgmt_port(), "RabbitMQ management"),
                        (DIST_PORT, "Erlang distribution")):

@@ -116,6 +116,10 @@ class Inbox:
         self.collection.delete_one({"_id": self.key(queue, message_id), "state": "processing"})
 
 
+def _attempt(message):
+    return int((message.headers or {}).get(ATTEMPT_HEADER, 1))
+
+
 def describe(exc):
     if isinstance(exc, ValidationError):
         return "; ".join(envelope.describe_errors(exc.messages))
@@ -210,7 +214,7 @@ class EventConsumer(Consumer):
             self.queue_consumer.ack_message(message)
             return
         if claim == "busy":
-            self._send_round(body, message, event, attempt=int((message.headers or {}).get(ATTEMPT_HEADER, 1)),
+            self._send_round(body, message, event, attempt=_attempt(message),
                              reason="another worker is handling this message", wait=True)
             return
         args = (body, headers) if self.raw else (event,)
@@ -233,11 +237,15 @@ class EventConsumer(Consumer):
         ingress = self.spec.exchange == topology.INGRESS
         event = envelope.load(body, envelope.INGRESS if ingress else envelope.EVENTS)
         if ingress:
-            user_id = message.properties.get("user_id") or self._retried_partner(message)
+            user_id = self._partner(message)
             if not user_id:
                 raise Rejected("ingress messages must carry the broker-validated user_id property")
             event["source"] = f"partner:{user_id}"
         return event
+
+    def _partner(self, message):
+        """The partner who sent an ingress message: the broker-checked ``user_id``, or on a retry the header."""
+        return message.properties.get("user_id") or self._retried_partner(message)
 
     @staticmethod
     def _retried_partner(message):
@@ -287,7 +295,7 @@ class EventConsumer(Consumer):
             self._requeue(message)
             return
         try:
-            self._send_round(body, message, event, attempt=int((message.headers or {}).get(ATTEMPT_HEADER, 1)),
+            self._send_round(body, message, event, attempt=_attempt(message),
                              reason=describe(exc), wait=True)
         except Exception:
             log.exception("could not send a message from %s round the retry queue", self.spec.name)
@@ -300,7 +308,7 @@ class EventConsumer(Consumer):
             log.warning("could not requeue a message from %s; the broker will redeliver it", self.spec.name)
 
     def _retry_or_park(self, body, message, event, exc):
-        attempt = int((message.headers or {}).get(ATTEMPT_HEADER, 1))
+        attempt = _attempt(message)
         if transient(exc) and self.spec.retry:
             self.metrics.retries.labels(type=self._type(event)).inc()
             delay = self._send_round(body, message, event, attempt, describe(exc), wait=True)
@@ -330,7 +338,7 @@ class EventConsumer(Consumer):
         else:
             delay = min(MAX_DELAY_SECONDS, self.retry_base * 2 ** (max(attempt, 2) - 2))
         delay *= random.uniform(0.8, 1.2)
-        partner = message.properties.get("user_id") or self._retried_partner(message)
+        partner = self._partner(message)
         if partner:
             headers[PARTNER_HEADER] = partner
         self.publisher.publish_raw(body, exchange="", routing_key=self.spec.retry_name,
@@ -353,7 +361,7 @@ class EventConsumer(Consumer):
             "x-tacoord-failed-at": datetime.now(timezone.utc).isoformat(),
             "x-tacoord-kind": kind,
         }
-        user_id = message.properties.get("user_id") or self._retried_partner(message)
+        user_id = self._partner(message)
         if user_id:
             headers[PARTNER_HEADER] = user_id
         self.publisher.publish_raw(body, exchange=topology.DEAD,
@@ -366,8 +374,7 @@ class EventConsumer(Consumer):
 
     def _type(self, event):
         event_type = event.get("type") if isinstance(event, dict) else None
-        known = envelope.registered_types(envelope.EVENTS).keys() | envelope.registered_types(envelope.INGRESS).keys()
-        return event_type if event_type in known else "other"
+        return event_type if envelope.is_registered(event_type) else "other"
 
     def _count(self, event, outcome):
         self.metrics.events_consumed.labels(type=self._type(event), outcome=outcome).inc()

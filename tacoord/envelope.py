@@ -32,6 +32,11 @@ def register(event_type, schema, version=1, channel=EVENTS):
     return schema
 
 
+def is_registered(event_type):
+    """Whether ``event_type`` has a schema on either channel (a dict lookup, for per-message use)."""
+    return (EVENTS, event_type) in _PAYLOADS or (INGRESS, event_type) in _PAYLOADS
+
+
 def registered_types(channel=EVENTS):
     return {t: v for (c, t), v in _PAYLOADS.items() if c == channel}
 

@@ -17,6 +17,7 @@ import logging
 import uuid
 
 from marshmallow import ValidationError
+from nameko.extensions import SharedExtension
 from nameko.web.handlers import HttpRequestHandler
 from werkzeug.wrappers import Response
 
@@ -58,7 +59,30 @@ def error_body(status, message, fields=None):
     return body
 
 
+class Credentials(SharedExtension):
+    """One credentials store per container, shared by all its routes: one database
+    client (closed when the container stops) and one cache of looked-up keys."""
+
+    client = authenticator = None
+
+    def for_requests(self):
+        # Made on first use: nameko sets extensions up in no fixed order.
+        if self.authenticator is None:
+            cfg = self.container.config
+            self.client = connect(cfg)
+            prefix = cfg.get("TACOORD_DB_PREFIX") or config.db_prefix()
+            self.authenticator = Authenticator(auth_db(self.client, prefix))
+        return self.authenticator
+
+    def stop(self):
+        if self.client is not None:
+            self.client.close()
+
+    kill = stop
+
+
 class JsonApi(HttpRequestHandler):
+    credentials = Credentials()
 
     def __init__(self, method, url, roles=ROLES, **kwargs):
         self.roles = tuple(roles)
@@ -69,8 +93,6 @@ class JsonApi(HttpRequestHandler):
         cfg = self.container.config
         self.service = service_name(self.container)
         self.max_body = int(cfg.get(config.MAX_BODY_BYTES_KEY, 1_000_000))
-        prefix = cfg.get("TACOORD_DB_PREFIX") or config.db_prefix()
-        self.authenticator = Authenticator(auth_db(connect(cfg), prefix))
         self.metrics = metrics_for(self.service)
 
     def handle_request(self, request):
@@ -83,7 +105,7 @@ class JsonApi(HttpRequestHandler):
         return self._count(request, super().handle_request(request))
 
     def _authorize(self, request):
-        request.principal = self.authenticator.principal(request.headers.get("Authorization"))
+        request.principal = self.credentials.for_requests().principal(request.headers.get("Authorization"))
         if not self.roles:
             return
         if request.principal is None:

@@ -135,9 +135,6 @@ class MatchingRepository(Repository):
             APPLY_SECONDS.labels(family=event["type"].split(".")[0]).observe(time.perf_counter() - started)
             self.provider.persist(outcome, cause=event)
 
-    def sweep(self, now=None):
-        return self.provider.sweep(now)
-
     def matches(self, filters, limit=1000):
         return [public(d) for d in self.db[MATCHES].find(filters, sort=[("_id", 1)], limit=limit)]
 

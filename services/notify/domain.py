@@ -113,7 +113,7 @@ def concerns_states(states, network_id, scope):
                if g in reference.regional_groups())
 
 
-def subscription_matches(subscription, event, network_states=None):
+def subscription_matches(subscription, event, network_states=None, scope=None):
     """Should this subscription hear about this event?
 
     - donor: the event names its provider, or names no provider at all and
@@ -121,11 +121,12 @@ def subscription_matches(subscription, event, network_states=None):
     - state: the event concerns that State (or only its regional group);
     - network: the event concerns any of the network's States, or names the
       network as regional group.
-    Every kind then has to pass its filter.
+    Every kind then has to pass its filter. ``scope``: ``event_scope(event)``
+    when the caller already has it (one event against many subscriptions).
     """
     if subscription.get("status") != "active":
         return False
-    scope = event_scope(event)
+    scope = scope or event_scope(event)
     if not filter_matches(subscription.get("filter"), scope):
         return False
     kind, subject = subscription["kind"], subscription["subject"]

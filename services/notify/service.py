@@ -53,8 +53,9 @@ class NotifyService:
     def on_event(self, event):
         subscriptions = self.store.active_subscriptions()
         networks = self.store.networks() if any(s["kind"] == "network" for s in subscriptions) else {}
+        scope = domain.event_scope(event)
         matched = [s for s in subscriptions if domain.subscription_matches(
-            s, event, networks.get(s["subject"], {}).get("states"))]
+            s, event, networks.get(s["subject"], {}).get("states"), scope=scope)]
         immediate = []
         for subscription in matched:
             if subscription.get("digest"):

@@ -1,5 +1,7 @@
 """The audit recorder remembers its chain head between records; when another recorder process
 appends meanwhile, the next record still links to the true head and the chain stays intact."""
+import time
+
 import requests
 
 from services.audit import domain
@@ -42,7 +44,10 @@ def test_copies_of_one_event_make_one_record_without_the_inbox(sandbox, start):
     for _ in range(3):
         sandbox.publish(event["type"], None, exchange=topology.EVENTS, event=event)
     record_for(sandbox, event["id"])
+    # every copy handled: none waiting, none round the retry queue, none parked
     wait_until(lambda: sandbox.queue_depth(topology.AUDIT_EVENTS.name) == 0, message="copies consumed")
+    time.sleep(1)
+    assert sandbox.queue_depth(topology.AUDIT_EVENTS.retry_name) == 0
     assert sandbox.db("audit").audit.count_documents({"event_id": event["id"]}) == 1
     assert sandbox.db("audit").processed_events.count_documents({}) == 0
     assert sandbox.queue_depth(topology.DEAD_LETTERS_QUEUE) == 0

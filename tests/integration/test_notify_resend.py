@@ -3,7 +3,8 @@
 from services.notify.service import NotifyService
 from tacoord.envelope import new_event
 from tacoord.testing import wait_until
-from tests.integration.test_notify_delivery import FAST, KENYA_MATCH, Receiver, deliveries, publish, subscribe
+from tests.integration.test_notify_delivery import (  # noqa: F401 (receivers is a fixture)
+    FAST, KENYA_MATCH, deliveries, publish, receivers, subscribe)
 
 
 def left_by_a_dead_worker(sandbox, subscription_id, event, status="pending"):
@@ -16,36 +17,30 @@ def left_by_a_dead_worker(sandbox, subscription_id, event, status="pending"):
     return notification_id
 
 
-def test_a_delivery_a_crashed_worker_left_pending_is_sent_once_under_the_same_id(sandbox, start):
+def test_a_delivery_a_crashed_worker_left_pending_is_sent_once_under_the_same_id(sandbox, start, receivers):
     start(NotifyService, **FAST)
-    hook = Receiver()
-    try:
-        donor = subscribe(sandbox, "donor", "GB-GOV-1", {"channel": "webhook", "url": hook.url})
-        event = new_event("match.proposed", KENYA_MATCH, "matching")
-        notification_id = left_by_a_dead_worker(sandbox, donor["subscription_id"], event)
+    hook = receivers()
+    donor = subscribe(sandbox, "donor", "GB-GOV-1", {"channel": "webhook", "url": hook.url})
+    event = new_event("match.proposed", KENYA_MATCH, "matching")
+    notification_id = left_by_a_dead_worker(sandbox, donor["subscription_id"], event)
 
-        publish(sandbox, "match.proposed", KENYA_MATCH, event=event)  # the broker redelivers the event
+    publish(sandbox, "match.proposed", KENYA_MATCH, event=event)  # the broker redelivers the event
 
-        logged = wait_until(lambda: [d for d in deliveries(sandbox, donor["subscription_id"])
-                                     if d["status"] != "pending"], message="delivery finished")
-        assert [(d["notification_id"], d["status"]) for d in logged] == [(notification_id, "delivered")]
-        assert [r["headers"]["X-Tacoord-Notification-Id"] for r in hook.received] == [notification_id]
-    finally:
-        hook.close()
+    logged = wait_until(lambda: [d for d in deliveries(sandbox, donor["subscription_id"])
+                                 if d["status"] != "pending"], message="delivery finished")
+    assert [(d["notification_id"], d["status"]) for d in logged] == [(notification_id, "delivered")]
+    assert [r["headers"]["X-Tacoord-Notification-Id"] for r in hook.received] == [notification_id]
 
 
-def test_a_finished_delivery_is_not_sent_again_when_its_event_comes_back(sandbox, start):
+def test_a_finished_delivery_is_not_sent_again_when_its_event_comes_back(sandbox, start, receivers):
     start(NotifyService, **FAST)
-    hook = Receiver()
-    try:
-        donor = subscribe(sandbox, "donor", "GB-GOV-1", {"channel": "webhook", "url": hook.url})
-        event = new_event("match.proposed", KENYA_MATCH, "matching")
-        left_by_a_dead_worker(sandbox, donor["subscription_id"], event, status="delivered")
+    hook = receivers()
+    donor = subscribe(sandbox, "donor", "GB-GOV-1", {"channel": "webhook", "url": hook.url})
+    event = new_event("match.proposed", KENYA_MATCH, "matching")
+    left_by_a_dead_worker(sandbox, donor["subscription_id"], event, status="delivered")
 
-        publish(sandbox, "match.proposed", KENYA_MATCH, event=event)
+    publish(sandbox, "match.proposed", KENYA_MATCH, event=event)
 
-        wait_until(lambda: sandbox.db("notify").processed_events.find_one(
-            {"_id": f"notify.events:{event['id']}", "state": "done"}), message="event handled")
-        assert hook.received == []
-    finally:
-        hook.close()
+    wait_until(lambda: sandbox.db("notify").processed_events.find_one(
+        {"_id": f"notify.events:{event['id']}", "state": "done"}), message="event handled")
+    assert hook.received == []
