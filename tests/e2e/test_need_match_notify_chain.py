@@ -1,7 +1,10 @@
 """The whole chain with every real service: a partner's need for Kenya on ingress, a donor's offer
 over HTTP, matching proposes, notify tells the donor (signed webhook) and the African network
 (e-mail through a real SMTP server), and the audit log holds each event once. Redelivering the
-partner's event sends nothing more."""
+partner's event sends nothing more. The match shows in the matrix (JSON and CSV); the State
+withdrawing its need retracts it."""
+import csv
+import io
 import json
 import time
 
@@ -73,3 +76,24 @@ def test_a_kenyan_need_matched_to_an_offer_notifies_the_donor_and_the_african_ne
     assert audit_count(sandbox, "match.proposed") == 1
     assert len(deliveries(sandbox, donor["subscription_id"])) == 1
     assert sandbox.queue_depth(topology.DEAD_LETTERS_QUEUE) == 0
+
+    # the matrix shows the match, as JSON and as CSV
+    operator = sandbox.headers("operator")
+    cell = requests.get(sandbox.url("matching", "/matrix"), params={"state": "KEN", "article": 9},
+                        headers=operator, timeout=5).json()["cells"]
+    assert [(c["needs"], c["offers"], c["matches"], c["status"]) for c in cell] == [(1, 1, 1, "met")]
+    exported = requests.get(sandbox.url("matching", "/matrix.csv"), params={"state": "KEN"}, headers=operator,
+                            timeout=5)
+    assert [(r["article"], r["status"]) for r in csv.DictReader(io.StringIO(exported.text))] == [("9", "met")]
+
+    # Kenya withdraws the need: the match is retracted and the cell has nothing open
+    need_id = match["data"]["need_id"]
+    withdrawn = requests.delete(sandbox.url("needs", f"/needs/{need_id}"), params={"reason": "covered"},
+                                headers=sandbox.headers("state", "KEN"), timeout=5)
+    assert withdrawn.status_code == 200, withdrawn.text
+    wait_until(lambda: audit_count(sandbox, "match.retracted") == 1, message="match retracted")
+    retracted = sandbox.db("audit").audit.find_one({"type": "match.retracted"})["event"]
+    assert retracted["data"]["match_id"] == match["data"]["match_id"]
+    after = requests.get(sandbox.url("matching", "/matrix"), params={"state": "KEN", "article": 9},
+                         headers=operator, timeout=5).json()["cells"]
+    assert [(c["needs"], c["offers"], c["matches"], c["status"]) for c in after] == [(0, 1, 0, "no_need")]
