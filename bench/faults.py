@@ -29,8 +29,9 @@ What it does, in order:
    - each expected match exists (``matches`` collection, active) and was
      proposed by exactly one ``match.proposed`` in the audit log;
    - each expected notification reached the webhook receiver exactly once
-     (counted by ``X-Tacoord-Notification-Id``);
-   - stuck: messages left in any queue (ready or unacked) other than the dead
+     (counted by ``X-Tacoord-Notification-Id``), and each notification received
+     has exactly one ``notification.delivered`` record in the audit log;
+   - stuck: messages ready in any queue other than the dead
      letters, dead letters (this run publishes no bad message, so any is a
      failure), outbox entries not relayed, deliveries still ``pending``.
 
@@ -399,8 +400,9 @@ def observe(stack, client, receiver, subscription_id, events, expected_matches):
     audit = stack.db(client, "audit")["audit"]
     by_cause = Counter()
     proposals = Counter()
-    delivered_records = 0
-    for record in audit.find({"kind": "event"}, {"type": 1, "causation_id": 1, "event_id": 1, "entities": 1}):
+    delivered = Counter()  # notification id -> notification.delivered audit records
+    for record in audit.find({"kind": "event"}, {"type": 1, "causation_id": 1, "event_id": 1, "entities": 1,
+                                                "event.data.notification_id": 1}):
         kind = record.get("type")
         if kind in ("need.submitted", "offer.published"):
             by_cause[(kind, record.get("causation_id"))] += 1
@@ -408,7 +410,7 @@ def observe(stack, client, receiver, subscription_id, events, expected_matches):
             match = next(e[6:] for e in record["entities"] if e.startswith("match:"))
             proposals[match] += 1
         elif kind == "notification.delivered":
-            delivered_records += 1
+            delivered[record["event"]["data"]["notification_id"]] += 1
     rejections = audit.count_documents({"kind": "rejection"})
     matches = {d["_id"]: d.get("status") for d in stack.db(client, "matching")["matches"].find({}, {"status": 1})}
     received, received_by_match = receiver.snapshot()
@@ -438,6 +440,16 @@ def observe(stack, client, receiver, subscription_id, events, expected_matches):
     # notify is at least once under one notification id (receivers dedupe on it): a repeat of
     # the same id is reported, not counted as a duplicate; a second id for one match is.
     resent_same_id = sum(n - 1 for n in received.values() if n > 1)
+    # every notification the receiver got is recorded as delivered exactly once (an outcome that
+    # never reached the audit log is lost, even though the notification itself arrived)
+    for notification in received:
+        if delivered[notification] == 0:
+            lost["notification.delivered audit records"] += 1
+        elif delivered[notification] > 1:
+            duplicated["notification.delivered audit records"] += delivered[notification] - 1
+    unreceived = set(delivered) - set(received)
+    if unreceived:
+        duplicated["notification.delivered records of notifications never received"] += len(unreceived)
     strays = set(received_by_match) - set(expected_matches)
     if strays:
         duplicated["unexpected notifications"] += sum(len(received_by_match[m]) for m in strays)
@@ -463,11 +475,11 @@ def observe(stack, client, receiver, subscription_id, events, expected_matches):
     return {
         "lost": sum(lost.values()), "duplicated": sum(duplicated.values()), "stuck": sum(stuck.values()),
         "lost_detail": dict(lost), "duplicated_detail": dict(duplicated), "stuck_detail": dict(stuck),
-        "audit_event_records": sum(by_cause.values()) + sum(proposals.values()) + delivered_records,
+        "audit_event_records": sum(by_cause.values()) + sum(proposals.values()) + sum(delivered.values()),
         "matches_active": sum(1 for s in matches.values() if s == "active"),
         "notifications_received": sum(received.values()), "notifications_distinct": len(received),
         "notifications_resent_same_id": resent_same_id,
-        "notification_delivered_records": delivered_records, "rejection_records": rejections,
+        "notification_delivered_records": sum(delivered.values()), "rejection_records": rejections,
     }
 
 
