@@ -401,8 +401,7 @@ def observe(stack, client, receiver, subscription_id, events, expected_matches):
     by_cause = Counter()
     proposals = Counter()
     delivered = Counter()  # notification id -> notification.delivered audit records
-    for record in audit.find({"kind": "event"}, {"type": 1, "causation_id": 1, "event_id": 1, "entities": 1,
-                                                "event.data.notification_id": 1}):
+    for record in audit.find({"kind": "event"}, {"type": 1, "causation_id": 1, "event_id": 1, "entities": 1}):
         kind = record.get("type")
         if kind in ("need.submitted", "offer.published"):
             by_cause[(kind, record.get("causation_id"))] += 1
@@ -410,7 +409,8 @@ def observe(stack, client, receiver, subscription_id, events, expected_matches):
             match = next(e[6:] for e in record["entities"] if e.startswith("match:"))
             proposals[match] += 1
         elif kind == "notification.delivered":
-            delivered[record["event"]["data"]["notification_id"]] += 1
+            notification = next((e[13:] for e in record["entities"] if e.startswith("notification:")), None)
+            delivered[notification] += 1
     rejections = audit.count_documents({"kind": "rejection"})
     matches = {d["_id"]: d.get("status") for d in stack.db(client, "matching")["matches"].find({}, {"status": 1})}
     received, received_by_match = receiver.snapshot()
