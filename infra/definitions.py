@@ -87,7 +87,10 @@ def service_passwords():
     stored = {}
     if path.exists():
         stored = {name: entry["password"] for name, entry in json.loads(path.read_text()).items()}
-    passwords = {name: stored.get(name) or secrets.token_urlsafe(24) for name in config.SERVICES}
+    # hex: a password starting with "-" would be read by rabbitmqctl as an option (token_urlsafe
+    # produced one in ~9 % of fresh stacks); an older stored one like that is replaced
+    passwords = {name: stored[name] if stored.get(name) and not stored[name].startswith("-")
+                 else secrets.token_hex(24) for name in config.SERVICES}
     if passwords != stored:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({name: {"user": service_user(name), "password": pw}
