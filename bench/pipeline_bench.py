@@ -27,6 +27,7 @@ Printed:
 import argparse
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -358,7 +359,7 @@ def main(argv=None):
         spy = None
         if args.profile:
             args.keep_logs = True
-            spy = subprocess.Popen(["py-spy", "record", "--nonblocking", "--format", "raw", "-r", "200",
+            spy = subprocess.Popen([shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"), "record", "--nonblocking", "--format", "raw", "-r", "200",
                                     "-o", str(workdir / f"{args.profile}.folded"),
                                     "-p", str(stack.processes[args.profile].pid)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
