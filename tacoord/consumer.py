@@ -155,9 +155,10 @@ class EventConsumer(Consumer):
 
         ``raw=True`` hands the handler ``(body, headers)`` without envelope
         validation (the audit recorder reads dead letters this way).
-        ``keyed_by_event_id=True``: the handler's one write is keyed by the
-        message id under a unique index, so a second copy cannot take effect
-        twice; the inbox claim and record (two database round trips per
+        ``keyed_by_event_id=True``: every effect of the handler is keyed by the
+        message id under a unique index (audit: one record per event id; notify:
+        one delivery per subscription and event id), so a second copy cannot take
+        effect twice; the inbox claim and record (two database round trips per
         message) are skipped.
         """
         self.spec = spec

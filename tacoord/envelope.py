@@ -85,9 +85,12 @@ class EnvelopeSchema(Schema):
 ENVELOPE = EnvelopeSchema()
 
 
-def new_event(event_type, data, source, actor=None, cause=None, correlation_id=None):
-    """A new envelope (a plain, JSON-ready dict). ``cause`` is the event that caused it."""
-    event_id = str(uuid.uuid4())
+def new_event(event_type, data, source, actor=None, cause=None, correlation_id=None, event_id=None):
+    """A new envelope (a plain, JSON-ready dict). ``cause`` is the event that caused it.
+
+    ``event_id``: a deterministic id, for an event that may be published again after a crash
+    and must then be recognised as the same event (consumers skip repeated ids)."""
+    event_id = event_id or str(uuid.uuid4())
     if cause is not None:
         correlation_id = correlation_id or cause.get("correlation_id") or cause["id"]
     version = _PAYLOADS.get((EVENTS, event_type), (1, None))[0]

@@ -268,6 +268,16 @@ def smtp_outcome(code):
     return "retry" if 400 <= code < 500 else "permanent"
 
 
+OUTCOME_NAMESPACE = uuid.UUID("5d0c2a8e-6f52-4c1e-9a7e-3b1f0c9d7a41")
+
+
+def outcome_event_id(notification_id, status):
+    """The id of a notification's ``notification.<status>`` event: the same every time it is
+    published again (after a crash between publishing it and storing the outcome), so the audit
+    log and other consumers keep one."""
+    return str(uuid.uuid5(OUTCOME_NAMESPACE, f"{notification_id}:{status}"))
+
+
 def notification_event_data(delivery, subscription, error=None):
     """Payload of notification.delivered / notification.failed (docs/events.md)."""
     return {"notification_id": delivery["_id"], "subscription_id": subscription["subscription_id"],

@@ -49,10 +49,12 @@ class NotifyService:
 
     # -- events -----------------------------------------------------------------
 
-    @consume_events(topology.NOTIFY_EVENTS)
+    # No inbox: every effect is keyed by the event id (a delivery's unique notification id
+    # "<subscription>:<event>", a digest item's "<subscription>:<event>"), so a second copy of
+    # an event sends nothing new; see NotifyRepository.claim_delivery / finish_delivery.
+    @consume_events(topology.NOTIFY_EVENTS, keyed_by_event_id=True)
     def on_event(self, event):
-        subscriptions = self.store.active_subscriptions()
-        networks = self.store.networks() if any(s["kind"] == "network" for s in subscriptions) else {}
+        subscriptions, networks = self.store.routing_table()
         scope = domain.event_scope(event)
         matched = [s for s in subscriptions if domain.subscription_matches(
             s, event, networks.get(s["subject"], {}).get("states"), scope=scope)]
@@ -76,8 +78,8 @@ class NotifyService:
 
     def _deliver(self, subscription, delivery, events, cause=None, digest=False):
         outcome = self.channels.send(subscription, delivery["_id"], events, digest)
-        done = self.store.finish_delivery(delivery, subscription, outcome, cause=cause)
-        if not outcome.ok:
+        done, recorded = self.store.finish_delivery(delivery, subscription, outcome, cause=cause)
+        if not outcome.ok and recorded:
             try:
                 self.channels.park(done, subscription, events, outcome.error)
             except Exception:

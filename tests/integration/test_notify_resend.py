@@ -4,7 +4,8 @@ from services.notify.service import NotifyService
 from tacoord.envelope import new_event
 from tacoord.testing import wait_until
 from tests.integration.test_notify_delivery import (  # noqa: F401 (receivers is a fixture)
-    FAST, KENYA_MATCH, deliveries, publish, receivers, subscribe)
+    FAST, KENYA_MATCH, deliveries, handled, listen, publish, receivers, subscribe)
+from services.notify import domain
 
 
 def left_by_a_dead_worker(sandbox, subscription_id, event, status="pending"):
@@ -39,8 +40,31 @@ def test_a_finished_delivery_is_not_sent_again_when_its_event_comes_back(sandbox
     event = new_event("match.proposed", KENYA_MATCH, "matching")
     left_by_a_dead_worker(sandbox, donor["subscription_id"], event, status="delivered")
 
+    before = handled()
     publish(sandbox, "match.proposed", KENYA_MATCH, event=event)
 
-    wait_until(lambda: sandbox.db("notify").processed_events.find_one(
-        {"_id": f"notify.events:{event['id']}", "state": "done"}), message="event handled")
+    wait_until(lambda: handled() >= before + 1, message="event handled")
     assert hook.received == []
+
+
+def test_a_resent_notification_publishes_its_outcome_under_the_same_event_id(sandbox, start, receivers):
+    # a worker died after publishing notification.delivered and before storing the outcome:
+    # the resend publishes the same event id again, which the audit log and others skip
+    start(NotifyService, **FAST)
+    hook = receivers()
+    outcomes = listen(sandbox, "notification.*")
+    donor = subscribe(sandbox, "donor", "GB-GOV-1", {"channel": "webhook", "url": hook.url})
+    event = new_event("match.proposed", KENYA_MATCH, "matching")
+    notification_id = left_by_a_dead_worker(sandbox, donor["subscription_id"], event)
+
+    before = handled()
+    publish(sandbox, "match.proposed", KENYA_MATCH, event=event)
+    wait_until(lambda: handled() >= before + 1, message="event handled")
+    publish(sandbox, "match.proposed", KENYA_MATCH, event=event)  # redelivered once more: nothing new
+    wait_until(lambda: handled() >= before + 2, message="copy handled")
+
+    [(body, _)] = sandbox.get_messages(outcomes)
+    assert body["type"] == "notification.delivered"
+    assert body["id"] == domain.outcome_event_id(notification_id, "delivered")
+    assert body["causation_id"] == event["id"] and body["data"]["notification_id"] == notification_id
+    assert len(hook.received) == 1

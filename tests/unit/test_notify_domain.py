@@ -169,3 +169,12 @@ def test_a_digest_is_due_once_per_period():
     assert domain.digest_due(None, 100, 86400)
     assert not domain.digest_due(100, 100 + 86399, 86400)
     assert domain.digest_due(100, 100 + 86400, 86400)
+
+
+def test_an_outcome_event_id_is_the_same_each_time_and_differs_by_notification_and_status():
+    import uuid
+    first = domain.outcome_event_id("sub-1:evt-1", "delivered")
+    assert first == domain.outcome_event_id("sub-1:evt-1", "delivered")
+    assert uuid.UUID(first).version == 5
+    assert len({first, domain.outcome_event_id("sub-1:evt-1", "failed"),
+                domain.outcome_event_id("sub-2:evt-1", "delivered")}) == 3
