@@ -79,6 +79,8 @@ class EnvelopeSchema(Schema):
 
     @validates_schema
     def data_is_safe(self, envelope, **kwargs):
+        for name in ("source", "actor", "correlation_id", "causation_id"):
+            reject_unsafe_keys(envelope.get(name), path=name)  # text: valid Unicode only
         reject_unsafe_keys(envelope.get("data", {}), path="data")
 
 

@@ -143,3 +143,12 @@ def test_text_that_is_not_valid_unicode_is_a_validation_error():
             reject_unsafe_keys(payload)
     with pytest.raises(ValidationError, match="valid Unicode"):
         envelope.load(envelope.new_event("need.submitted", {"description": "\ud800"}, "fuzz"), envelope.INGRESS)
+
+
+@pytest.mark.parametrize("field", ["source", "actor", "correlation_id", "causation_id"])
+def test_envelope_metadata_that_is_not_valid_unicode_is_a_validation_error_naming_the_field(field):
+    body = {**envelope.new_event("need.submitted", {}, "partner:x"), field: "state:\ud800"}
+    with pytest.raises(ValidationError) as raised:
+        envelope.load(body, envelope.EVENTS)
+    assert field in raised.value.messages
+    assert "valid Unicode" in " ".join(envelope.describe_errors(raised.value.messages))
