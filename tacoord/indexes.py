@@ -5,6 +5,10 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 # Every consumer records the ids it has processed here (see tacoord.consumer).
 PROCESSED = "processed_events"
 
+# The outbox sweeper's query (tacoord.outbox: documents with events not yet relayed). Without
+# it the sweeper scans every document of an outbox collection every few seconds.
+OUTBOX_PENDING = IndexModel([("_outbox_pending", ASCENDING)])
+
 COMMON = {
     PROCESSED: [IndexModel([("processed_at", ASCENDING)])],
 }
@@ -14,24 +18,24 @@ INDEXES = {
         "needs": [
             IndexModel([("state", ASCENDING), ("article", ASCENDING), ("status", ASCENDING)]),
             IndexModel([("regional_group", ASCENDING), ("article", ASCENDING)]),
-            IndexModel([("_outbox.id", ASCENDING)]),
+            OUTBOX_PENDING,
         ],
     },
     "supply": {
-        "offers": [IndexModel([("provider", ASCENDING)]), IndexModel([("_outbox.id", ASCENDING)])],
-        "experts": [IndexModel([("_outbox.id", ASCENDING)])],
+        "offers": [IndexModel([("provider", ASCENDING)]), OUTBOX_PENDING],
+        "experts": [OUTBOX_PENDING],
     },
     "requests": {
-        "workshop_requests": [IndexModel([("state", ASCENDING)]), IndexModel([("_outbox.id", ASCENDING)])],
+        "workshop_requests": [IndexModel([("state", ASCENDING)]), OUTBOX_PENDING],
     },
     "matching": {
         "matches": [
             IndexModel([("need_id", ASCENDING)]), IndexModel([("offer_id", ASCENDING)]),
             IndexModel([("expert_id", ASCENDING)]), IndexModel([("status", ASCENDING)]),
-            IndexModel([("_outbox.id", ASCENDING)]),
+            OUTBOX_PENDING,
         ],
-        "alerts": [IndexModel([("alert", ASCENDING)]), IndexModel([("_outbox.id", ASCENDING)])],
-        "proposals": [IndexModel([("_outbox.id", ASCENDING)])],
+        "alerts": [IndexModel([("alert", ASCENDING)]), OUTBOX_PENDING],
+        "proposals": [OUTBOX_PENDING],
     },
     "notify": {
         "subscriptions": [
@@ -41,7 +45,7 @@ INDEXES = {
         ],
         "deliveries": [
             IndexModel([("subscription_id", ASCENDING), ("created_at", DESCENDING)]),
-            IndexModel([("_outbox.id", ASCENDING)]),
+            OUTBOX_PENDING,
         ],
         "digest_items": [IndexModel([("subscription_id", ASCENDING), ("digest_id", ASCENDING)])],
     },
