@@ -26,7 +26,6 @@ import argparse
 import copy
 import inspect
 import json
-import re
 import sys
 import uuid
 import warnings

@@ -43,7 +43,7 @@ from tacoord.errors import Rejected
 from tacoord.indexes import PROCESSED
 from tacoord.ops import metrics_for
 from tacoord.publisher import ConfirmedPublisher
-from tacoord.store import connect, service_name
+from tacoord.store import DatabaseClient, service_name
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,7 @@ class ParkingQueueConsumer(QueueConsumer):
 class EventConsumer(Consumer):
 
     queue_consumer = ParkingQueueConsumer()
+    database_client = DatabaseClient()
 
     def __init__(self, spec, raw=False, keyed_by_event_id=False, **kwargs):
         """Consume the queue ``spec`` (a ``topology.QueueSpec``).
@@ -171,8 +172,7 @@ class EventConsumer(Consumer):
         cfg = self.container.config
         self.service = service_name(self.container)
         self.publisher = ConfirmedPublisher(cfg[config.AMQP_URI_KEY], self.service)
-        self.client = connect(cfg)
-        self.inbox = Inbox(self.client[cfg.get(config.DB_NAME_KEY) or config.db_name(self.service)],
+        self.inbox = Inbox(self.database_client.database(),
                            lease_seconds=float(cfg.get(config.INBOX_LEASE_SECONDS_KEY, Inbox.LEASE_SECONDS)))
         self.max_attempts = int(cfg.get(config.MAX_ATTEMPTS_KEY, 5))
         self.retry_base = int(cfg.get(config.RETRY_BASE_MS_KEY, 500)) / 1000.0

@@ -2,9 +2,10 @@
 
 A service subclasses :class:`MongoStore`, names its repository class (named
 operations over its own collections) and the collections that carry an
-outbox. One ``MongoClient`` per container; each worker gets a repository.
+outbox. One ``MongoClient`` per container (:class:`DatabaseClient`, shared by the
+store, the consumers' inboxes and the HTTP credentials); each worker gets a repository.
 """
-from nameko.extensions import DependencyProvider
+from nameko.extensions import DependencyProvider, SharedExtension
 from pymongo import MongoClient
 
 from tacoord import config, indexes
@@ -26,6 +27,30 @@ def connect(container_config):
     return MongoClient(uri, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000)
 
 
+class DatabaseClient(SharedExtension):
+    """The container's one ``MongoClient``: made on first use (nameko sets extensions up in
+    no fixed order), closed when the container stops, after its entrypoints and dependencies
+    (nameko stops sub-extensions last)."""
+
+    client = None
+
+    def get(self):
+        if self.client is None:
+            self.client = connect(self.container.config)
+        return self.client
+
+    def database(self):
+        cfg = self.container.config
+        return self.get()[cfg.get(config.DB_NAME_KEY) or config.db_name(service_name(self.container))]
+
+    def stop(self):
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    kill = stop
+
+
 def service_name(container):
     return container.config.get(config.SERVICE_KEY, container.service_name)
 
@@ -33,12 +58,13 @@ def service_name(container):
 class MongoStore(DependencyProvider):
     repository = Repository
     outbox_collections = ()
+    database_client = DatabaseClient()
 
     def setup(self):
         cfg = self.container.config
         self.service = service_name(self.container)
-        self.client = connect(cfg)
-        self.database = self.client[cfg.get(config.DB_NAME_KEY) or config.db_name(self.service)]
+        self.client = self.database_client.get()
+        self.database = self.database_client.database()
         publisher = ConfirmedPublisher(cfg[config.AMQP_URI_KEY], self.service)
         self.relay = Relay(self.database, publisher, self.outbox_collections, metrics_for(self.service))
         self.sweep_interval = float(cfg.get(config.OUTBOX_RELAY_SECONDS_KEY, 5))
@@ -54,11 +80,6 @@ class MongoStore(DependencyProvider):
 
     def ping(self):
         self.client.admin.command("ping")
-
-    def stop(self):
-        self.client.close()
-
-    kill = stop
 
     def get_dependency(self, worker_ctx):
         return self.repository(self.database, self.relay)

@@ -27,7 +27,7 @@ from tacoord.envelope import describe_errors
 from tacoord.errors import Conflict, Forbidden, NotFound, Rejected
 from tacoord.ops import metrics_for
 from tacoord.safety import json_loads, reject_unsafe_keys
-from tacoord.store import connect, service_name
+from tacoord.store import DatabaseClient, service_name
 
 log = logging.getLogger(__name__)
 
@@ -60,25 +60,18 @@ def error_body(status, message, fields=None):
 
 
 class Credentials(SharedExtension):
-    """One credentials store per container, shared by all its routes: one database
-    client (closed when the container stops) and one cache of looked-up keys."""
+    """One credentials store per container, shared by all its routes: the container's
+    database client and one cache of looked-up keys."""
 
-    client = authenticator = None
+    database_client = DatabaseClient()
+    authenticator = None
 
     def for_requests(self):
         # Made on first use: nameko sets extensions up in no fixed order.
         if self.authenticator is None:
-            cfg = self.container.config
-            self.client = connect(cfg)
-            prefix = cfg.get("TACOORD_DB_PREFIX") or config.db_prefix()
-            self.authenticator = Authenticator(auth_db(self.client, prefix))
+            prefix = self.container.config.get("TACOORD_DB_PREFIX") or config.db_prefix()
+            self.authenticator = Authenticator(auth_db(self.database_client.get(), prefix))
         return self.authenticator
-
-    def stop(self):
-        if self.client is not None:
-            self.client.close()
-
-    kill = stop
 
 
 class JsonApi(HttpRequestHandler):
