@@ -5,6 +5,7 @@ from collections import Counter
 
 import pytest
 from kombu import Connection, Producer
+from pymongo.errors import AutoReconnect
 
 from tacoord import topology
 from tacoord.consumer import ALONE_HEADER, REASON_HEADER, consume_events
@@ -13,6 +14,7 @@ from tacoord.testing import wait_until
 
 PROBE = topology.QueueSpec("probe.batches", topology.EVENTS, ("probe.#",))
 POISON = set()
+OUTAGES = {"left": 0}  # batches that fail as if the database were unreachable
 HANDLED = []  # ids handled successfully, one entry per handling
 BATCHES = []  # size of every batch the handler received
 
@@ -23,6 +25,9 @@ class BatchProbe:
     @consume_events(PROBE, keyed_by_event_id=True, batch_size=50)
     def on_events(self, events):
         BATCHES.append(len(events))
+        if OUTAGES["left"] > 0:
+            OUTAGES["left"] -= 1
+            raise AutoReconnect("database unreachable")
         poisoned = [e["id"] for e in events if e["id"] in POISON]
         if poisoned:
             raise Exception(f"poison pill {poisoned[0]}")
@@ -44,6 +49,7 @@ def declare_probe_queue(sandbox):
 
 def test_a_poison_message_in_a_batch_is_parked_alone_and_the_others_are_handled_once(sandbox, start):
     POISON.clear(), HANDLED.clear(), BATCHES.clear()
+    OUTAGES["left"] = 0
     declare_probe_queue(sandbox)
     good = [new_event("probe.noted", {"n": n}, "test", "test") for n in range(20)]
     poison = new_event("probe.noted", {"n": 666}, "test", "test")
@@ -66,6 +72,7 @@ def test_a_poison_message_in_a_batch_is_parked_alone_and_the_others_are_handled_
 
 def test_a_batch_that_succeeds_is_acked_and_copies_reach_the_handler_together(sandbox, start):
     POISON.clear(), HANDLED.clear(), BATCHES.clear()
+    OUTAGES["left"] = 0
     declare_probe_queue(sandbox)
     events = [new_event("probe.noted", {"n": n}, "test", "test") for n in range(30)]
     publish_all(sandbox, events + events[:5])
@@ -74,6 +81,21 @@ def test_a_batch_that_succeeds_is_acked_and_copies_reach_the_handler_together(sa
     wait_until(lambda: sandbox.queue_depth(PROBE.name) == 0, message="acked")
     assert max(BATCHES) > 10  # prefetch raised past max_workers so batches fill
     assert sandbox.queue_depth(topology.DEAD_LETTERS_QUEUE) == 0
+
+
+def test_a_batch_failing_on_an_outage_goes_round_whole_and_keeps_its_tries(sandbox, start):
+    POISON.clear(), HANDLED.clear(), BATCHES.clear()
+    OUTAGES["left"] = 1
+    declare_probe_queue(sandbox)
+    events = [new_event("probe.noted", {"n": n}, "test", "test") for n in range(15)]
+    publish_all(sandbox, events)
+    start(BatchProbe, TACOORD_RETRY_BASE_MS=50, TACOORD_MAX_ATTEMPTS=1)  # a used try would park them
+    wait_until(lambda: len(HANDLED) >= len(events), message="handled after the outage")
+    wait_until(lambda: sandbox.queue_depth(PROBE.name) == 0, message="acked")
+    assert BATCHES[0] == len(events)
+    assert Counter(HANDLED) == Counter(e["id"] for e in events)
+    assert sandbox.queue_depth(topology.DEAD_LETTERS_QUEUE) == 0
+    assert sandbox.queue_depth(PROBE.retry_name) == 0
 
 
 @pytest.mark.parametrize("options", [dict(batch_size=5), dict(batch_size=5, keyed_by_event_id=True, raw=True),
