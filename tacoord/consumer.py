@@ -22,6 +22,20 @@ For each message, in order:
 
 Every path publishes (confirmed) before it acks, so a crash at any point
 leads to a redelivery, never a loss; step 3 makes the redelivery harmless.
+
+Batches: ``@consume_events(spec, keyed_by_event_id=True, batch_size=50)``
+hands the handler a *list* of validated envelopes (one database round trip
+for many events). Valid messages are buffered and flushed as one worker when
+``batch_size`` are waiting or ``batch_wait`` seconds after the first; there is
+no inbox (the handler's write must be keyed by event id under a unique index,
+and copies may share a batch). Success → every message acked. A transient
+error → every message round the retry queue, keeping its tries. Any other
+error in a batch of several → every message round the retry queue without
+using a try, marked ``x-tacoord-alone``, and handled in a batch of its own
+when it comes back; a batch of one fails like a single message (parked, or
+retried and parked after the last try). A poison message so only uses up its
+own tries. The container's prefetch is raised to ``2 × batch_size`` so
+batches can fill.
 """
 import json
 import logging
@@ -31,6 +45,7 @@ import uuid
 from datetime import datetime, timezone
 from functools import partial
 
+import eventlet
 from amqp.exceptions import ConnectionError as AMQPConnectionError
 from kombu.exceptions import OperationalError as KombuOperationalError
 from marshmallow import ValidationError
@@ -41,7 +56,7 @@ from pymongo.errors import ConnectionFailure, DuplicateKeyError
 from tacoord import config, envelope, topology
 from tacoord.errors import Rejected
 from tacoord.indexes import PROCESSED
-from tacoord.ops import metrics_for
+from tacoord.ops import metric, metrics_for
 from tacoord.publisher import ConfirmedPublisher
 from tacoord.store import DatabaseClient, service_name
 
@@ -52,6 +67,8 @@ REASON_HEADER = "x-tacoord-reason"
 DEAD_LETTER_ID_HEADER = "x-tacoord-dead-letter-id"
 PARTNER_HEADER = "x-tacoord-user-id"
 WAIT_HEADER = "x-tacoord-waits"
+ALONE_HEADER = "x-tacoord-alone"  # failed in a batch: handle it in a batch of its own
+DEFAULT_BATCH_WAIT_SECONDS = 0.01
 MAX_DELAY_SECONDS = 60
 MAX_WAIT_DELAY_SECONDS = 10
 
@@ -120,6 +137,10 @@ def _attempt(message):
     return int((message.headers or {}).get(ATTEMPT_HEADER, 1))
 
 
+def headers_say_alone(message):
+    return bool((message.headers or {}).get(ALONE_HEADER))
+
+
 def describe(exc):
     if isinstance(exc, ValidationError):
         return "; ".join(envelope.describe_errors(exc.messages))
@@ -131,7 +152,17 @@ def describe(exc):
 class ParkingQueueConsumer(QueueConsumer):
     """nameko's queue consumer, except that a body kombu cannot decode (not
     JSON although labelled so) is parked with its reason instead of being
-    acked and dropped with only a log line."""
+    acked and dropped with only a log line, and that a container with batch
+    consumers lets the broker hand over enough messages to fill a batch.
+
+    nameko's prefetch is ``max_workers`` for every consumer of the container
+    (one channel, so one value); with a batch consumer it becomes at least
+    ``2 × batch_size`` (one batch being written, the next filling)."""
+
+    @property
+    def prefetch_count(self):
+        batches = [getattr(p, "batch_size", 1) for p in self._providers]
+        return max([self.container.max_workers] + [2 * size for size in batches if size > 1])
 
     def get_consumers(self, consumer_cls, channel):
         consumers = super().get_consumers(consumer_cls, channel)
@@ -151,7 +182,8 @@ class EventConsumer(Consumer):
     queue_consumer = ParkingQueueConsumer()
     database_client = DatabaseClient()
 
-    def __init__(self, spec, raw=False, keyed_by_event_id=False, **kwargs):
+    def __init__(self, spec, raw=False, keyed_by_event_id=False, batch_size=1,
+                 batch_wait=DEFAULT_BATCH_WAIT_SECONDS, **kwargs):
         """Consume the queue ``spec`` (a ``topology.QueueSpec``).
 
         ``raw=True`` hands the handler ``(body, headers)`` without envelope
@@ -161,10 +193,27 @@ class EventConsumer(Consumer):
         one delivery per subscription and event id), so a second copy cannot take
         effect twice; the inbox claim and record (two database round trips per
         message) are skipped.
+        ``batch_size > 1`` (only with ``keyed_by_event_id=True``, not raw, on a
+        queue with a retry queue): the handler receives a list of up to
+        ``batch_size`` envelopes, gathered for at most ``batch_wait`` seconds.
         """
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
+        if batch_size > 1:
+            if raw or not keyed_by_event_id:
+                raise TypeError("batches need keyed_by_event_id=True and raw=False: they skip the inbox, "
+                                "so the handler's write must be keyed by event id under a unique index")
+            if not spec.retry:
+                raise TypeError(f"batches need a retry queue; {spec.name} has none")
+            if not batch_wait or batch_wait <= 0:
+                raise ValueError(f"batch_wait must be a positive number of seconds, not {batch_wait!r}")
         self.spec = spec
         self.raw = raw
         self.keyed_by_event_id = keyed_by_event_id
+        self.batch_size = batch_size
+        self.batch_wait = batch_wait
+        self._batch = []  # [(body, message, event)] waiting for a flush
+        self._batch_generation = 0
         super().__init__(queue=topology.kombu_queue(spec, passive_exchange=True), requeue_on_error=False, **kwargs)
 
     def setup(self):
@@ -177,7 +226,15 @@ class EventConsumer(Consumer):
         self.max_attempts = int(cfg.get(config.MAX_ATTEMPTS_KEY, 5))
         self.retry_base = int(cfg.get(config.RETRY_BASE_MS_KEY, 500)) / 1000.0
         self.metrics = metrics_for(self.service)
+        if self.batch_size > 1:
+            self.batches = metric("counter", self.service, "consumer_batches_total",
+                                  "Batches handed to a batch handler, by queue", ["queue"])
         self._declare_topology()
+
+    def stop(self):
+        if self.batch_size > 1:
+            self._flush_batch()  # hand the waiting messages to a worker before the pool is drained
+        super().stop()
 
     def _declare_topology(self):
         from kombu import Connection
@@ -205,6 +262,9 @@ class EventConsumer(Consumer):
         except (ValidationError, Rejected) as exc:
             self._park(body, message, describe(exc), kind="invalid")
             return
+        if self.batch_size > 1:
+            self._add_to_batch(body, message, event)
+            return
         try:
             claim = self.inbox.claim(self.spec.name, message_id) if self._uses_inbox(message_id) else "new"
         except Exception as exc:  # the database is unreachable: try again later
@@ -225,6 +285,80 @@ class EventConsumer(Consumer):
                                         handle_result=handle_result)
         except ContainerBeingKilled:
             self.queue_consumer.requeue_message(message)
+
+    # -- batches -------------------------------------------------------------
+
+    def _add_to_batch(self, body, message, event):
+        if headers_say_alone(message):
+            self._dispatch_batch([(body, message, event)])  # it failed in a batch: on its own
+            return
+        # No yield between reading and changing the buffer (green threads switch only on I/O).
+        self._batch.append((body, message, event))
+        if len(self._batch) >= self.batch_size:
+            self._flush_batch()
+        elif len(self._batch) == 1:
+            self.container.spawn_managed_thread(partial(self._flush_later, self._batch_generation),
+                                                identifier=f"{type(self).__name__}.flush[{self.spec.name}]")
+
+    def _flush_later(self, generation):
+        # A managed thread: an exception escaping it would kill the container.
+        try:
+            eventlet.sleep(self.batch_wait)
+            if generation == self._batch_generation:  # else that batch was flushed full meanwhile
+                self._flush_batch()
+        except Exception:
+            log.exception("could not flush a batch from %s", self.spec.name)
+
+    def _flush_batch(self):
+        batch, self._batch = self._batch, []
+        self._batch_generation += 1
+        if batch:
+            self._dispatch_batch(batch)
+
+    def _dispatch_batch(self, batch):
+        events = [event for _, _, event in batch]
+        handle_result = partial(self.handle_batch_result, batch, time.monotonic())
+        try:
+            self.container.spawn_worker(self, (events,), {},
+                                        context_data=self.unpack_message_headers(batch[0][1]),
+                                        handle_result=handle_result)
+        except Exception as exc:
+            if not isinstance(exc, ContainerBeingKilled):
+                log.exception("could not start a worker for a batch from %s; giving it back", self.spec.name)
+            for _, message, _ in batch:
+                self._requeue(message)
+            return
+        self.batches.labels(queue=self.spec.name).inc()
+
+    def handle_batch_result(self, batch, started, worker_ctx, result=None, exc_info=None):
+        elapsed = time.monotonic() - started
+        for _, _, event in batch:
+            self.metrics.handler_seconds.labels(type=self._type(event)).observe(elapsed)
+        exc = exc_info[1] if exc_info else None
+        for body, message, event in batch:
+            try:
+                if exc is None:
+                    self._count(event, "ok")
+                    self.queue_consumer.ack_message(message)
+                elif len(batch) == 1:
+                    if isinstance(exc, (Rejected, ValidationError)):
+                        self._park(body, message, describe(exc), kind="rejected")
+                    else:
+                        self._retry_or_park(body, message, event, exc)
+                elif transient(exc):
+                    self._retry_or_park(body, message, event, exc)  # round the retry queue, keeping its tries
+                else:
+                    # Which message failed the batch is unknown: each one goes round on its own, no try used.
+                    self.metrics.retries.labels(type=self._type(event)).inc()
+                    self._send_round(body, message, event, _attempt(message),
+                                     f"failed in a batch of {len(batch)}: {describe(exc)}", alone=True)
+            except Exception:
+                log.exception("could not settle message from %s; it will be redelivered", self.spec.name)
+                self._requeue(message)
+        if exc is not None and len(batch) > 1 and not transient(exc):
+            log.warning("%s: a batch of %d failed (%s); each message will be handled on its own",
+                        self.spec.name, len(batch), describe(exc))
+        return result, exc_info
 
     def _uses_inbox(self, message_id):
         return bool(message_id) and not self.keyed_by_event_id
@@ -324,14 +458,17 @@ class EventConsumer(Consumer):
         delay = self._send_round(body, message, event, attempt + 1, describe(exc))
         log.warning("%s: attempt %d failed (%s); retrying in %.1fs", self.spec.name, attempt, describe(exc), delay)
 
-    def _send_round(self, body, message, event, attempt, reason, wait=False):
+    def _send_round(self, body, message, event, attempt, reason, wait=False, alone=False):
         """Republish to ``<queue>.retry`` (TTL grows with ``attempt``), then ack. Returns the delay.
 
         ``wait``: not a failed try (database or broker unreachable, or another worker
         holds the claim); the delay grows with the number of such rounds
         (``x-tacoord-waits``, at most 10 s) and the message keeps its tries.
+        ``alone``: its batch failed; it comes back marked to be handled on its own.
         """
         headers = {**(message.headers or {}), ATTEMPT_HEADER: attempt, REASON_HEADER: reason}
+        if alone:
+            headers[ALONE_HEADER] = 1
         if wait:
             rounds = int(headers.get(WAIT_HEADER, 0)) + 1
             headers[WAIT_HEADER] = rounds

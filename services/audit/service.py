@@ -3,7 +3,7 @@ import json
 
 from eventlet.semaphore import Semaphore
 from pymongo import ASCENDING, DESCENDING
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.audit import domain
 from services.audit.schemas import FEED_MAX_LIMIT, FeedQuerySchema, parse_types, type_regex
@@ -17,6 +17,8 @@ from tacoord.web import api, query_args
 
 AUDIT = "audit"
 HISTORY_LIMIT = 1000
+DUPLICATE_KEY_CODES = (11000, 11001)
+BATCH_SIZE = 50  # events recorded per database round trip, at most
 
 
 class AuditLog(Repository):
@@ -46,6 +48,56 @@ class AuditLog(Repository):
                     raise
                 self.heads[self.db.name] = (sealed["hash"], sealed["seq"])
                 return sealed
+            raise RuntimeError("audit chain head kept moving; will retry")
+
+    def append_many(self, records):
+        """Append the records whose event id is not recorded yet, in order, with one
+        ordered ``insert_many`` (a round trip) in the usual case. Returns the stored records.
+
+        Copies inside the batch are dropped (the first is kept). An ordered insert stores
+        the records before the first failing one and reports its index: a record whose
+        event id is already in the log is dropped; a seq taken by another recorder means
+        the head moved; either way the rest are sealed again after the true head."""
+        pending, seen = [], set()
+        for record in records:
+            if record["event_id"] not in seen:
+                seen.add(record["event_id"])
+                pending.append(record)
+        stored = []
+        with self.lock:
+            for _ in range(20 + len(pending)):
+                if not pending:
+                    return stored
+                prev_hash, last_seq = self.heads.get(self.db.name) or self.read_head()
+                recorded_at = utcnow().isoformat()
+                sealed = []
+                for record in pending:
+                    sealed.append(domain.seal({**record, "recorded_at": recorded_at}, prev_hash, last_seq + 1))
+                    prev_hash, last_seq = sealed[-1]["hash"], sealed[-1]["seq"]
+                try:
+                    self.db[AUDIT].insert_many([dict(r) for r in sealed], ordered=True)
+                except BulkWriteError as exc:
+                    errors = exc.details.get("writeErrors") or []
+                    if not errors or errors[0].get("code") not in DUPLICATE_KEY_CODES:
+                        self.heads.pop(self.db.name, None)
+                        raise
+                    index, message = errors[0].get("index", 0), str(errors[0].get("errmsg", ""))
+                    stored.extend(sealed[:index])
+                    if index > 0:
+                        self.heads[self.db.name] = (sealed[index - 1]["hash"], sealed[index - 1]["seq"])
+                    failed, pending = pending[index], pending[index + 1:]
+                    if "event_id" in message or self.recorded(failed["event_id"]):
+                        continue  # already in the log (a redelivery): drop it, seal the rest after the head
+                    self.heads.pop(self.db.name, None)  # another recorder took this seq: read the head again
+                    pending.insert(0, failed)
+                    continue
+                except Exception:
+                    self.heads.pop(self.db.name, None)  # the write may or may not have landed
+                    raise
+                stored.extend(sealed)
+                self.heads[self.db.name] = (sealed[-1]["hash"], sealed[-1]["seq"])
+                return stored
+            self.heads.pop(self.db.name, None)
             raise RuntimeError("audit chain head kept moving; will retry")
 
     def read_head(self):
@@ -130,9 +182,10 @@ class AuditService:
     log = AuditStore()
     ops = OpsServer()
 
-    @consume_events(topology.AUDIT_EVENTS, keyed_by_event_id=True)  # unique event_id index
-    def record_event(self, event):
-        self.log.append(event_record(event))
+    # unique event_id index; one insert_many per batch
+    @consume_events(topology.AUDIT_EVENTS, keyed_by_event_id=True, batch_size=BATCH_SIZE)
+    def record_event(self, events):
+        self.log.append_many([event_record(event) for event in events])
 
     @consume_events(topology.AUDIT_DEAD_LETTERS, raw=True, keyed_by_event_id=True)
     def record_rejection(self, body, headers):

@@ -1,0 +1,105 @@
+"""Batched consuming in the core: a handler receiving lists of events, and a poison
+message in a batch burning only its own tries, against the real broker."""
+import json
+from collections import Counter
+
+import pytest
+from kombu import Connection, Producer
+from pymongo.errors import AutoReconnect
+
+from tacoord import topology
+from tacoord.consumer import ALONE_HEADER, REASON_HEADER, consume_events
+from tacoord.envelope import new_event
+from tacoord.testing import wait_until
+
+PROBE = topology.QueueSpec("probe.batches", topology.EVENTS, ("probe.#",))
+POISON = set()
+OUTAGES = {"left": 0}  # batches that fail as if the database were unreachable
+HANDLED = []  # ids handled successfully, one entry per handling
+BATCHES = []  # size of every batch the handler received
+
+
+class BatchProbe:
+    name = "probe"
+
+    @consume_events(PROBE, keyed_by_event_id=True, batch_size=50)
+    def on_events(self, events):
+        BATCHES.append(len(events))
+        if OUTAGES["left"] > 0:
+            OUTAGES["left"] -= 1
+            raise AutoReconnect("database unreachable")
+        poisoned = [e["id"] for e in events if e["id"] in POISON]
+        if poisoned:
+            raise Exception(f"poison pill {poisoned[0]}")
+        HANDLED.extend(e["id"] for e in events)
+
+
+def publish_all(sandbox, events):
+    with Connection(sandbox.amqp_uri, transport_options={"confirm_publish": True}) as connection:
+        producer = Producer(connection)
+        for event in events:
+            producer.publish(json.dumps(event), exchange=topology.EXCHANGES[topology.EVENTS],
+                             routing_key=event["type"], delivery_mode=2, content_type="application/json")
+
+
+def declare_probe_queue(sandbox):
+    with Connection(sandbox.amqp_uri) as connection:
+        topology.declare(connection, (PROBE,))
+
+
+def test_a_poison_message_in_a_batch_is_parked_alone_and_the_others_are_handled_once(sandbox, start):
+    POISON.clear(), HANDLED.clear(), BATCHES.clear()
+    OUTAGES["left"] = 0
+    declare_probe_queue(sandbox)
+    good = [new_event("probe.noted", {"n": n}, "test", "test") for n in range(20)]
+    poison = new_event("probe.noted", {"n": 666}, "test", "test")
+    POISON.add(poison["id"])
+    publish_all(sandbox, good[:10] + [poison] + good[10:])  # queued: they arrive as one batch
+    start(BatchProbe, TACOORD_RETRY_BASE_MS=50, TACOORD_MAX_ATTEMPTS=3)
+
+    wait_until(lambda: sandbox.queue_depth(topology.DEAD_LETTERS_QUEUE) == 1, timeout=30, message="poison parked")
+    wait_until(lambda: len(HANDLED) >= len(good), message="good events handled")
+    [(body, headers)] = sandbox.get_messages(topology.DEAD_LETTERS_QUEUE)
+    assert body["id"] == poison["id"]
+    assert headers[REASON_HEADER] == f"failed 3 time(s); last error: Exception: poison pill {poison['id']}"
+    assert headers[ALONE_HEADER] == 1
+    assert Counter(HANDLED) == Counter(e["id"] for e in good)  # each exactly once
+    assert BATCHES[0] == len(good) + 1  # all together first, then each on its own
+    assert BATCHES[1:].count(1) == len(BATCHES) - 1
+    assert sandbox.queue_depth(PROBE.name) == 0
+    assert sandbox.queue_depth(PROBE.retry_name) == 0
+
+
+def test_a_batch_that_succeeds_is_acked_and_copies_reach_the_handler_together(sandbox, start):
+    POISON.clear(), HANDLED.clear(), BATCHES.clear()
+    OUTAGES["left"] = 0
+    declare_probe_queue(sandbox)
+    events = [new_event("probe.noted", {"n": n}, "test", "test") for n in range(30)]
+    publish_all(sandbox, events + events[:5])
+    start(BatchProbe)
+    wait_until(lambda: sum(BATCHES) >= 35, message="all delivered")
+    wait_until(lambda: sandbox.queue_depth(PROBE.name) == 0, message="acked")
+    assert max(BATCHES) > 10  # prefetch raised past max_workers so batches fill
+    assert sandbox.queue_depth(topology.DEAD_LETTERS_QUEUE) == 0
+
+
+def test_a_batch_failing_on_an_outage_goes_round_whole_and_keeps_its_tries(sandbox, start):
+    POISON.clear(), HANDLED.clear(), BATCHES.clear()
+    OUTAGES["left"] = 1
+    declare_probe_queue(sandbox)
+    events = [new_event("probe.noted", {"n": n}, "test", "test") for n in range(15)]
+    publish_all(sandbox, events)
+    start(BatchProbe, TACOORD_RETRY_BASE_MS=50, TACOORD_MAX_ATTEMPTS=1)  # a used try would park them
+    wait_until(lambda: len(HANDLED) >= len(events), message="handled after the outage")
+    wait_until(lambda: sandbox.queue_depth(PROBE.name) == 0, message="acked")
+    assert BATCHES[0] == len(events)
+    assert Counter(HANDLED) == Counter(e["id"] for e in events)
+    assert sandbox.queue_depth(topology.DEAD_LETTERS_QUEUE) == 0
+    assert sandbox.queue_depth(PROBE.retry_name) == 0
+
+
+@pytest.mark.parametrize("options", [dict(batch_size=5), dict(batch_size=5, keyed_by_event_id=True, raw=True),
+                                     dict(batch_size=0, keyed_by_event_id=True)])
+def test_batches_are_refused_where_copies_could_take_effect_twice(options):
+    with pytest.raises((TypeError, ValueError)):
+        consume_events(PROBE, **options)(lambda self, events: None)
