@@ -195,7 +195,10 @@ class EventConsumer(Consumer):
         message) are skipped.
         ``batch_size > 1`` (only with ``keyed_by_event_id=True``, not raw, on a
         queue with a retry queue): the handler receives a list of up to
-        ``batch_size`` envelopes, gathered for at most ``batch_wait`` seconds.
+        ``batch_size`` envelopes, gathered for at most ``batch_wait`` seconds;
+        ``batch_wait=0``: the messages the broker has already handed over, no
+        waiting (the flush runs when the consumer would block for the next
+        message, so a batch adds no latency at low load).
         """
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
@@ -205,8 +208,8 @@ class EventConsumer(Consumer):
                                 "so the handler's write must be keyed by event id under a unique index")
             if not spec.retry:
                 raise TypeError(f"batches need a retry queue; {spec.name} has none")
-            if not batch_wait or batch_wait <= 0:
-                raise ValueError(f"batch_wait must be a positive number of seconds, not {batch_wait!r}")
+            if isinstance(batch_wait, bool) or not isinstance(batch_wait, (int, float)) or batch_wait < 0:
+                raise ValueError(f"batch_wait must be a number of seconds (0 or more), not {batch_wait!r}")
         self.spec = spec
         self.raw = raw
         self.keyed_by_event_id = keyed_by_event_id

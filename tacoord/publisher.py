@@ -8,7 +8,10 @@ event was sent.
 import json
 import time
 
-from kombu import Exchange
+from amqp.exceptions import ConnectionError as AMQPConnectionError
+from eventlet.semaphore import Semaphore
+from kombu import Connection, Exchange, Producer
+from kombu.exceptions import OperationalError as KombuOperationalError
 from nameko.amqp.publish import Publisher
 from nameko.constants import PERSISTENT
 from nameko.extensions import DependencyProvider
@@ -17,6 +20,36 @@ from tacoord import config, topology
 from tacoord.ops import metrics_for
 
 RETRY_POLICY = {"max_retries": 10, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 3}
+
+
+# The connection to the broker broke (restart, network): worth one more try on a new one.
+BROKEN_CONNECTION = (AMQPConnectionError, ConnectionError, OSError, KombuOperationalError)
+
+
+class _Confirms:
+    """Publisher confirms of one channel: publish sequence numbers start at 1 after
+    ``confirm.select`` and grow by one per message; the broker acks or nacks them,
+    possibly many at once (``multiple``)."""
+
+    def __init__(self):
+        self.sent = 0
+        self.pending = set()
+        self.refused = []
+
+    def expect(self):
+        self.sent += 1
+        self.pending.add(self.sent)
+
+    def ack(self, tag, multiple):
+        self._settle(tag, multiple)
+
+    def nack(self, tag, multiple):
+        self.refused.extend(self._settle(tag, multiple))
+
+    def _settle(self, tag, multiple):
+        done = {t for t in self.pending if t <= tag} if multiple else {tag} & self.pending
+        self.pending -= done
+        return done
 
 
 class ConfirmedPublisher:
@@ -29,6 +62,8 @@ class ConfirmedPublisher:
             amqp_uri, use_confirms=True, delivery_mode=PERSISTENT, serializer="json",
             retry=True, retry_policy=RETRY_POLICY)
         self._metrics = metrics_for(service)
+        self._batch_lock = Semaphore(1)
+        self._batch_channel = None  # (connection, channel, _Confirms) for publish_events
 
     def publish_event(self, event, exchange=topology.EVENTS):
         self.publish_raw(event, exchange=exchange, routing_key=event["type"],
@@ -40,41 +75,59 @@ class ConfirmedPublisher:
 
         Same guarantees as :meth:`publish_event` (persistent; returns only when
         every message is confirmed; raises if any is refused or unconfirmed),
-        without one confirm round trip per message: for bulk imports.
+        without one confirm round trip per message. The channel is kept between
+        calls; if the connection broke (the broker restarted), the batch is sent
+        again once on a new one (consumers skip the copies by event id).
         """
-        from kombu import Connection, Producer
-
         events = list(events)
         if not events:
             return
-        with Connection(self.amqp_uri) as connection:
-            channel = connection.channel()
-            unconfirmed = set(range(1, len(events) + 1))
-            refused = []
-
-            def settle(tag, multiple, outcome=None):
-                done = {t for t in unconfirmed if t <= tag} if multiple else {tag}
-                unconfirmed.difference_update(done)
-                if outcome is not None:
-                    outcome.extend(done)
-
-            channel.events["basic_ack"].add(settle)
-            channel.events["basic_nack"].add(lambda tag, multiple: settle(tag, multiple, refused))
-            channel.confirm_select()
-            producer = Producer(channel, exchange=topology.EXCHANGES[exchange], auto_declare=False)
-            for event in events:
-                producer.publish(event, routing_key=event["type"], serializer="json", delivery_mode=PERSISTENT,
-                                 message_id=event["id"], headers={}, retry=False)
-            deadline = time.monotonic() + timeout
-            while unconfirmed:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise RuntimeError(f"the broker did not confirm {len(unconfirmed)} of {len(events)} events")
-                connection.drain_events(timeout=remaining)
-            if refused:
-                raise RuntimeError(f"the broker refused {len(refused)} of {len(events)} events")
+        with self._batch_lock:
+            for attempt in (1, 2):
+                try:
+                    self._publish_batch(events, exchange, timeout)
+                    break
+                except Exception as exc:
+                    self._close_batch_channel()
+                    if attempt == 2 or not isinstance(exc, BROKEN_CONNECTION):
+                        raise
         for event in events:
             self._metrics.events_published.labels(type=event["type"]).inc()
+
+    def _publish_batch(self, events, exchange, timeout):
+        connection, channel, confirms = self._batch_channel or self._open_batch_channel()
+        confirms.refused.clear()
+        producer = Producer(channel, exchange=topology.EXCHANGES[exchange], auto_declare=False)
+        for event in events:
+            confirms.expect()
+            producer.publish(event, routing_key=event["type"], serializer="json", delivery_mode=PERSISTENT,
+                             message_id=event["id"], headers={}, retry=False)
+        deadline = time.monotonic() + timeout
+        while confirms.pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RuntimeError(f"the broker did not confirm {len(confirms.pending)} of {len(events)} events")
+            connection.drain_events(timeout=remaining)
+        if confirms.refused:
+            raise RuntimeError(f"the broker refused {len(confirms.refused)} of {len(events)} events")
+
+    def _open_batch_channel(self):
+        connection = Connection(self.amqp_uri)
+        channel = connection.channel()
+        confirms = _Confirms()
+        channel.events["basic_ack"].add(confirms.ack)
+        channel.events["basic_nack"].add(confirms.nack)
+        channel.confirm_select()
+        self._batch_channel = (connection, channel, confirms)
+        return self._batch_channel
+
+    def _close_batch_channel(self):
+        if self._batch_channel is not None:
+            try:
+                self._batch_channel[0].release()
+            except Exception:  # already broken: nothing to close cleanly
+                pass
+            self._batch_channel = None
 
     def publish_raw(self, body, exchange, routing_key, headers=None, message_id=None,
                     expiration=None):

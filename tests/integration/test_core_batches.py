@@ -99,7 +99,37 @@ def test_a_batch_failing_on_an_outage_goes_round_whole_and_keeps_its_tries(sandb
 
 
 @pytest.mark.parametrize("options", [dict(batch_size=5), dict(batch_size=5, keyed_by_event_id=True, raw=True),
-                                     dict(batch_size=0, keyed_by_event_id=True)])
+                                     dict(batch_size=0, keyed_by_event_id=True),
+                                     dict(batch_size=5, keyed_by_event_id=True, batch_wait=-1)])
 def test_batches_are_refused_where_copies_could_take_effect_twice(options):
     with pytest.raises((TypeError, ValueError)):
         consume_events(PROBE, **options)(lambda self, events: None)
+
+
+EAGER = topology.QueueSpec("probe.eager", topology.EVENTS, ("eager.#",))
+EAGER_BATCHES = []
+
+
+class EagerBatchProbe:
+    name = "probe"
+
+    @consume_events(EAGER, keyed_by_event_id=True, batch_size=50, batch_wait=0)
+    def on_events(self, events):
+        EAGER_BATCHES.append([e["id"] for e in events])
+
+
+def test_with_no_wait_a_batch_takes_what_the_broker_handed_over_and_a_lone_event_goes_at_once(sandbox, start):
+    EAGER_BATCHES.clear()
+    with Connection(sandbox.amqp_uri) as connection:
+        topology.declare(connection, (EAGER,))
+    queued = [new_event("eager.noted", {"n": n}, "test", "test") for n in range(40)]
+    publish_all(sandbox, queued)
+    start(EagerBatchProbe)
+    wait_until(lambda: sum(map(len, EAGER_BATCHES)) >= len(queued), message="queued events handled")
+    assert max(map(len, EAGER_BATCHES)) > 1  # what had arrived together was handled together
+
+    lone = new_event("eager.noted", {"n": 99}, "test", "test")
+    publish_all(sandbox, [lone])
+    wait_until(lambda: EAGER_BATCHES[-1] == [lone["id"]], timeout=5, message="the lone event, alone")
+    assert sorted(i for batch in EAGER_BATCHES for i in batch) == sorted(e["id"] for e in queued + [lone])
+    wait_until(lambda: sandbox.queue_depth(EAGER.name) == 0, message="acked")

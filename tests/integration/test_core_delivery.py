@@ -128,3 +128,27 @@ def test_a_partner_message_that_failed_once_keeps_its_partner_on_retry(sandbox, 
     assert record["actor"] == "partner:tacoord"
     assert record["causation_id"] in FlakyNeeds.failures  # the first try did fail
     assert sandbox.queue_depth("tacoord.dead-letters") == 0
+
+
+def test_batches_of_events_are_confirmed_on_one_kept_channel_and_sent_again_after_the_connection_broke(sandbox):
+    from kombu import Connection, Queue
+
+    from tacoord.publisher import ConfirmedPublisher
+    with Connection(sandbox.amqp_uri) as connection:
+        Queue("test.batches", exchange=topology.EXCHANGES[topology.EVENTS], routing_key="need.#",
+              durable=True).bind(connection.default_channel).declare()
+    publisher = ConfirmedPublisher(sandbox.amqp_uri, "test")
+    first = [a_need_event() for _ in range(5)]
+    second = [a_need_event() for _ in range(3)]
+
+    publisher.publish_events(first)
+    kept = publisher._batch_channel[0]
+    publisher.publish_events(second)
+    assert publisher._batch_channel[0] is kept  # no new connection per batch
+    kept.connection.transport.sock.close()  # the connection breaks under the publisher
+    third = [a_need_event() for _ in range(4)]
+    publisher.publish_events(third)
+
+    assert publisher._batch_channel[0] is not kept
+    got = sorted(body["id"] for body, _ in sandbox.get_messages("test.batches"))
+    assert got == sorted(e["id"] for e in first + second + third)
