@@ -21,7 +21,8 @@ from kombu import Connection, Exchange, Queue
 from nameko.amqp.publish import Publisher, UndeliverableMessage
 from nameko.constants import PERSISTENT
 from nameko.extensions import DependencyProvider
-from pymongo.errors import DuplicateKeyError
+from pymongo import UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 from tenacity import (RetryError, Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay,
                       wait_exponential_jitter)
 
@@ -40,6 +41,7 @@ SUBSCRIPTIONS = "subscriptions"
 NETWORKS = "networks"
 DELIVERIES = "deliveries"
 DIGEST_ITEMS = "digest_items"
+DUPLICATE_KEY_CODES = (11000, 11001)
 
 # configuration keys (container config first, then the environment)
 MAX_TRIES_KEY = "TACOORD_NOTIFY_MAX_TRIES"
@@ -109,6 +111,28 @@ class RoutingCache:
 
     def forget(self):
         self.table = None
+
+
+def pending_delivery(notification_id, subscription, event_id, event_type, digest=False):
+    return {"_id": notification_id, "notification_id": notification_id,
+            "subscription_id": subscription["subscription_id"], "event_id": event_id,
+            "event_type": event_type, "channel": subscription["channel"], "digest": digest,
+            "status": "pending", "attempts": 0, "last_error": None, "latency_ms": None,
+            "created_at": utcnow().isoformat(), "finished_at": None}
+
+
+def inserted_or_existing(collection, documents):
+    """Insert ``documents`` (one unordered insert); returns the ids that existed already."""
+    if not documents:
+        return set()
+    try:
+        collection.insert_many(documents, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors") or []
+        if not errors or any(e.get("code") not in DUPLICATE_KEY_CODES for e in errors):
+            raise
+        return {documents[e["index"]]["_id"] for e in errors}
+    return set()
 
 
 class NotifyRepository(Repository):
@@ -184,55 +208,95 @@ class NotifyRepository(Repository):
         """Insert the pending delivery BEFORE sending. When it exists: None if it was
         finished (a redelivered event), else the stored one, to send again under the same
         notification id (a worker died between this insert and the outcome)."""
-        doc = {"_id": notification_id, "notification_id": notification_id,
-               "subscription_id": subscription["subscription_id"], "event_id": event_id,
-               "event_type": event_type, "channel": subscription["channel"], "digest": digest,
-               "status": "pending", "attempts": 0, "last_error": None, "latency_ms": None,
-               "created_at": utcnow().isoformat(), "finished_at": None}
+        doc = pending_delivery(notification_id, subscription, event_id, event_type, digest)
         try:
             self.db[DELIVERIES].insert_one(doc)
         except DuplicateKeyError:
-            existing = self.db[DELIVERIES].find_one({"_id": notification_id})
-            if existing is None or existing.get("status") != "pending":
-                return None
-            log.warning("notification %s was left pending by an earlier worker; sending it again", notification_id)
-            return {k: v for k, v in existing.items() if k not in ("_outbox", "_outbox_pending")}
+            return self._unfinished(self.db[DELIVERIES].find_one({"_id": notification_id}))
         return doc
 
+    def claim_deliveries(self, notifications):
+        """``[(subscription, event)]`` → ``[(subscription, delivery, event)]`` to send, with one
+        insert for all: the new ones, and those a dead worker left pending (sent again under
+        the same notification id). Finished ones, and copies within the list, are left out."""
+        claims = {}
+        for subscription, event in notifications:
+            notification_id = f"{subscription['subscription_id']}:{event['id']}"
+            claims.setdefault(notification_id, (subscription, pending_delivery(
+                notification_id, subscription, event["id"], event["type"]), event))
+        if not claims:
+            return []
+        taken = inserted_or_existing(self.db[DELIVERIES], [delivery for _, delivery, _ in claims.values()])
+        if taken:
+            stored = {d["_id"]: d for d in self.db[DELIVERIES].find({"_id": {"$in": sorted(taken)}})}
+            for notification_id in taken:
+                subscription, _, event = claims[notification_id]
+                resent = self._unfinished(stored.get(notification_id))
+                claims[notification_id] = (subscription, resent, event) if resent else None
+        return [claim for claim in claims.values() if claim is not None]
+
+    @staticmethod
+    def _unfinished(existing):
+        if existing is None or existing.get("status") != "pending":
+            return None
+        log.warning("notification %s was left pending by an earlier worker; sending it again", existing["_id"])
+        return {k: v for k, v in existing.items() if k not in ("_outbox", "_outbox_pending")}
+
     def finish_delivery(self, delivery, subscription, outcome, cause=None):
-        """Publish notification.delivered / .failed, then record the outcome.
+        """One notification's outcome; see :meth:`finish_deliveries`."""
+        return self.finish_deliveries([(subscription, delivery, outcome, cause)])[0]
 
-        Returns ``(delivery, recorded)``; ``recorded`` is False when another worker recorded
-        this notification's outcome first (two copies of one event handled at once).
+    def finish_deliveries(self, finished):
+        """Publish notification.delivered / .failed for ``[(subscription, delivery, outcome,
+        cause)]`` (one confirmed batch), then record the outcomes.
 
-        No outbox here: the event's id is derived from the notification id and the status, and
-        the outcome is stored only after the broker confirmed the event. A crash in between
-        leaves the delivery ``pending``, so the event that caused it, redelivered, sends the
-        notification again under the same id and publishes this same event id again, which
-        consumers skip. One database write instead of three (stage, publish, pull).
+        Returns ``[(delivery, recorded)]`` in order; ``recorded`` (asked only of failures,
+        which are then parked) is False when another worker recorded that outcome first
+        (two copies of one event handled at once).
+
+        No outbox here: an outcome event's id is derived from the notification id and the
+        status, and the outcome is stored only after the broker confirmed the event. A crash
+        in between leaves the delivery ``pending``, so the event that caused it, redelivered,
+        sends the notification again under the same id and publishes this same event id
+        again, which consumers skip. One database write instead of three (stage, publish, pull).
         """
-        status = "delivered" if outcome.ok else "failed"
-        changes = {"status": status, "attempts": outcome.attempts, "last_error": outcome.error,
-                   "latency_ms": outcome.latency_ms, "finished_at": utcnow().isoformat()}
-        data = domain.notification_event_data({**delivery, **changes}, subscription, outcome.error)
-        event = new_event(f"notification.{status}", data, "notify", f"subscription:{subscription['subscription_id']}",
-                          cause=cause, event_id=domain.outcome_event_id(delivery["_id"], status))
-        self.relay.publisher.publish_event(event)
-        stored = self.db[DELIVERIES].update_one({"_id": delivery["_id"], "status": "pending"}, {"$set": changes})
-        return {**delivery, **changes}, stored.matched_count == 1
+        done, events = [], []
+        for subscription, delivery, outcome, cause in finished:
+            status = "delivered" if outcome.ok else "failed"
+            changes = {"status": status, "attempts": outcome.attempts, "last_error": outcome.error,
+                       "latency_ms": outcome.latency_ms, "finished_at": utcnow().isoformat()}
+            data = domain.notification_event_data({**delivery, **changes}, subscription, outcome.error)
+            events.append(new_event(f"notification.{status}", data, "notify",
+                                    f"subscription:{subscription['subscription_id']}", cause=cause,
+                                    event_id=domain.outcome_event_id(delivery["_id"], status)))
+            done.append(({**delivery, **changes}, changes, outcome.ok))
+        self.relay.publisher.publish_events(events)
+        delivered = [UpdateOne({"_id": d["_id"], "status": "pending"}, {"$set": changes})
+                     for d, changes, ok in done if ok]
+        if delivered:
+            self.db[DELIVERIES].bulk_write(delivered, ordered=False)
+        results = []
+        for delivery, changes, ok in done:
+            if ok:
+                results.append((delivery, True))
+            else:
+                stored = self.db[DELIVERIES].update_one({"_id": delivery["_id"], "status": "pending"},
+                                                        {"$set": changes})
+                results.append((delivery, stored.matched_count == 1))
+        return results
 
     def deliveries(self, subscription_id, limit=500):
         return [public_delivery(d) for d in self.db[DELIVERIES].find(
             {"subscription_id": subscription_id}, sort=[("created_at", -1)], limit=limit)]
 
     # daily digests
-    def add_digest_item(self, subscription_id, event):
-        try:
-            self.db[DIGEST_ITEMS].insert_one({
-                "_id": f"{subscription_id}:{event['id']}", "subscription_id": subscription_id,
-                "event": event, "digest_id": None, "queued_at": utcnow().isoformat()})
-        except DuplicateKeyError:
-            pass  # redelivered event: already queued
+    def add_digest_items(self, items):
+        """Queue ``[(subscription, event)]`` for their digests (one insert; a redelivered event
+        is queued already)."""
+        now = utcnow().isoformat()
+        inserted_or_existing(self.db[DIGEST_ITEMS], [
+            {"_id": f"{s['subscription_id']}:{e['id']}", "subscription_id": s["subscription_id"], "event": e,
+             "digest_id": None, "queued_at": now} for s, e in items])
 
     def claim_digest(self, subscription_id, digest_id):
         """Give every unclaimed item of this subscription to ``digest_id``; return their events."""

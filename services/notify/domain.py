@@ -278,6 +278,19 @@ def outcome_event_id(notification_id, status):
     return str(uuid.uuid5(OUTCOME_NAMESPACE, f"{notification_id}:{status}"))
 
 
+def route(events, subscriptions, networks):
+    """Who gets what: ``([(subscription, event)] to notify now, [(subscription, event)] for
+    digests)`` for every event and every active subscription whose filter it passes."""
+    immediate, digest = [], []
+    for event in events:
+        scope = event_scope(event)
+        for subscription in subscriptions:
+            states = networks.get(subscription["subject"], {}).get("states")
+            if subscription_matches(subscription, event, states, scope=scope):
+                (digest if subscription.get("digest") else immediate).append((subscription, event))
+    return immediate, digest
+
+
 def notification_event_data(delivery, subscription, error=None):
     """Payload of notification.delivered / notification.failed (docs/events.md)."""
     return {"notification_id": delivery["_id"], "subscription_id": subscription["subscription_id"],

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 SUBSCRIBERS = ("donor", "network", "state", "operator")
 PARALLEL_DELIVERIES = 8
+BATCH_SIZE = 50
 DAY = 86400
 
 
@@ -51,39 +52,34 @@ class NotifyService:
 
     # No inbox: every effect is keyed by the event id (a delivery's unique notification id
     # "<subscription>:<event>", a digest item's "<subscription>:<event>"), so a second copy of
-    # an event sends nothing new; see NotifyRepository.claim_delivery / finish_delivery.
-    @consume_events(topology.NOTIFY_EVENTS, keyed_by_event_id=True)
-    def on_event(self, event):
+    # an event sends nothing new; see NotifyRepository.claim_deliveries / finish_deliveries.
+    # In batches of what the broker has handed over (no waiting): a few database writes and
+    # one confirmed publish per batch instead of per event.
+    @consume_events(topology.NOTIFY_EVENTS, keyed_by_event_id=True, batch_size=BATCH_SIZE, batch_wait=0)
+    def on_events(self, events):
         subscriptions, networks = self.store.routing_table()
-        scope = domain.event_scope(event)
-        matched = [s for s in subscriptions if domain.subscription_matches(
-            s, event, networks.get(s["subject"], {}).get("states"), scope=scope)]
-        immediate = []
-        for subscription in matched:
-            if subscription.get("digest"):
-                self.store.add_digest_item(subscription["subscription_id"], event)
-            else:
-                immediate.append(subscription)
+        immediate, digest = domain.route(events, subscriptions, networks)
+        self.store.add_digest_items(digest)
+        claimed = self.store.claim_deliveries(immediate)
         pool = eventlet.GreenPool(PARALLEL_DELIVERIES)
-        for _ in pool.imap(lambda s: self._notify_one(s, event), immediate):
-            pass
-
-    def _notify_one(self, subscription, event):
-        notification_id = f"{subscription['subscription_id']}:{event['id']}"
-        delivery = self.store.claim_delivery(notification_id, subscription, event["id"], event["type"])
-        if delivery is None:
-            log.info("notification %s was delivered already; not sending it again", notification_id)
-            return
-        self._deliver(subscription, delivery, [event], cause=event)
+        outcomes = list(pool.imap(lambda c: self.channels.send(c[0], c[1]["_id"], [c[2]]), claimed))
+        finished = self.store.finish_deliveries([(subscription, delivery, outcome, event) for
+                                                 (subscription, delivery, event), outcome in zip(claimed, outcomes)])
+        for (subscription, _, event), outcome, (done, recorded) in zip(claimed, outcomes, finished):
+            if not outcome.ok and recorded:
+                self._park(done, subscription, [event], outcome.error)
 
     def _deliver(self, subscription, delivery, events, cause=None, digest=False):
         outcome = self.channels.send(subscription, delivery["_id"], events, digest)
         done, recorded = self.store.finish_delivery(delivery, subscription, outcome, cause=cause)
         if not outcome.ok and recorded:
-            try:
-                self.channels.park(done, subscription, events, outcome.error)
-            except Exception:
-                log.exception("could not park undeliverable notification %s", delivery["_id"])
+            self._park(done, subscription, events, outcome.error)
+
+    def _park(self, delivery, subscription, events, error):
+        try:
+            self.channels.park(delivery, subscription, events, error)
+        except Exception:
+            log.exception("could not park undeliverable notification %s", delivery["_id"])
 
     @digest_timer()
     def send_digests(self):

@@ -178,3 +178,16 @@ def test_an_outcome_event_id_is_the_same_each_time_and_differs_by_notification_a
     assert uuid.UUID(first).version == 5
     assert len({first, domain.outcome_event_id("sub-1:evt-1", "failed"),
                 domain.outcome_event_id("sub-2:evt-1", "delivered")}) == 3
+
+
+def test_routing_sends_each_event_to_the_subscriptions_it_passes_and_queues_digests():
+    donor = {"subscription_id": "s1", "kind": "donor", "subject": "GB-GOV-1", "filter": {}, "digest": False, "status": "active"}
+    state = {"subscription_id": "s2", "kind": "state", "subject": "KEN", "filter": {}, "digest": True, "status": "active"}
+    uganda = {"subscription_id": "s3", "kind": "state", "subject": "UGA", "filter": {}, "digest": False, "status": "active"}
+    kenya = KENYA_MATCH
+    other = new_event("match.proposed", {**KENYA_MATCH["data"], "provider": "US-GOV-1", "match_id": "m2"}, "matching")
+
+    immediate, digest = domain.route([kenya, other], [donor, state, uganda], {})
+
+    assert [(s["subscription_id"], e["id"]) for s, e in immediate] == [("s1", kenya["id"])]
+    assert [(s["subscription_id"], e["id"]) for s, e in digest] == [("s2", kenya["id"]), ("s2", other["id"])]
