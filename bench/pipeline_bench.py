@@ -427,6 +427,9 @@ def main(argv=None):
                  f"{raw_confirmed['broker_ms']:.2f} / {raw_confirmed['client_ms']:.2f} ms"))
     rows.append(("RabbitMQ work per need, in raw confirmed messages",
                  f"{per_event['RabbitMQ'] / max(raw_confirmed['broker_ms'], 1e-9):.1f}"))
+    target_rate = 0.40 * raw_confirmed["msgs_per_s"]
+    rows.append((f"RabbitMQ CPU the pipeline would need at ratio 0.40 ({target_rate:,.0f} needs/s)",
+                 f"{target_rate * per_event['RabbitMQ'] / 1000:.1f} cores of {os.cpu_count()}"))
     rows.append(("CPU per need / CPU per raw confirmed message (ratio ceiling = its inverse)",
                  f"{(services_ms + per_event['database server'] + per_event['RabbitMQ']) / max(raw_ms, 1e-9):.0f}"))
     width = max(len(r[0]) for r in rows)
