@@ -10,13 +10,14 @@ from services.audit.schemas import FEED_MAX_LIMIT, FeedQuerySchema, parse_types,
 from tacoord import topology
 from tacoord.consumer import DEAD_LETTER_ID_HEADER, REASON_HEADER, consume_events
 from tacoord.envelope import utcnow
-from tacoord.errors import Rejected
+from tacoord.errors import Forbidden, Rejected
 from tacoord.ops import OpsServer
 from tacoord.store import MongoStore, Repository
 from tacoord.web import api, query_args
 
 AUDIT = "audit"
 HISTORY_LIMIT = 1000
+OPERATOR_ONLY_ENTITIES = {"message", "event", "subscription", "notification"}
 DUPLICATE_KEY_CODES = (11000, 11001)
 BATCH_SIZE = 50  # events recorded per database round trip, at most
 
@@ -107,9 +108,9 @@ class AuditLog(Repository):
     def recorded(self, event_id):
         return self.db[AUDIT].find_one({"event_id": event_id}, {"_id": 1}) is not None
 
-    def history(self, entity, limit=HISTORY_LIMIT):
-        return [clean(r) for r in self.db[AUDIT].find({"entities": entity}, sort=[("seq", ASCENDING)],
-                                                     limit=limit)]
+    def history(self, entity, limit=HISTORY_LIMIT, events_only=False):
+        query = {"entities": entity, **({"kind": "event"} if events_only else {})}
+        return [clean(r) for r in self.db[AUDIT].find(query, sort=[("seq", ASCENDING)], limit=limit)]
 
     def rejections(self, limit=100):
         return [clean(r) for r in self.db[AUDIT].find({"kind": "rejection"}, sort=[("seq", DESCENDING)],
@@ -193,8 +194,16 @@ class AuditService:
 
     @api("GET", "/audit/entities/<string:entity_type>/<string:entity_id>")
     def entity_history(self, request, entity_type, entity_id):
+        """Every role may follow the history of coordination data (needs, offers, matches,
+        requests); dead letters (which hold other partners' rejected messages, like
+        /audit/rejections) and subscriptions' deliveries are for operators."""
         query_args(request, ())
-        records = self.log.history(f"{entity_type}:{entity_id}")
+        operator = request.principal.is_operator()
+        if not operator and entity_type in OPERATOR_ONLY_ENTITIES:
+            raise Forbidden(f"the audit history of {entity_type} records is for operators"
+                            + (" (a subscriber sees its own deliveries at notify's "
+                               "/subscriptions/<id>/deliveries)" if entity_type != "message" else ""))
+        records = self.log.history(f"{entity_type}:{entity_id}", events_only=not operator)
         return {"entity": f"{entity_type}:{entity_id}", "count": len(records), "records": records}
 
     @api("GET", "/audit/rejections", roles=("operator",))

@@ -45,3 +45,25 @@ def test_a_malformed_ingress_message_is_dead_lettered_and_audited(sandbox, start
     assert "data.article" in reason
     assert sandbox.queue_depth("tacoord.dead-letters") == 1
     assert sandbox.db("needs").needs.count_documents({}) == 0
+
+
+def test_dead_letters_in_an_entity_history_are_shown_to_operators_only(sandbox, start):
+    start(AuditService, NeedsService)
+    sandbox.publish("need.submitted", KENYA_NEED)
+    stored = wait_until(lambda: sandbox.db("needs").needs.find_one({"state": "KEN"}), message="stored need")
+    sandbox.publish("need.withdrawn", {"need_id": stored["need_id"], "reason": "done", "unexpected": 1})
+    history = wait_until(lambda: [r for r in audit_history(sandbox, f"need/{stored['need_id']}")
+                                  if r["kind"] == "rejection"], message="the rejection in the need's history")
+    dead_letter = next(e for e in history[0]["entities"] if e.startswith("message:"))
+
+    def as_(role, subject, path):
+        return requests.get(sandbox.url("audit", f"/audit/entities/{path}"), headers=sandbox.headers(role, subject),
+                            timeout=5)
+
+    seen_by_state = as_("state", "KEN", f"need/{stored['need_id']}")
+    assert seen_by_state.status_code == 200
+    assert [r["type"] for r in seen_by_state.json()["records"]] == ["need.submitted"]
+    assert [r["kind"] for r in audit_history(sandbox, f"need/{stored['need_id']}")] == ["event", "rejection"]
+    refused = as_("donor", "GB-GOV-1", dead_letter.replace(":", "/", 1))
+    assert refused.status_code == 403 and "for operators" in refused.json()["error"]
+    assert as_("operator", "*", dead_letter.replace(":", "/", 1)).json()["count"] == 1
