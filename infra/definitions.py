@@ -135,3 +135,41 @@ def ensure_user(rabbitmqctl, user, password, tags=()):
     else:
         rabbitmqctl("add_user", user, password)
     rabbitmqctl("set_user_tags", user, *tags)
+
+
+def apply_over_api(passwords=None):
+    """Service users and the topology on a broker reached only over the network (Docker
+    Compose's one-shot ``broker-setup``): users and permissions through the management API,
+    exchanges and queues declared as the admin. Passwords: ``TACOORD_AMQP_<SERVICE>_PASSWORD``
+    (every one required: a service must be able to log in with what it is given)."""
+    vhost = config.amqp_vhost()
+    if passwords is None:
+        missing = [f"TACOORD_AMQP_{s.upper()}_PASSWORD" for s in config.SERVICES
+                   if not os.environ.get(f"TACOORD_AMQP_{s.upper()}_PASSWORD")]
+        if missing:
+            raise SystemExit(f"broker-users: set {', '.join(missing)}")
+        passwords = {s: os.environ[f"TACOORD_AMQP_{s.upper()}_PASSWORD"] for s in config.SERVICES}
+    for service, password in passwords.items():
+        apply_service_user(service, service_user(service), password, vhost)
+    from kombu import Connection
+    with Connection(config.amqp_uri(), connect_timeout=10) as connection:
+        topology.declare_all(connection)
+    return sorted(service_user(s) for s in passwords)
+
+
+def main(argv=None):
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m infra.definitions", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("broker-users", help="service users (passwords from TACOORD_AMQP_<SERVICE>_PASSWORD) "
+                                             "and the topology, over the management API and AMQP")
+    args = parser.parse_args(argv)
+    if args.command == "broker-users":
+        users = apply_over_api()
+        print(f"broker-users: {', '.join(users)} set on vhost {config.amqp_vhost()} at {config.amqp_host()}; "
+              "topology declared")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

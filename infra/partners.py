@@ -25,7 +25,7 @@ INGRESS_KEYS = r"^(need|offer|expert|workshop|checklist_assistance)\.[a-z_]+$"
 
 
 def _api(method, path, **kwargs):
-    url = f"http://127.0.0.1:{config.amqp_mgmt_port()}/api/{path}"
+    url = config.amqp_mgmt_url(path)
     response = requests.request(method, url, auth=config.amqp_admin(), timeout=10, **kwargs)
     if response.status_code >= 400 and not (method in ("DELETE", "GET") and response.status_code == 404):
         raise SystemExit(f"partners: {method} {path} failed: {response.status_code} {response.text}")

@@ -45,6 +45,15 @@ def state_dir():
     return Path(env("TACOORD_STATE_DIR", str(PROJECT_ROOT / ".stack")))
 
 
+def amqp_host():
+    return env("TACOORD_AMQP_HOST", "127.0.0.1")
+
+
+def amqp_mgmt_url(path=""):
+    """The RabbitMQ management API (``path`` relative to ``/api/``)."""
+    return f"http://{amqp_host()}:{amqp_mgmt_port()}/api/{path}"
+
+
 def amqp_port():
     return env_int("TACOORD_AMQP_PORT", 5673)
 
@@ -66,8 +75,8 @@ def amqp_uri(vhost=None, user=None, password=None):
     explicit = os.environ.get("AMQP_URI")
     if explicit and vhost is None and user is None:
         return explicit
-    return "pyamqp://{}:{}@127.0.0.1:{}/{}".format(
-        user or default_user, password or default_password, amqp_port(), vhost or amqp_vhost())
+    return "pyamqp://{}:{}@{}:{}/{}".format(
+        user or default_user, password or default_password, amqp_host(), amqp_port(), vhost or amqp_vhost())
 
 
 def service_users_file():

@@ -18,7 +18,7 @@ from tacoord import auth, config, envelope, topology
 
 
 def management_url(path):
-    return f"http://127.0.0.1:{config.amqp_mgmt_port()}/api/{path}"
+    return config.amqp_mgmt_url(path)
 
 
 def admin_auth():

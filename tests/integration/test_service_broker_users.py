@@ -199,3 +199,31 @@ def test_stack_definitions_create_every_service_user_with_its_permissions(tmp_pa
         assert ("set_permissions", "-p", config.amqp_vhost(), user, perms["configure"], perms["write"], perms["read"]) in calls
         assert ("set_topic_permissions", "-p", config.amqp_vhost(), user, topology.EVENTS, *perms["topic"][topology.EVENTS]) \
             in calls
+
+
+def test_broker_setup_over_the_network_gives_each_service_its_user_and_declares_the_topology(sandbox):
+    # What Docker Compose's one-shot broker-setup runs. Users are global to the broker, so the
+    # passwords given are the ones the local stack already uses: nothing else changes.
+    import os
+    import subprocess
+    import sys
+
+    from infra.definitions import service_passwords, service_user
+    passwords = service_passwords()
+    env = {**os.environ, "TACOORD_AMQP_VHOST": sandbox.vhost,
+           **{f"TACOORD_AMQP_{s.upper()}_PASSWORD": pw for s, pw in passwords.items()}}
+    env.pop("AMQP_URI", None)
+    missing = subprocess.run([sys.executable, "-m", "infra.definitions", "broker-users"], capture_output=True,
+                             text=True, env={k: v for k, v in env.items() if not k.endswith("_NEEDS_PASSWORD")},
+                             cwd=config.PROJECT_ROOT, timeout=60)
+    assert missing.returncode != 0 and "TACOORD_AMQP_NEEDS_PASSWORD" in missing.stderr
+
+    done = subprocess.run([sys.executable, "-m", "infra.definitions", "broker-users"], capture_output=True,
+                          text=True, env=env, cwd=config.PROJECT_ROOT, timeout=60)
+
+    assert done.returncode == 0, done.stderr
+    needs = config.amqp_uri(vhost=sandbox.vhost, user=service_user("needs"), password=passwords["needs"])
+    with Connection(needs) as connection:  # the topology is there, declared by the admin
+        Exchange(topology.EVENTS, type="topic", passive=True)(connection.default_channel).declare()
+        connection.default_channel.queue_declare(topology.NEEDS_INGRESS.name, passive=True)
+    assert refused(needs, lambda channel: channel.basic_get(topology.AUDIT_EVENTS.name))

@@ -63,7 +63,8 @@ def test_services_listen_on_all_interfaces_and_reach_the_broker_and_database_by_
         env = env_of(name)
         assert env["TACOORD_OPS_HOST"] == "0.0.0.0"
         assert env["TACOORD_HTTP_HOST"] == "0.0.0.0"
-        assert env[config.AMQP_URI_KEY] == "pyamqp://tacoord:tacoord@rabbitmq:5672/tacoord"
+        password = f"${{TACOORD_AMQP_{name.upper()}_PASSWORD:-{name}-dev-only}}"
+        assert env[config.AMQP_URI_KEY] == f"pyamqp://tacoord-{name}:{password}@rabbitmq:5672/tacoord"
         assert env[config.MONGO_URI_KEY] == "mongodb://mongo:27017/"
 
 
@@ -95,7 +96,28 @@ def test_service_health_checks_ask_readiness_on_their_own_ops_port():
 def test_services_wait_for_a_healthy_broker_and_database():
     for name in config.SERVICES:
         assert SERVICES[name]["depends_on"] == {"rabbitmq": {"condition": "service_healthy"},
-                                                "mongo": {"condition": "service_healthy"}}
+                                                "mongo": {"condition": "service_healthy"},
+                                                "broker-setup": {"condition": "service_completed_successfully"}}
+
+
+def test_broker_setup_gives_each_service_the_user_and_password_its_amqp_uri_names():
+    setup = SERVICES["broker-setup"]
+    assert setup["command"] == ["python", "-m", "infra.definitions", "broker-users"]
+    assert setup["restart"] == "no" and setup["build"] == "."
+    assert setup["depends_on"] == {"rabbitmq": {"condition": "service_healthy"}}
+    env = env_of("broker-setup")
+    rabbit = SERVICES["rabbitmq"]["environment"]
+    assert (env["TACOORD_AMQP_ADMIN_USER"], env["TACOORD_AMQP_ADMIN_PASSWORD"], env["TACOORD_AMQP_VHOST"]) == (
+        rabbit["RABBITMQ_DEFAULT_USER"], rabbit["RABBITMQ_DEFAULT_PASS"], rabbit["RABBITMQ_DEFAULT_VHOST"])
+    assert (env["TACOORD_AMQP_HOST"], env["TACOORD_AMQP_PORT"], env["TACOORD_AMQP_MGMT_PORT"]) == (
+        "rabbitmq", "5672", "15672")
+    for name in config.SERVICES:
+        uri = env_of(name)[config.AMQP_URI_KEY]
+        user, password = re.fullmatch(r"pyamqp://([^:]+):(.+)@rabbitmq:5672/tacoord", uri).groups()
+        assert user == f"tacoord-{name}"
+        assert env[f"TACOORD_AMQP_{name.upper()}_PASSWORD"] == password
+    passwords = {f"TACOORD_AMQP_{s.upper()}_PASSWORD" for s in config.SERVICES}
+    assert set(env) - passwords <= config_env_names()
 
 
 def test_rabbitmq_has_the_user_and_vhost_the_services_use():
