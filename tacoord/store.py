@@ -75,8 +75,19 @@ class MongoStore(DependencyProvider):
             if hasattr(provider, "add_check"):
                 provider.add_check("database", self.ping)
         if self.outbox_collections:
-            self.container.spawn_managed_thread(
-                lambda: self.relay.sweep_forever(self.sweep_interval), identifier="outbox-sweeper")
+            self.background(lambda: self.relay.sweep_forever(self.sweep_interval), "outbox-sweeper")
+
+    def background(self, run, identifier):
+        """A managed thread that stops with this store, before the database client closes."""
+        self._threads = getattr(self, "_threads", []) + [
+            self.container.spawn_managed_thread(run, identifier=identifier)]
+
+    def stop(self):
+        for thread in getattr(self, "_threads", []):
+            thread.kill()
+        self._threads = []
+
+    kill = stop
 
     def ping(self):
         self.client.admin.command("ping")

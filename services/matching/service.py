@@ -166,7 +166,7 @@ class MatchingStore(MongoStore):
                                      _setting(self.container.config, REPLAY_KEY_KEY, ""), self.settings)
         self.reload()
         self.loaded.send(True)
-        self.container.spawn_managed_thread(self._sweep_forever, identifier="gap-sweeper")
+        self.background(self._sweep_forever, "gap-sweeper")
 
     def reload(self):
         """Load the read model from the service's own collections."""

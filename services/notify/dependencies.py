@@ -13,6 +13,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
 
@@ -306,6 +307,21 @@ class NotifyRepository(Repository):
                                            sort=[("queued_at", 1)])
         return [item["event"] for item in items]
 
+    def digest_events(self, notification_id):
+        """The events a digest delivery was given (by :meth:`claim_digest`), oldest first."""
+        items = self.db[DIGEST_ITEMS].find({"digest_id": notification_id}, sort=[("queued_at", 1)])
+        return [item["event"] for item in items]
+
+    def stale_digest_deliveries(self, older_than_seconds):
+        """Digest deliveries still ``pending`` long after they were claimed: their worker died."""
+        cutoff = (utcnow() - timedelta(seconds=older_than_seconds)).isoformat()
+        return [self._unfinished(d) for d in self.db[DELIVERIES].find(
+            {"digest": True, "status": "pending", "created_at": {"$lt": cutoff}}, sort=[("created_at", 1)])]
+
+    def drop_delivery(self, notification_id):
+        """Forget a pending delivery that has nothing to send."""
+        self.db[DELIVERIES].delete_one({"_id": notification_id, "status": "pending"})
+
     def pending_digest_subscriptions(self):
         return sorted(set(d["subscription_id"] for d in self.db[DIGEST_ITEMS].find({"digest_id": None},
                                                                                  {"subscription_id": 1})))
@@ -361,6 +377,8 @@ class Channels(DependencyProvider):
         self.smtp_password = setting(cfg, SMTP_PASSWORD_KEY, None)
         self.smtp_starttls = str(setting(cfg, SMTP_STARTTLS_KEY, "")).lower() in ("1", "true", "yes")
         self.digest_period = float(setting(cfg, DIGEST_SECONDS_KEY, 86400))
+        # a delivery still pending after every try and backoff could have run: its worker died
+        self.stale_after = max(1.0, 2 * self.max_seconds + self.max_tries * self.timeout)
         address = cfg.get("WEB_SERVER_ADDRESS", "127.0.0.1:8004")
         self.public_url = str(setting(cfg, PUBLIC_URL_KEY, f"http://{address}")).rstrip("/")
         self.exchange = Exchange(domain.NOTIFY_EXCHANGE, type="direct", durable=True)

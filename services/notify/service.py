@@ -10,7 +10,8 @@ from marshmallow import ValidationError
 from nameko.timer import Timer
 
 from services.notify import domain
-from services.notify.dependencies import DIGEST_SECONDS_KEY, Channels, NotifyStore, public_subscription, setting
+from services.notify.dependencies import (DIGEST_SECONDS_KEY, Channels, NotifyStore, Outcome, public_subscription,
+                                         setting)
 from services.notify.schemas import NetworkSchema, SubscriptionSchema, check_subject
 from tacoord import topology
 from tacoord.consumer import consume_events
@@ -83,6 +84,7 @@ class NotifyService:
 
     @digest_timer()
     def send_digests(self):
+        self._resend_stale_digests()
         period = self.channels.digest_period
         now = time.time()
         for subscription_id in self.store.pending_digest_subscriptions():
@@ -101,6 +103,27 @@ class NotifyService:
             events = self.store.claim_digest(subscription_id, notification_id)
             self.store.mark_digest_sent(subscription_id, now)
             if events:
+                self._deliver(subscription, delivery, events, digest=True)
+            else:  # another instance took the items meanwhile
+                self.store.drop_delivery(notification_id)
+
+    def _resend_stale_digests(self):
+        """A digest whose worker died after claiming its items is sent again under the same
+        notification id (receivers drop the repeat): digests are at least once, like the rest."""
+        for delivery in self.store.stale_digest_deliveries(self.channels.stale_after):
+            events = self.store.digest_events(delivery["_id"])
+            try:
+                subscription = self.store.subscription(delivery["subscription_id"])
+            except NotFound:
+                subscription = None
+            if not events:
+                self.store.drop_delivery(delivery["_id"])
+            elif subscription is None or subscription["status"] != "active":
+                gone = Outcome(ok=False, attempts=0, error="the subscription ended before its digest was sent")
+                self.store.finish_delivery(delivery, subscription or {"subscription_id": delivery["subscription_id"],
+                                                                      "channel": delivery["channel"]}, gone)
+            else:
+                log.warning("digest %s was left pending by an earlier worker; sending it again", delivery["_id"])
                 self._deliver(subscription, delivery, events, digest=True)
 
     # -- subscriptions ----------------------------------------------------------

@@ -1,5 +1,7 @@
 """Notify is at least once under one notification id: a delivery a dead worker left
 ``pending`` is sent when its event comes back, and a finished one is never sent again."""
+import json
+
 from services.notify.service import NotifyService
 from tacoord.envelope import new_event
 from tacoord.testing import wait_until
@@ -68,3 +70,30 @@ def test_a_resent_notification_publishes_its_outcome_under_the_same_event_id(san
     assert body["id"] == domain.outcome_event_id(notification_id, "delivered")
     assert body["causation_id"] == event["id"] and body["data"]["notification_id"] == notification_id
     assert len(hook.received) == 1
+
+
+def test_a_digest_a_dead_worker_left_pending_is_sent_again_under_its_id_and_an_empty_one_dropped(
+        sandbox, start, receivers):
+    quick = {**FAST, "TACOORD_NOTIFY_DIGEST_SECONDS": 1, "TACOORD_NOTIFY_MAX_SECONDS": 0.2,
+             "TACOORD_NOTIFY_MAX_TRIES": 1, "TACOORD_NOTIFY_TIMEOUT": 0.3}  # stale after 1 s
+    start(NotifyService, **quick)
+    hook = receivers()
+    sub = subscribe(sandbox, "state", "KEN", {"channel": "webhook", "url": hook.url, "digest": True})
+    event = new_event("match.proposed", KENYA_MATCH, "matching")
+    db = sandbox.db("notify")
+    claimed, empty = (f"{sub['subscription_id']}:digest:{name}" for name in ("dead0001", "dead0002"))
+    for notification_id in (claimed, empty):  # what a worker killed after claim_digest leaves
+        db.deliveries.insert_one({
+            "_id": notification_id, "notification_id": notification_id, "subscription_id": sub["subscription_id"],
+            "event_id": f"digest:{notification_id[-8:]}", "event_type": "digest", "channel": "webhook",
+            "digest": True, "status": "pending", "attempts": 0, "last_error": None, "latency_ms": None,
+            "created_at": "2026-01-01T00:00:00+00:00", "finished_at": None})
+    db.digest_items.insert_one({"_id": f"{sub['subscription_id']}:{event['id']}", "subscription_id": sub["subscription_id"],
+                                "event": event, "digest_id": claimed, "queued_at": "2026-01-01T00:00:00+00:00"})
+
+    wait_until(lambda: hook.received, timeout=10, message="the digest sent again")
+    wait_until(lambda: db.deliveries.find_one({"_id": empty}) is None, message="the empty one dropped")
+    [sent] = hook.received
+    assert sent["headers"]["X-Tacoord-Notification-Id"] == claimed
+    assert [e["id"] for e in json.loads(sent["body"])["events"]] == [event["id"]]
+    assert db.deliveries.find_one({"_id": claimed})["status"] == "delivered"
