@@ -41,6 +41,15 @@ def env_int(name, default):
         raise SystemExit(f"configuration error: {name}={value!r} is not an integer")
 
 
+def setting(container_config, key, default=None):
+    """A service setting: the container's config first, then the environment, then ``default``
+    (an empty value counts as unset, as ``${VAR:}`` in a config.yml gives one)."""
+    value = container_config.get(key)
+    if value is None or value == "":
+        value = os.environ.get(key)
+    return default if value is None or value == "" else value
+
+
 def state_dir():
     return Path(env("TACOORD_STATE_DIR", str(PROJECT_ROOT / ".stack")))
 

@@ -7,7 +7,6 @@ and parks what could not be delivered on the dead-letter exchange.
 """
 import json
 import logging
-import os
 import smtplib
 import socket
 import time
@@ -29,6 +28,7 @@ from tenacity import (RetryError, Retrying, retry_if_exception_type, stop_after_
 
 from services.notify import domain
 from tacoord import config, topology
+from tacoord.config import setting
 from tacoord.consumer import DEAD_LETTER_ID_HEADER, REASON_HEADER
 from tacoord.envelope import new_event, utcnow
 from tacoord.errors import Conflict, NotFound
@@ -59,13 +59,6 @@ SMTP_STARTTLS_KEY = "TACOORD_SMTP_STARTTLS"
 PUBLIC_URL_KEY = "TACOORD_NOTIFY_PUBLIC_URL"
 DIGEST_SECONDS_KEY = "TACOORD_NOTIFY_DIGEST_SECONDS"
 ROUTING_CACHE_SECONDS_KEY = "TACOORD_NOTIFY_ROUTING_CACHE_SECONDS"
-
-
-def setting(cfg, key, default):
-    value = cfg.get(key)
-    if value is None or value == "":
-        value = os.environ.get(key)
-    return default if value is None or value == "" else value
 
 
 # -- metrics (created once per process) ----------------------------------------

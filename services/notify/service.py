@@ -10,10 +10,10 @@ from marshmallow import ValidationError
 from nameko.timer import Timer
 
 from services.notify import domain
-from services.notify.dependencies import (DIGEST_SECONDS_KEY, Channels, NotifyStore, Outcome, public_subscription,
-                                         setting)
+from services.notify.dependencies import DIGEST_SECONDS_KEY, Channels, NotifyStore, Outcome, public_subscription
 from services.notify.schemas import NetworkSchema, SubscriptionSchema, check_subject
 from tacoord import topology
+from tacoord.config import setting
 from tacoord.consumer import consume_events
 from tacoord.envelope import utcnow
 from tacoord.errors import Forbidden, NotFound
