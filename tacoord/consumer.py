@@ -23,19 +23,25 @@ For each message, in order:
 Every path publishes (confirmed) before it acks, so a crash at any point
 leads to a redelivery, never a loss; step 3 makes the redelivery harmless.
 
-Batches: ``@consume_events(spec, keyed_by_event_id=True, batch_size=50)``
-hands the handler a *list* of validated envelopes (one database round trip
-for many events). Valid messages are buffered and flushed as one worker when
-``batch_size`` are waiting or ``batch_wait`` seconds after the first; there is
-no inbox (the handler's write must be keyed by event id under a unique index,
-and copies may share a batch). Success → every message acked. A transient
-error → every message round the retry queue, keeping its tries. Any other
-error in a batch of several → every message round the retry queue without
-using a try, marked ``x-tacoord-alone``, and handled in a batch of its own
-when it comes back; a batch of one fails like a single message (parked, or
-retried and parked after the last try). A poison message so only uses up its
-own tries. The container's prefetch is raised to ``2 × batch_size`` so
-batches can fill.
+Batches: ``@consume_events(spec, batch_size=50)`` hands the handler a *list*
+of validated envelopes (one database round trip for many events). Valid
+messages are buffered and flushed as one worker when ``batch_size`` are
+waiting or ``batch_wait`` seconds after the first. At the flush the whole
+batch is claimed in the inbox with one round trip (``Inbox.claim_many``):
+done ids are acked as duplicates, ids another worker holds go round the retry
+queue (waiting, no try used), later copies of an id in the same batch too
+(they find it done when they come back); if the claim itself fails, every
+message goes round waiting. Success → the ids recorded done with one bulk
+write, every message acked. Failure → the claims released with one delete,
+then: a transient error → every message round the retry queue, keeping its
+tries. Any other error in a batch of several → every message round the retry
+queue without using a try, marked ``x-tacoord-alone``, and handled in a batch
+of its own when it comes back; a batch of one fails like a single message
+(parked, or retried and parked after the last try). A poison message so only
+uses up its own tries. With ``keyed_by_event_id=True`` there is no inbox (the
+handler's write must be keyed by event id under a unique index, and copies
+may share a batch). The container's prefetch is raised to ``2 × batch_size``
+so batches can fill.
 """
 import json
 import logging
@@ -51,7 +57,8 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from marshmallow import ValidationError
 from nameko.exceptions import ContainerBeingKilled
 from nameko.messaging import Consumer, QueueConsumer
-from pymongo.errors import ConnectionFailure, DuplicateKeyError
+from pymongo import UpdateOne
+from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError
 
 from tacoord import config, envelope, topology
 from tacoord.errors import Rejected
@@ -71,6 +78,7 @@ ALONE_HEADER = "x-tacoord-alone"  # failed in a batch: handle it in a batch of i
 DEFAULT_BATCH_WAIT_SECONDS = 0.01
 MAX_DELAY_SECONDS = 60
 MAX_WAIT_DELAY_SECONDS = 10
+DUPLICATE_KEY = 11000
 
 # The database or the broker is unreachable (down, restarting, frozen): not the
 # message's fault, so it does not use up the message's tries.
@@ -112,14 +120,49 @@ class Inbox:
                 claim = self.collection.find_one({"_id": key})
             if claim is None:
                 continue  # released meanwhile: claim again
-            if claim.get("state", "done") == "done":
-                return "done"
-            if now - claim.get("claimed_at", 0) < self.lease_seconds:
-                return "busy"
-            taken = self.collection.update_one({"_id": key, "claimed_at": claim.get("claimed_at")},
-                                               {"$set": {"claimed_at": now}})
-            return "new" if taken.modified_count else "busy"
+            return self._classify(key, claim, now)
         return "busy"
+
+    def _classify(self, key, claim, now):
+        """An existing claim: 'done', 'busy' (fresh) or, older than the lease, taken over ('new')."""
+        if claim.get("state", "done") == "done":
+            return "done"
+        if now - claim.get("claimed_at", 0) < self.lease_seconds:
+            return "busy"
+        taken = self.collection.update_one({"_id": key, "claimed_at": claim.get("claimed_at")},
+                                           {"$set": {"claimed_at": now}})
+        return "new" if taken.modified_count else "busy"
+
+    def claim_many(self, queue, message_ids):
+        """Claim distinct ids with one round trip (two if some were claimed before):
+        ``{id: 'new' | 'done' | 'busy'}``, as :meth:`claim` for each."""
+        keys = [self.key(queue, message_id) for message_id in message_ids]
+        by_key = dict(zip(keys, message_ids))
+        if len(by_key) != len(keys):
+            raise ValueError("claim_many needs distinct message ids")
+        now = time.time()
+        outcome = {message_id: "new" for message_id in message_ids}
+        if not keys:
+            return outcome
+        try:
+            self.collection.insert_many([{"_id": key, "state": "processing", "claimed_at": now} for key in keys],
+                                        ordered=False)
+            return outcome
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(error.get("code") != DUPLICATE_KEY for error in errors) or not errors:
+                failed = {error.get("index") for error in errors}
+                self.release_many(queue, [m for i, m in enumerate(message_ids) if i not in failed])
+                raise
+            taken = [keys[error["index"]] for error in errors]
+        claims = {claim["_id"]: claim for claim in self.collection.find({"_id": {"$in": taken}})}
+        for key in taken:
+            claim = claims.get(key)
+            if claim is None:  # released meanwhile (rare): claim it on its own
+                outcome[by_key[key]] = self.claim(queue, by_key[key])
+            else:
+                outcome[by_key[key]] = self._classify(key, claim, now)
+        return outcome
 
     def record(self, queue, message_id, event_type):
         # The claim is there (claim() inserted it): a plain update, which nx-27017 does about
@@ -131,6 +174,27 @@ class Inbox:
 
     def release(self, queue, message_id):
         self.collection.delete_one({"_id": self.key(queue, message_id), "state": "processing"})
+
+    def record_many(self, queue, done_ids):
+        """Mark ``[(message_id, event_type)]`` done with one bulk write (claimed by :meth:`claim_many`)."""
+        if not done_ids:
+            return
+        at = datetime.now(timezone.utc).isoformat()
+        updates = {self.key(queue, message_id): {"state": "done", "type": event_type, "processed_at": at}
+                   for message_id, event_type in done_ids}
+        result = self.collection.bulk_write([UpdateOne({"_id": key}, {"$set": done})
+                                             for key, done in updates.items()], ordered=False)
+        if result.matched_count < len(updates):  # a claim went missing (rare): upsert those
+            present = {d["_id"] for d in self.collection.find({"_id": {"$in": list(updates)}}, {"_id": 1})}
+            missing = [UpdateOne({"_id": key}, {"$set": done}, upsert=True)
+                       for key, done in updates.items() if key not in present]
+            if missing:
+                self.collection.bulk_write(missing, ordered=False)
+
+    def release_many(self, queue, message_ids):
+        if message_ids:
+            self.collection.delete_many({"_id": {"$in": [self.key(queue, m) for m in message_ids]},
+                                         "state": "processing"})
 
 
 def _attempt(message):
@@ -193,19 +257,22 @@ class EventConsumer(Consumer):
         one delivery per subscription and event id), so a second copy cannot take
         effect twice; the inbox claim and record (two database round trips per
         message) are skipped.
-        ``batch_size > 1`` (only with ``keyed_by_event_id=True``, not raw, on a
-        queue with a retry queue): the handler receives a list of up to
-        ``batch_size`` envelopes, gathered for at most ``batch_wait`` seconds;
-        ``batch_wait=0``: the messages the broker has already handed over, no
-        waiting (the flush runs when the consumer would block for the next
-        message, so a batch adds no latency at low load).
+        ``batch_size > 1`` (not raw, on a queue with a retry queue): the handler
+        receives a list of up to ``batch_size`` envelopes, gathered for at most
+        ``batch_wait`` seconds; ``batch_wait=0``: the messages the broker has
+        already handed over, no waiting (the flush runs when the consumer would
+        block for the next message, so a batch adds no latency at low load).
+        Without ``keyed_by_event_id`` the batch is claimed in the inbox as a
+        whole (one round trip) and recorded done as a whole (one bulk write),
+        so each event id reaches the handler once, in one batch, even when
+        applying it is not idempotent; copies never share a batch.
         """
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
         if batch_size > 1:
-            if raw or not keyed_by_event_id:
-                raise TypeError("batches need keyed_by_event_id=True and raw=False: they skip the inbox, "
-                                "so the handler's write must be keyed by event id under a unique index")
+            if raw:
+                raise TypeError("batches need validated envelopes (raw=False): each message is claimed "
+                                "by its event id")
             if not spec.retry:
                 raise TypeError(f"batches need a retry queue; {spec.name} has none")
             if isinstance(batch_wait, bool) or not isinstance(batch_wait, (int, float)) or batch_wait < 0:
@@ -319,6 +386,10 @@ class EventConsumer(Consumer):
             self._dispatch_batch(batch)
 
     def _dispatch_batch(self, batch):
+        if not self.keyed_by_event_id:
+            batch = self._claim_batch(batch)
+            if not batch:
+                return
         events = [event for _, _, event in batch]
         handle_result = partial(self.handle_batch_result, batch, time.monotonic())
         try:
@@ -328,16 +399,79 @@ class EventConsumer(Consumer):
         except Exception as exc:
             if not isinstance(exc, ContainerBeingKilled):
                 log.exception("could not start a worker for a batch from %s; giving it back", self.spec.name)
+            if not self.keyed_by_event_id:
+                try:
+                    self.inbox.release_many(self.spec.name, [event["id"] for event in events])
+                except Exception:  # the claims lapse after the lease
+                    log.warning("could not release the claims of a batch from %s", self.spec.name)
             for _, message, _ in batch:
                 self._requeue(message)
             return
         self.batches.labels(queue=self.spec.name).inc()
+
+    def _claim_batch(self, batch):
+        """Claim a batch's messages in the inbox with one round trip; returns those to handle.
+
+        Copies of one id: the first is claimed, the others go round the retry queue
+        (waiting) and find it done when they come back. 'done' → acked as a duplicate;
+        'busy' → round the retry queue (waiting); the database unreachable → every
+        message round the retry queue (waiting)."""
+        first, copies = {}, []
+        for item in batch:
+            message_id = item[2]["id"]
+            if message_id in first:
+                copies.append(item)
+            else:
+                first[message_id] = item
+        try:
+            claims = self.inbox.claim_many(self.spec.name, list(first))
+        except Exception as exc:
+            for body, message, event in batch:
+                self._settle_later(body, message, event, exc)
+            return []
+        handle = []
+        for message_id, item in first.items():
+            if claims[message_id] == "new":
+                handle.append(item)
+                continue
+            body, message, event = item
+            try:
+                if claims[message_id] == "done":
+                    self._count(event, "duplicate")
+                    self.queue_consumer.ack_message(message)
+                else:
+                    self._send_round(body, message, event, attempt=_attempt(message),
+                                     reason="another worker is handling this message", wait=True)
+            except Exception:
+                log.exception("could not settle message from %s; it will be redelivered", self.spec.name)
+                self._requeue(message)
+        for body, message, event in copies:
+            try:
+                self._send_round(body, message, event, attempt=_attempt(message),
+                                 reason="a copy of this message is in the same batch", wait=True)
+            except Exception:
+                log.exception("could not settle message from %s; it will be redelivered", self.spec.name)
+                self._requeue(message)
+        return handle
 
     def handle_batch_result(self, batch, started, worker_ctx, result=None, exc_info=None):
         elapsed = time.monotonic() - started
         for _, _, event in batch:
             self.metrics.handler_seconds.labels(type=self._type(event)).observe(elapsed)
         exc = exc_info[1] if exc_info else None
+        if not self.keyed_by_event_id:
+            try:
+                if exc is None:
+                    self.inbox.record_many(self.spec.name, [(event["id"], self._type(event))
+                                                            for _, _, event in batch])
+                else:
+                    self.inbox.release_many(self.spec.name, [event["id"] for _, _, event in batch])
+            except Exception:
+                # As for a single message: give the messages back to the broker.
+                log.exception("could not settle a batch from %s; it will be redelivered", self.spec.name)
+                for _, message, _ in batch:
+                    self._requeue(message)
+                return result, exc_info
         for body, message, event in batch:
             try:
                 if exc is None:

@@ -81,6 +81,20 @@ class Relay:
                       {"$pull": {OUTBOX: {"id": event["id"]}}, "$inc": {PENDING: -1}})
             for document_id, event in staged_events], ordered=False)
 
+    def relay_many(self, staged_events):
+        """Relay ``[(collection, document_id, event)]`` in the order given with one confirmed
+        batch publish, then one bulk write per collection to pull them."""
+        if not staged_events:
+            return
+        self.publisher.publish_events([event for _, _, event in staged_events])
+        pulls = {}
+        for collection, document_id, event in staged_events:
+            pulls.setdefault(collection, []).append(
+                UpdateOne({"_id": document_id, f"{OUTBOX}.id": event["id"]},
+                          {"$pull": {OUTBOX: {"id": event["id"]}}, "$inc": {PENDING: -1}}))
+        for collection, updates in pulls.items():
+            self.database[collection].bulk_write(updates, ordered=False)
+
     def sweep(self, older_than=timedelta(seconds=5)):
         """Publish what a crashed writer left behind. Returns how many."""
         cutoff = (utcnow() - older_than).isoformat()

@@ -1,11 +1,14 @@
 """Matching service: needs against supply, incrementally, with the needs-vs-supply matrix.
 
 The read model (``domain.ReadModel``) lives in memory in the store provider,
-one per container; every consumed event is applied under a lock, then its
-documents and events are written (events through the outbox) before the
-message is acknowledged. On start the model is loaded from the service's own
-collections; a failed write reloads it from there, so memory never runs
-ahead of the store.
+one per container. Events are consumed in batches of what the broker has
+handed over (up to 50, claimed in the inbox together): they are applied in
+order under a lock, then the documents and events they produced are written
+with one bulk write per collection (events through the outbox) and relayed
+with one confirmed publish, before the messages are acknowledged. On start
+the model is loaded from the service's own collections; a failed apply or
+write reloads it from there, so memory never runs ahead of the store, and the
+batch's events are retried each on its own (a malformed one is parked).
 """
 import csv
 import gc
@@ -17,6 +20,7 @@ from pathlib import Path
 import eventlet
 from eventlet.event import Event
 from eventlet.semaphore import Semaphore
+from pymongo import ReplaceOne, UpdateOne
 from werkzeug.wrappers import Response
 
 from services.matching import domain
@@ -124,16 +128,30 @@ class MatchingRepository(Repository):
         return self.provider.model
 
     def handle(self, event):
+        self.handle_batch([event])
+
+    def handle_batch(self, events):
+        """Apply events in order under the lock, then store and relay what they did together.
+
+        Any failure reloads the model from the store before it is raised, so the
+        events (retried each on its own) are applied to a model equal to the store."""
         self.provider.loaded.wait()
         with self.provider.lock:
-            started = time.perf_counter()
-            try:
-                outcome = self.provider.model.apply(event)
-            except (KeyError, ValueError, TypeError) as exc:
-                self.provider.reload()
-                raise Rejected(f"cannot read {event['type']} payload: {type(exc).__name__}: {exc}")
-            APPLY_SECONDS.labels(family=event["type"].split(".")[0]).observe(time.perf_counter() - started)
-            self.provider.persist(outcome, cause=event)
+            self.provider.reload_if_stale()
+            outcomes = []
+            for event in events:
+                started = time.perf_counter()
+                try:
+                    outcome = self.provider.model.apply(event)
+                except (KeyError, ValueError, TypeError) as exc:
+                    self.provider.reload_after_failure()
+                    raise Rejected(f"cannot read {event['type']} payload: {type(exc).__name__}: {exc}")
+                except Exception:
+                    self.provider.reload_after_failure()
+                    raise
+                APPLY_SECONDS.labels(family=event["type"].split(".")[0]).observe(time.perf_counter() - started)
+                outcomes.append((outcome, event))
+            self.provider.persist_many(outcomes)
 
     def matches(self, filters, limit=1000):
         return [public(d) for d in self.db[MATCHES].find(filters, sort=[("_id", 1)], limit=limit)]
@@ -154,6 +172,7 @@ class MatchingStore(MongoStore):
         default_sweep = min(30.0, max(0.2, self.settings.gap_after_seconds / 4))
         self.sweep_every = float(_setting(cfg, GAP_SWEEP_KEY, default_sweep))
         self.lock = Semaphore(1)
+        self.stale = False  # a failure left the model ahead of the store and it could not be reloaded
         self.loaded = Event()
         self.model = domain.ReadModel(self.settings)
 
@@ -191,32 +210,63 @@ class MatchingStore(MongoStore):
                  len(self.model.needs), len(self.model.offers), len(self.model.experts),
                  len(self.model.matches))
 
+    def reload_after_failure(self):
+        """The model may be ahead of the store: reload it (if the store is unreachable too,
+        the next event or sweep reloads it first)."""
+        self.stale = True
+        try:
+            self.reload()
+            self.stale = False
+        except Exception as exc:
+            log.warning("could not reload the read model (%s); will reload before the next event", exc)
+
+    def reload_if_stale(self):
+        if self.stale:
+            self.reload()
+            self.stale = False
+
     def persist(self, outcome, cause=None):
         """Store an outcome's documents (events staged in their outbox), then relay the events."""
-        written = []
-        try:
-            for (kind, entity_id), document in outcome.entities.items():
-                self.database[VIEWS[kind]].replace_one({"_id": entity_id}, {**document, "_id": entity_id},
-                                                       upsert=True)
+        self.persist_many([(outcome, cause)])
+
+    def persist_many(self, outcomes):
+        """Store what several events did, ``[(outcome, cause)]`` in order, with one bulk write per
+        collection (a later document of an entity or match wins; its events are concatenated, each
+        caused by its own event), then relay every event in the order one-by-one handling would
+        have: one confirmed publish, one bulk pull per collection."""
+        entities, docs, relayed = {}, {}, []
+        for outcome, cause in outcomes:
+            entities.update(outcome.entities)
             for (collection, doc_id), (document, events) in outcome.docs.items():
                 envelopes = [new_event(event_type, data, SOURCE, ACTOR, cause=own_cause or cause)
                              for event_type, data, own_cause in events]
-                self.database[collection].update_one({"_id": doc_id}, staged({"$set": document}, envelopes),
-                                                     upsert=True)
-                written.append((collection, doc_id, envelopes))
-                count_alerts_and_matches(envelopes)
+                slot = docs.setdefault((collection, doc_id), [None, []])
+                slot[0] = document
+                slot[1].extend(envelopes)
+                relayed.extend((collection, doc_id, envelope) for envelope in envelopes)
+        views, collections = {}, {}
+        for (kind, entity_id), document in entities.items():
+            views.setdefault(VIEWS[kind], []).append(
+                ReplaceOne({"_id": entity_id}, {**document, "_id": entity_id}, upsert=True))
+        for (collection, doc_id), (document, envelopes) in docs.items():
+            collections.setdefault(collection, []).append(
+                UpdateOne({"_id": doc_id}, staged({"$set": document}, envelopes), upsert=True))
+        try:
+            for collection, writes in (*views.items(), *collections.items()):
+                self.database[collection].bulk_write(writes, ordered=False)
         except Exception:
             log.warning("could not store an outcome; reloading the read model from the store")
-            self.reload()
+            self.reload_after_failure()
             raise
+        count_alerts_and_matches(envelope for _, _, envelope in relayed)
         for kind in ("needs", "offers", "experts", "matches"):
             MODEL_SIZE.labels(kind=kind).set(len(getattr(self.model, kind)))
-        for collection, doc_id, envelopes in written:
-            self.relay.relay(collection, doc_id, envelopes)
+        self.relay.relay_many(relayed)
 
     def sweep(self, now=None):
         self.loaded.wait()
         with self.lock:
+            self.reload_if_stale()
             outcome = self.model.sweep(now or utcnow())
             if outcome:
                 self.persist(outcome)
@@ -256,9 +306,11 @@ class MatchingService:
     store = MatchingStore()
     ops = OpsServer()
 
-    @consume_events(topology.MATCHING_EVENTS)
-    def on_event(self, event):
-        self.store.handle(event)
+    @consume_events(topology.MATCHING_EVENTS, batch_size=50, batch_wait=0)
+    def on_events(self, events):
+        """What the broker has handed over, up to 50 events: claimed in the inbox together
+        (applying an event is not idempotent), applied in order, stored and relayed together."""
+        self.store.handle_batch(events)
 
     @api("GET", "/matrix")
     def get_matrix(self, request):

@@ -1,15 +1,18 @@
 """Batched consuming in the core: a handler receiving lists of events, and a poison
 message in a batch burning only its own tries, against the real broker."""
 import json
+import time
 from collections import Counter
 
 import pytest
 from kombu import Connection, Producer
+from prometheus_client import REGISTRY
 from pymongo.errors import AutoReconnect
 
 from tacoord import topology
 from tacoord.consumer import ALONE_HEADER, REASON_HEADER, consume_events
 from tacoord.envelope import new_event
+from tacoord.indexes import PROCESSED
 from tacoord.testing import wait_until
 
 PROBE = topology.QueueSpec("probe.batches", topology.EVENTS, ("probe.#",))
@@ -98,10 +101,10 @@ def test_a_batch_failing_on_an_outage_goes_round_whole_and_keeps_its_tries(sandb
     assert sandbox.queue_depth(PROBE.retry_name) == 0
 
 
-@pytest.mark.parametrize("options", [dict(batch_size=5), dict(batch_size=5, keyed_by_event_id=True, raw=True),
+@pytest.mark.parametrize("options", [dict(batch_size=5, raw=True), dict(batch_size=5, keyed_by_event_id=True, raw=True),
                                      dict(batch_size=0, keyed_by_event_id=True),
                                      dict(batch_size=5, keyed_by_event_id=True, batch_wait=-1)])
-def test_batches_are_refused_where_copies_could_take_effect_twice(options):
+def test_batches_are_refused_for_raw_messages_and_bad_sizes(options):
     with pytest.raises((TypeError, ValueError)):
         consume_events(PROBE, **options)(lambda self, events: None)
 
@@ -133,3 +136,111 @@ def test_with_no_wait_a_batch_takes_what_the_broker_handed_over_and_a_lone_event
     wait_until(lambda: EAGER_BATCHES[-1] == [lone["id"]], timeout=5, message="the lone event, alone")
     assert sorted(i for batch in EAGER_BATCHES for i in batch) == sorted(e["id"] for e in queued + [lone])
     wait_until(lambda: sandbox.queue_depth(EAGER.name) == 0, message="acked")
+
+
+# -- batches with the inbox: applying an event twice would do harm ------------
+
+INBOXED = topology.QueueSpec("probe.inboxed", topology.EVENTS, ("inboxed.#",))
+INBOX_POISON = set()
+INBOX_HANDLED = []  # ids handled successfully, one entry per handling
+INBOX_BATCHES = []  # the ids of every batch the handler received
+
+
+class InboxBatchProbe:
+    name = "probe"
+
+    @consume_events(INBOXED, batch_size=20, batch_wait=0)
+    def on_events(self, events):
+        INBOX_BATCHES.append([e["id"] for e in events])
+        poisoned = [e["id"] for e in events if e["id"] in INBOX_POISON]
+        if poisoned:
+            raise Exception(f"poison pill {poisoned[0]}")
+        INBOX_HANDLED.extend(e["id"] for e in events)
+
+
+def inbox_setup(sandbox):
+    INBOX_POISON.clear(), INBOX_HANDLED.clear(), INBOX_BATCHES.clear()
+    with Connection(sandbox.amqp_uri) as connection:
+        topology.declare(connection, (INBOXED,))
+    return sandbox.db("probe")[PROCESSED]
+
+
+def inbox_claims(inbox, state):
+    prefix = f"{INBOXED.name}:"
+    return sorted(c["_id"][len(prefix):] for c in inbox.find({"state": state}))
+
+
+def consumed(outcome):
+    return REGISTRY.get_sample_value("tacoord_probe_events_consumed_total",
+                                     {"type": "other", "outcome": outcome}) or 0.0
+
+
+def settled(sandbox):
+    return sandbox.queue_depth(INBOXED.name) == 0 and sandbox.queue_depth(INBOXED.retry_name) == 0
+
+
+def test_an_inbox_batch_consumer_handles_a_backlog_with_copies_exactly_once(sandbox, start):
+    inbox = inbox_setup(sandbox)
+    events = [new_event("inboxed.noted", {"n": n}, "test", "test") for n in range(30)]
+    backlog = []
+    for n, event in enumerate(events):
+        backlog += [event, event] if n % 6 == 0 else [event]  # five copies right behind their originals
+    publish_all(sandbox, backlog)
+    duplicates_before = consumed("duplicate")
+
+    start(InboxBatchProbe, TACOORD_RETRY_BASE_MS=50)
+    wait_until(lambda: len(INBOX_HANDLED) >= len(events), message="backlog handled")
+    publish_all(sandbox, events[10:15])  # copies arriving after their originals were done
+    wait_until(lambda: consumed("duplicate") - duplicates_before >= 10, message="copies skipped")
+    wait_until(lambda: settled(sandbox), message="acked")
+
+    assert Counter(INBOX_HANDLED) == Counter(e["id"] for e in events)  # each exactly once
+    assert all(len(set(batch)) == len(batch) for batch in INBOX_BATCHES)  # copies never share a batch
+    assert max(map(len, INBOX_BATCHES)) > 1
+    assert inbox_claims(inbox, "done") == sorted(e["id"] for e in events)
+    assert inbox_claims(inbox, "processing") == []
+    assert sandbox.queue_depth(topology.DEAD_LETTERS_QUEUE) == 0
+
+
+def test_an_inbox_batch_waits_for_a_fresh_claim_and_takes_over_a_stale_one(sandbox, start):
+    inbox = inbox_setup(sandbox)
+    fresh, stale, *others = [new_event("inboxed.noted", {"n": n}, "test", "test") for n in range(6)]
+    now = time.time()
+    inbox.insert_many([  # left 'processing' by workers that died
+        {"_id": f"{INBOXED.name}:{fresh['id']}", "state": "processing", "claimed_at": now},
+        {"_id": f"{INBOXED.name}:{stale['id']}", "state": "processing", "claimed_at": now - 600}])
+    publish_all(sandbox, [fresh, stale, *others])
+
+    start(InboxBatchProbe, TACOORD_RETRY_BASE_MS=100, TACOORD_INBOX_LEASE_SECONDS=5)
+    wait_until(lambda: stale["id"] in INBOX_HANDLED, message="the stale claim taken over")
+    assert fresh["id"] not in INBOX_HANDLED  # another worker may still be on it
+    wait_until(lambda: fresh["id"] in INBOX_HANDLED, timeout=20, message="the fresh claim, once its lease ran out")
+    wait_until(lambda: settled(sandbox), message="acked")
+
+    assert time.time() - now >= 5
+    assert Counter(INBOX_HANDLED) == Counter(e["id"] for e in [fresh, stale, *others])
+    assert fresh["id"] not in INBOX_BATCHES[0]
+    assert inbox_claims(inbox, "done") == sorted(e["id"] for e in [fresh, stale, *others])
+    assert inbox_claims(inbox, "processing") == []
+
+
+def test_a_poison_event_in_an_inbox_batch_is_parked_alone_and_the_inbox_holds_only_the_handled(sandbox, start):
+    inbox = inbox_setup(sandbox)
+    good = [new_event("inboxed.noted", {"n": n}, "test", "test") for n in range(15)]
+    poison = new_event("inboxed.noted", {"n": 666}, "test", "test")
+    INBOX_POISON.add(poison["id"])
+    publish_all(sandbox, good[:7] + [poison] + good[7:])
+
+    start(InboxBatchProbe, TACOORD_RETRY_BASE_MS=50, TACOORD_MAX_ATTEMPTS=3)
+    wait_until(lambda: sandbox.queue_depth(topology.DEAD_LETTERS_QUEUE) == 1, timeout=30, message="poison parked")
+    wait_until(lambda: len(INBOX_HANDLED) >= len(good), message="good events handled")
+    wait_until(lambda: settled(sandbox), message="acked")
+
+    [(body, headers)] = sandbox.get_messages(topology.DEAD_LETTERS_QUEUE)
+    assert body["id"] == poison["id"]
+    assert headers[REASON_HEADER] == f"failed 3 time(s); last error: Exception: poison pill {poison['id']}"
+    assert headers[ALONE_HEADER] == 1
+    assert Counter(INBOX_HANDLED) == Counter(e["id"] for e in good)
+    assert any(poison["id"] in batch and len(batch) > 1 for batch in INBOX_BATCHES)  # failed with others first
+    assert inbox_claims(inbox, "done") == sorted(e["id"] for e in good)
+    assert inbox_claims(inbox, "processing") == []

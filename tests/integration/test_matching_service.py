@@ -5,9 +5,11 @@ import json
 
 import requests
 from kombu import Connection, Queue
+from prometheus_client import REGISTRY
 
-from services.matching.service import MatchingService
-from tacoord import topology
+from services.matching import domain
+from services.matching.service import MatchingService, settings_from
+from tacoord import envelope, topology
 from tacoord.envelope import new_event
 from tacoord.testing import wait_until
 
@@ -206,3 +208,100 @@ def test_an_offer_event_missing_what_matching_needs_is_dead_lettered(sandbox, st
     emit(sandbox, "offer.published", offer_data())  # the model is intact and still consuming
     wait_until(lambda: sandbox.db("matching").offers_view.find_one({"_id": "GB-1-o1"}), message="next offer")
     assert sandbox.db("matching").offers_view.find_one({"_id": "broken"}) is None
+
+
+def matching_batches():
+    return REGISTRY.get_sample_value("tacoord_matching_consumer_batches_total", {"queue": "matching.events"}) or 0.0
+
+
+def backlog_events(capacity=2, withdrawals=2):
+    """Offers and needs across a few states and articles, some needs withdrawn again (as envelopes)."""
+    offers = [offer_data(offer_id=f"GB-{n}-o1", provider=f"GB-GOV-{n}", scope_states=states, articles=articles,
+                         capacity=capacity)
+              for n, (states, articles) in enumerate([(("KEN",), (9,)), (("KEN", "UGA"), (9, 10)),
+                                                      (("UGA",), (10,)), (("MEX",), (9,)), (("KEN",), (10,))])]
+    needs = [need_data(need_id=f"{state}-{article}-n{n}", state=state, article=article,
+                       group="GRULAC" if state == "MEX" else "AFRICAN", priority=1 + n % 3)
+             for n in range(4) for state in ("KEN", "UGA", "MEX") for article in (9, 10)]
+    events = []
+    for n, need in enumerate(needs):
+        if n < len(offers):
+            events.append(new_event("offer.published", offers[n], "supply", "test"))
+        events.append(new_event("need.submitted", need, "needs", "test"))
+    for need in needs[:withdrawals]:
+        events.append(new_event("need.withdrawn", {**need, "status": "withdrawn"}, "needs", "test"))
+    return events
+
+
+def one_by_one(container, events):
+    """What the same events produce applied one at a time (pure domain): active match ids, and the
+    event that proposed each match."""
+    model = domain.ReadModel(settings_from(container.config))
+    proposed_by = {}
+    for event in events:
+        for event_type, data, _ in model.apply(event).events():
+            if event_type == "match.proposed":
+                proposed_by[data["match_id"]] = event["id"]
+    return set(model.matches), proposed_by
+
+
+def test_a_backlog_is_handled_in_batches_with_the_matches_one_by_one_handling_gives(sandbox, start):
+    container, = start(MatchingService)
+    out = Collector(sandbox, "match.*")
+    container.stop()  # the events pile up in matching's queue meanwhile
+    events = backlog_events()
+    for event in events:
+        sandbox.publish(event["type"], event["data"], exchange=topology.EVENTS, event=event)
+    active, proposed_by = one_by_one(container, events)
+    assert len(active) > 5 and len(proposed_by) > len(active)  # some matches proposed, then retracted
+    before = matching_batches()
+
+    start(MatchingService)
+    proposed = out.wait_for("match.proposed", count=len(proposed_by))
+    wait_until(lambda: sandbox.queue_depth("matching.events") == 0, message="backlog acked")
+    assert matching_batches() - before < len(events)  # handled together, not one by one
+
+    assert sorted(e["data"]["match_id"] for e in proposed) == sorted(proposed_by)  # each proposed once
+    assert {e["data"]["match_id"]: e["causation_id"] for e in proposed} == proposed_by  # by its own event
+    retracted = {e["data"]["match_id"] for e in out.of_type("match.retracted")}
+    assert set(proposed_by) - retracted == active
+    stored = sandbox.db("matching").matches
+    assert {d["_id"] for d in stored.find({"status": "active"})} == active
+    assert stored.count_documents({"_outbox_pending": {"$gt": 0}}) == 0
+    assert {d["match_id"] for d in get(sandbox, "/matches", status="active").json()["matches"]} == active
+
+
+def test_a_malformed_event_in_a_backlog_is_parked_with_its_reason_and_the_rest_applied(sandbox, start,
+                                                                                       monkeypatch):
+    # As in matching's own process, which does not load supply's schemas: the envelope is valid,
+    # applying its payload fails.
+    monkeypatch.delitem(envelope._PAYLOADS, (envelope.EVENTS, "offer.published"), raising=False)
+    container, = start(MatchingService, TACOORD_RETRY_BASE_MS=50)
+    out = Collector(sandbox, "match.*")
+    container.stop()
+    # The failed batch's events come back each on its own, after later ones: without competition
+    # for capacity and without withdrawals, the outcome does not depend on the order.
+    events = backlog_events(capacity=20, withdrawals=0)
+    broken = new_event("offer.published", {"offer_id": "broken"}, "supply", "test")
+    events.insert(len(events) // 2, broken)
+    for event in events:
+        sandbox.publish(event["type"], event["data"], exchange=topology.EVENTS, event=event)
+    active, proposed_by = one_by_one(container, [e for e in events if e is not broken])
+
+    start(MatchingService, TACOORD_RETRY_BASE_MS=50)
+    wait_until(lambda: sandbox.queue_depth(topology.DEAD_LETTERS_QUEUE) == 1, timeout=30, message="parked")
+    proposed = out.wait_for("match.proposed", count=len(proposed_by))
+    wait_until(lambda: sandbox.queue_depth("matching.events") == 0
+               and sandbox.queue_depth("matching.events.retry") == 0, message="settled")
+
+    (body, headers), = sandbox.get_messages(topology.DEAD_LETTERS_QUEUE)
+    assert body["id"] == broken["id"]
+    assert headers["x-tacoord-reason"] == "cannot read offer.published payload: KeyError: 'provider'"
+    assert headers["x-tacoord-kind"] == "rejected"
+    assert headers["x-tacoord-alone"] == 1  # it failed a batch first, then was parked on its own
+    assert sorted(e["data"]["match_id"] for e in proposed) == sorted(proposed_by) == sorted(active)  # once each
+    assert out.of_type("match.retracted") == []
+    assert {d["_id"] for d in sandbox.db("matching").matches.find({"status": "active"})} == active
+    assert sandbox.db("matching").offers_view.find_one({"_id": "broken"}) is None
+    done = {d["_id"].split(":", 1)[1] for d in sandbox.db("matching").processed_events.find({"state": "done"})}
+    assert done == {e["id"] for e in events if e is not broken}
