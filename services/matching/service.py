@@ -26,7 +26,8 @@ from werkzeug.wrappers import Response
 from services.matching import domain
 from services.matching.schemas import (AlertsQuerySchema, CellQuerySchema, MatchesQuerySchema,
                                        MatrixQuerySchema)
-from tacoord import config, topology
+from tacoord import topology
+from tacoord.config import setting
 from tacoord.consumer import consume_events
 from tacoord.envelope import new_event, utcnow
 from tacoord.errors import NotFound, Rejected
@@ -82,13 +83,6 @@ def count_alerts_and_matches(envelopes):
             DUPLICATIONS.inc()
 
 
-def _setting(cfg, key, default):
-    value = cfg.get(key)
-    if value in (None, ""):
-        value = config.env(key, None)
-    return default if value in (None, "") else value
-
-
 def _weights(value):
     if isinstance(value, dict):
         return {int(k): float(v) for k, v in value.items()}
@@ -99,12 +93,12 @@ def settings_from(cfg):
     """domain.Settings from the container config (falling back to the environment)."""
     defaults = domain.Settings()
     return domain.Settings(
-        gap_after_seconds=float(_setting(cfg, GAP_AFTER_KEY, defaults.gap_after_seconds)),
-        max_offer_matches_per_need=int(_setting(cfg, MAX_PER_NEED_KEY, defaults.max_offer_matches_per_need)),
-        scan_limit=int(_setting(cfg, SCAN_LIMIT_KEY, defaults.scan_limit)),
-        priority_weights=_weights(_setting(cfg, PRIORITY_WEIGHTS_KEY, defaults.priority_weights)),
-        chapter_weights=_weights(_setting(cfg, CHAPTER_WEIGHTS_KEY, defaults.chapter_weights)),
-        default_chapter_weight=float(_setting(cfg, DEFAULT_CHAPTER_WEIGHT_KEY, defaults.default_chapter_weight)),
+        gap_after_seconds=float(setting(cfg, GAP_AFTER_KEY, defaults.gap_after_seconds)),
+        max_offer_matches_per_need=int(setting(cfg, MAX_PER_NEED_KEY, defaults.max_offer_matches_per_need)),
+        scan_limit=int(setting(cfg, SCAN_LIMIT_KEY, defaults.scan_limit)),
+        priority_weights=_weights(setting(cfg, PRIORITY_WEIGHTS_KEY, defaults.priority_weights)),
+        chapter_weights=_weights(setting(cfg, CHAPTER_WEIGHTS_KEY, defaults.chapter_weights)),
+        default_chapter_weight=float(setting(cfg, DEFAULT_CHAPTER_WEIGHT_KEY, defaults.default_chapter_weight)),
     )
 
 
@@ -170,7 +164,7 @@ class MatchingStore(MongoStore):
         cfg = self.container.config
         self.settings = settings_from(cfg)
         default_sweep = min(30.0, max(0.2, self.settings.gap_after_seconds / 4))
-        self.sweep_every = float(_setting(cfg, GAP_SWEEP_KEY, default_sweep))
+        self.sweep_every = float(setting(cfg, GAP_SWEEP_KEY, default_sweep))
         self.lock = Semaphore(1)
         self.stale = False  # a failure left the model ahead of the store and it could not be reloaded
         self.loaded = Event()
@@ -178,11 +172,11 @@ class MatchingStore(MongoStore):
 
     def start(self):
         super().start()
-        replay_url = _setting(self.container.config, REPLAY_URL_KEY, "")
+        replay_url = setting(self.container.config, REPLAY_URL_KEY, "")
         if replay_url:  # before loading: consumers wait for `loaded`, so nothing is applied meanwhile
             from services.matching import rebuild
             rebuild.rebuild_if_empty(self.database, replay_url,
-                                     _setting(self.container.config, REPLAY_KEY_KEY, ""), self.settings)
+                                     setting(self.container.config, REPLAY_KEY_KEY, ""), self.settings)
         self.reload()
         self.loaded.send(True)
         self.background(self._sweep_forever, "gap-sweeper")
