@@ -38,7 +38,9 @@ tries. Any other error in a batch of several → every message round the retry
 queue without using a try, marked ``x-tacoord-alone``, and handled in a batch
 of its own when it comes back; a batch of one fails like a single message
 (parked, or retried and parked after the last try). A poison message so only
-uses up its own tries. With ``keyed_by_event_id=True`` there is no inbox (the
+uses up its own tries. A handler that knows which events failed returns
+``{event id: exception}`` (:func:`apply_each`): only those are settled as
+failures, each like a single message. With ``keyed_by_event_id=True`` there is no inbox (the
 handler's write must be keyed by event id under a unique index, and copies
 may share a batch). The container's prefetch is raised to ``2 × batch_size``
 so batches can fill.
@@ -195,6 +197,20 @@ class Inbox:
         if message_ids:
             self.collection.delete_many({"_id": {"$in": [self.key(queue, m) for m in message_ids]},
                                          "state": "processing"})
+
+
+def apply_each(events, handle):
+    """Run ``handle(event)`` for each event of a batch, in order; returns ``{event id: exception}``
+    for those that raised. A batch handler returns this: the others are recorded done and acked,
+    each failed one is settled as a single message's failure would be (parked at once when
+    rejected, else retried)."""
+    failed = {}
+    for event in events:
+        try:
+            handle(event)
+        except Exception as exc:
+            failed[event["id"]] = exc
+    return failed
 
 
 def _attempt(message):
@@ -459,11 +475,16 @@ class EventConsumer(Consumer):
         for _, _, event in batch:
             self.metrics.handler_seconds.labels(type=self._type(event)).observe(elapsed)
         exc = exc_info[1] if exc_info else None
+        # A handler may return {event id: exception} for the events it could not apply; the
+        # others succeeded. Those are settled each as a single message's failure would be.
+        failed = result if exc is None and isinstance(result, dict) else {}
+        succeeded = [item for item in batch if item[2]["id"] not in failed]
         if not self.keyed_by_event_id:
             try:
                 if exc is None:
                     self.inbox.record_many(self.spec.name, [(event["id"], self._type(event))
-                                                            for _, _, event in batch])
+                                                            for _, _, event in succeeded])
+                    self.inbox.release_many(self.spec.name, list(failed))
                 else:
                     self.inbox.release_many(self.spec.name, [event["id"] for _, _, event in batch])
             except Exception:
@@ -474,14 +495,13 @@ class EventConsumer(Consumer):
                 return result, exc_info
         for body, message, event in batch:
             try:
-                if exc is None:
+                if exc is None and event["id"] in failed:
+                    self._settle_failure(body, message, event, failed[event["id"]])
+                elif exc is None:
                     self._count(event, "ok")
                     self.queue_consumer.ack_message(message)
                 elif len(batch) == 1:
-                    if isinstance(exc, (Rejected, ValidationError)):
-                        self._park(body, message, describe(exc), kind="rejected")
-                    else:
-                        self._retry_or_park(body, message, event, exc)
+                    self._settle_failure(body, message, event, exc)
                 elif transient(exc):
                     self._retry_or_park(body, message, event, exc)  # round the retry queue, keeping its tries
                 else:
@@ -496,6 +516,13 @@ class EventConsumer(Consumer):
             log.warning("%s: a batch of %d failed (%s); each message will be handled on its own",
                         self.spec.name, len(batch), describe(exc))
         return result, exc_info
+
+    def _settle_failure(self, body, message, event, exc):
+        """One message's failure: parked at once when retrying cannot help, else retried."""
+        if isinstance(exc, (Rejected, ValidationError)):
+            self._park(body, message, describe(exc), kind="rejected")
+        else:
+            self._retry_or_park(body, message, event, exc)
 
     def _uses_inbox(self, message_id):
         return bool(message_id) and not self.keyed_by_event_id

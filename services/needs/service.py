@@ -4,7 +4,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from services.needs import checklist, domain
 from services.needs.schemas import NeedSchema, NeedUpdateSchema, STATUSES
 from tacoord import reference, topology
-from tacoord.consumer import consume_events
+from tacoord.consumer import apply_each, consume_events
 from tacoord.envelope import new_event, utcnow
 from tacoord.errors import Conflict, NotFound, Rejected
 from tacoord.ops import OpsServer, metric
@@ -15,6 +15,7 @@ from tacoord.web import api, error_body, query_args, read_body, read_json, requi
 NEEDS = "needs"
 SERVICE_NAME = "needs"
 IMPORT_CHUNK = 500
+INGRESS_BATCH = 50
 PUBLIC_FIELDS = ("need_id", "state", "regional_group", "article", "chapter", "paragraph", "forms",
                  "other_text", "priority", "description", "checklist_round", "languages",
                  "external_ref", "status", "created_at", "updated_at")
@@ -209,8 +210,12 @@ class NeedsService:
     store = NeedsStore()
     ops = OpsServer()
 
-    @consume_events(topology.NEEDS_INGRESS)
-    def on_ingress(self, message):
+    # In batches of what the broker has handed over: one inbox claim and one record per batch.
+    @consume_events(topology.NEEDS_INGRESS, batch_size=INGRESS_BATCH, batch_wait=0)
+    def on_ingress(self, messages):
+        return apply_each(messages, self._ingress_one)
+
+    def _ingress_one(self, message):
         try:
             self._ingress(message)
         except Conflict as exc:

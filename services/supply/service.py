@@ -14,7 +14,7 @@ from services.supply import domain, iati
 from services.supply.schemas import (ExpertSchema, ExpertUpdateSchema, OfferSchema, OfferUpdateSchema,
                                      TransitionSchema)
 from tacoord import reference, topology
-from tacoord.consumer import consume_events
+from tacoord.consumer import apply_each, consume_events
 from tacoord.envelope import describe_errors, new_event, utcnow
 from tacoord.errors import Conflict, Forbidden, NotFound, Rejected
 from tacoord.ops import OpsServer, metric
@@ -29,6 +29,7 @@ OUTBOX_COLLECTIONS = (OFFERS, EXPERTS)
 SOURCE = "supply"
 MAX_IMPORT_ROWS = 5000
 LIST_LIMIT = 1000
+INGRESS_BATCH = 50
 EXPIRY_CHECK_SECONDS = 3600
 SECTOR_MAP_KEY = "TACOORD_IATI_SECTOR_MAP"
 VALIDITY_KEY = "TACOORD_EXPERT_VALIDITY_DAYS"
@@ -353,8 +354,12 @@ class SupplyService:
 
     # -- AMQP ingress ---------------------------------------------------------------------------
 
-    @consume_events(topology.SUPPLY_INGRESS)
-    def on_ingress(self, message):
+    # In batches of what the broker has handed over: one inbox claim and one record per batch.
+    @consume_events(topology.SUPPLY_INGRESS, batch_size=INGRESS_BATCH, batch_wait=0)
+    def on_ingress(self, messages):
+        return apply_each(messages, self._ingress_one)
+
+    def _ingress_one(self, message):
         data = message["data"]
         if message["type"] == "offer.submitted":
             key = data.get("external_ref") or f"event:{message['id']}"

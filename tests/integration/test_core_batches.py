@@ -10,7 +10,8 @@ from prometheus_client import REGISTRY
 from pymongo.errors import AutoReconnect
 
 from tacoord import topology
-from tacoord.consumer import ALONE_HEADER, REASON_HEADER, consume_events
+from tacoord.consumer import ALONE_HEADER, REASON_HEADER, apply_each, consume_events
+from tacoord.errors import Rejected
 from tacoord.envelope import new_event
 from tacoord.indexes import PROCESSED
 from tacoord.testing import wait_until
@@ -244,3 +245,39 @@ def test_a_poison_event_in_an_inbox_batch_is_parked_alone_and_the_inbox_holds_on
     assert any(poison["id"] in batch and len(batch) > 1 for batch in INBOX_BATCHES)  # failed with others first
     assert inbox_claims(inbox, "done") == sorted(e["id"] for e in good)
     assert inbox_claims(inbox, "processing") == []
+
+
+PICKY = topology.QueueSpec("probe.picky", topology.EVENTS, ("picky.#",))
+PICKY_SEEN = []
+
+
+class PickyBatchProbe:
+    """An inbox batch consumer that knows which of its events failed."""
+    name = "probe"
+
+    @consume_events(PICKY, batch_size=50, batch_wait=0)
+    def on_events(self, events):
+        def handle(event):
+            PICKY_SEEN.append(event["id"])
+            if event["data"].get("bad"):
+                raise Rejected("this one cannot be applied", "data.bad")
+        return apply_each(events, handle)
+
+
+def test_events_a_batch_handler_reports_as_failed_are_settled_alone_and_the_rest_recorded_done(sandbox, start):
+    PICKY_SEEN.clear()
+    with Connection(sandbox.amqp_uri) as connection:
+        topology.declare(connection, (PICKY,))
+    good = [new_event("picky.noted", {"n": n}, "test", "test") for n in range(12)]
+    bad = new_event("picky.noted", {"n": 99, "bad": True}, "test", "test")
+    publish_all(sandbox, good[:6] + [bad] + good[6:])
+    start(PickyBatchProbe, TACOORD_RETRY_BASE_MS=50)
+
+    wait_until(lambda: sandbox.queue_depth(topology.DEAD_LETTERS_QUEUE) == 1, message="the bad one parked")
+    wait_until(lambda: sandbox.queue_depth(PICKY.name) == 0, message="the rest acked")
+    [(body, headers)] = sandbox.get_messages(topology.DEAD_LETTERS_QUEUE)
+    assert body["id"] == bad["id"]
+    assert headers[REASON_HEADER] == "this one cannot be applied" and headers["x-tacoord-kind"] == "rejected"
+    assert Counter(PICKY_SEEN) == Counter(e["id"] for e in good + [bad])  # each applied once, no retry
+    inbox = {d["_id"].split(":", 1)[1]: d["state"] for d in sandbox.db("probe").processed_events.find()}
+    assert inbox == {e["id"]: "done" for e in good}  # the bad one's claim released
