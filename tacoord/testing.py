@@ -95,6 +95,14 @@ class Sandbox:
     def headers(self, role, subject="*"):
         return {"Authorization": f"Bearer {self.api_key(role, subject)}"}
 
+    def publish_events(self, events, exchange=topology.EVENTS):
+        """Publish many envelopes on one connection (persistent, confirmed), like a busy service."""
+        with Connection(self.amqp_uri, transport_options={"confirm_publish": True}) as connection:
+            producer = Producer(connection)
+            for event in events:
+                producer.publish(json.dumps(event), exchange=topology.EXCHANGES[exchange],
+                                 routing_key=event["type"], delivery_mode=2, content_type="application/json")
+
     def publish(self, event_type, data, exchange=topology.INGRESS, user_id=None, event=None,
                 raw_body=None):
         """Publish like a partner: persistent, confirmed, with the broker-checked user_id

@@ -1,10 +1,8 @@
 """The audit recorder writes a batch of events with one insert: each event recorded once,
 seqs contiguous, the chain intact, whatever copies and foreign writers get in the way."""
-import json
 from collections import Counter
 
 import requests
-from kombu import Connection, Producer
 from prometheus_client import REGISTRY
 
 from services.audit import domain
@@ -12,15 +10,6 @@ from services.audit.service import AuditLog, AuditService, event_record
 from tacoord import indexes, topology
 from tacoord.envelope import new_event
 from tacoord.testing import wait_until
-
-
-def publish_all(sandbox, events):
-    """Publish on one connection (confirmed), like a busy pipeline."""
-    with Connection(sandbox.amqp_uri, transport_options={"confirm_publish": True}) as connection:
-        producer = Producer(connection)
-        for event in events:
-            producer.publish(json.dumps(event), exchange=topology.EXCHANGES[topology.EVENTS],
-                             routing_key=event["type"], delivery_mode=2, content_type="application/json")
 
 
 def noted(n):
@@ -45,7 +34,7 @@ def settled(sandbox):
 
 def test_a_burst_of_events_is_recorded_once_each_in_few_round_trips(sandbox, start):
     events = [noted(n) for n in range(300)]
-    publish_all(sandbox, events)  # waiting in the queue: the recorder finds a burst
+    sandbox.publish_events(events)  # waiting in the queue: the recorder finds a burst
     batches_before = batches_so_far()
     start(AuditService)
     audit = sandbox.db("audit").audit
@@ -66,12 +55,12 @@ def test_a_burst_of_events_is_recorded_once_each_in_few_round_trips(sandbox, sta
 
 def test_copies_of_events_in_a_burst_and_later_make_one_record_each(sandbox, start):
     events = [noted(n) for n in range(40)]
-    publish_all(sandbox, events + events[:20] + events[::3])  # copies in the same burst
+    sandbox.publish_events(events + events[:20] + events[::3])  # copies in the same burst
     start(AuditService)
     audit = sandbox.db("audit").audit
     wait_until(lambda: audit.count_documents({}) >= len(events), timeout=30, message="all recorded")
     settled(sandbox)
-    publish_all(sandbox, events[5:15] + [noted(99)] + events[30:])  # copies long after
+    sandbox.publish_events(events[5:15] + [noted(99)] + events[30:])  # copies long after
     wait_until(lambda: audit.count_documents({}) >= len(events) + 1, timeout=30, message="the new one recorded")
     settled(sandbox)
 

@@ -1,11 +1,10 @@
 """Batched consuming in the core: a handler receiving lists of events, and a poison
 message in a batch burning only its own tries, against the real broker."""
-import json
 import time
 from collections import Counter
 
 import pytest
-from kombu import Connection, Producer
+from kombu import Connection
 from prometheus_client import REGISTRY
 from pymongo.errors import AutoReconnect
 
@@ -38,14 +37,6 @@ class BatchProbe:
         HANDLED.extend(e["id"] for e in events)
 
 
-def publish_all(sandbox, events):
-    with Connection(sandbox.amqp_uri, transport_options={"confirm_publish": True}) as connection:
-        producer = Producer(connection)
-        for event in events:
-            producer.publish(json.dumps(event), exchange=topology.EXCHANGES[topology.EVENTS],
-                             routing_key=event["type"], delivery_mode=2, content_type="application/json")
-
-
 def declare_probe_queue(sandbox):
     with Connection(sandbox.amqp_uri) as connection:
         topology.declare(connection, (PROBE,))
@@ -58,7 +49,7 @@ def test_a_poison_message_in_a_batch_is_parked_alone_and_the_others_are_handled_
     good = [new_event("probe.noted", {"n": n}, "test", "test") for n in range(20)]
     poison = new_event("probe.noted", {"n": 666}, "test", "test")
     POISON.add(poison["id"])
-    publish_all(sandbox, good[:10] + [poison] + good[10:])  # queued: they arrive as one batch
+    sandbox.publish_events(good[:10] + [poison] + good[10:])  # queued: they arrive as one batch
     start(BatchProbe, TACOORD_RETRY_BASE_MS=50, TACOORD_MAX_ATTEMPTS=3)
 
     wait_until(lambda: sandbox.queue_depth(topology.DEAD_LETTERS_QUEUE) == 1, timeout=30, message="poison parked")
@@ -79,7 +70,7 @@ def test_a_batch_that_succeeds_is_acked_and_copies_reach_the_handler_together(sa
     OUTAGES["left"] = 0
     declare_probe_queue(sandbox)
     events = [new_event("probe.noted", {"n": n}, "test", "test") for n in range(30)]
-    publish_all(sandbox, events + events[:5])
+    sandbox.publish_events(events + events[:5])
     start(BatchProbe)
     wait_until(lambda: sum(BATCHES) >= 35, message="all delivered")
     wait_until(lambda: sandbox.queue_depth(PROBE.name) == 0, message="acked")
@@ -92,7 +83,7 @@ def test_a_batch_failing_on_an_outage_goes_round_whole_and_keeps_its_tries(sandb
     OUTAGES["left"] = 1
     declare_probe_queue(sandbox)
     events = [new_event("probe.noted", {"n": n}, "test", "test") for n in range(15)]
-    publish_all(sandbox, events)
+    sandbox.publish_events(events)
     start(BatchProbe, TACOORD_RETRY_BASE_MS=50, TACOORD_MAX_ATTEMPTS=1)  # a used try would park them
     wait_until(lambda: len(HANDLED) >= len(events), message="handled after the outage")
     wait_until(lambda: sandbox.queue_depth(PROBE.name) == 0, message="acked")
@@ -127,13 +118,13 @@ def test_with_no_wait_a_batch_takes_what_the_broker_handed_over_and_a_lone_event
     with Connection(sandbox.amqp_uri) as connection:
         topology.declare(connection, (EAGER,))
     queued = [new_event("eager.noted", {"n": n}, "test", "test") for n in range(40)]
-    publish_all(sandbox, queued)
+    sandbox.publish_events(queued)
     start(EagerBatchProbe)
     wait_until(lambda: sum(map(len, EAGER_BATCHES)) >= len(queued), message="queued events handled")
     assert max(map(len, EAGER_BATCHES)) > 1  # what had arrived together was handled together
 
     lone = new_event("eager.noted", {"n": 99}, "test", "test")
-    publish_all(sandbox, [lone])
+    sandbox.publish_events([lone])
     wait_until(lambda: EAGER_BATCHES[-1] == [lone["id"]], timeout=5, message="the lone event, alone")
     assert sorted(i for batch in EAGER_BATCHES for i in batch) == sorted(e["id"] for e in queued + [lone])
     wait_until(lambda: sandbox.queue_depth(EAGER.name) == 0, message="acked")
@@ -186,12 +177,12 @@ def test_an_inbox_batch_consumer_handles_a_backlog_with_copies_exactly_once(sand
     backlog = []
     for n, event in enumerate(events):
         backlog += [event, event] if n % 6 == 0 else [event]  # five copies right behind their originals
-    publish_all(sandbox, backlog)
+    sandbox.publish_events(backlog)
     duplicates_before = consumed("duplicate")
 
     start(InboxBatchProbe, TACOORD_RETRY_BASE_MS=50)
     wait_until(lambda: len(INBOX_HANDLED) >= len(events), message="backlog handled")
-    publish_all(sandbox, events[10:15])  # copies arriving after their originals were done
+    sandbox.publish_events(events[10:15])  # copies arriving after their originals were done
     wait_until(lambda: consumed("duplicate") - duplicates_before >= 10, message="copies skipped")
     wait_until(lambda: settled(sandbox), message="acked")
 
@@ -210,7 +201,7 @@ def test_an_inbox_batch_waits_for_a_fresh_claim_and_takes_over_a_stale_one(sandb
     inbox.insert_many([  # left 'processing' by workers that died
         {"_id": f"{INBOXED.name}:{fresh['id']}", "state": "processing", "claimed_at": now},
         {"_id": f"{INBOXED.name}:{stale['id']}", "state": "processing", "claimed_at": now - 600}])
-    publish_all(sandbox, [fresh, stale, *others])
+    sandbox.publish_events([fresh, stale, *others])
 
     start(InboxBatchProbe, TACOORD_RETRY_BASE_MS=100, TACOORD_INBOX_LEASE_SECONDS=5)
     wait_until(lambda: stale["id"] in INBOX_HANDLED, message="the stale claim taken over")
@@ -230,7 +221,7 @@ def test_a_poison_event_in_an_inbox_batch_is_parked_alone_and_the_inbox_holds_on
     good = [new_event("inboxed.noted", {"n": n}, "test", "test") for n in range(15)]
     poison = new_event("inboxed.noted", {"n": 666}, "test", "test")
     INBOX_POISON.add(poison["id"])
-    publish_all(sandbox, good[:7] + [poison] + good[7:])
+    sandbox.publish_events(good[:7] + [poison] + good[7:])
 
     start(InboxBatchProbe, TACOORD_RETRY_BASE_MS=50, TACOORD_MAX_ATTEMPTS=3)
     wait_until(lambda: sandbox.queue_depth(topology.DEAD_LETTERS_QUEUE) == 1, timeout=30, message="poison parked")
@@ -270,7 +261,7 @@ def test_events_a_batch_handler_reports_as_failed_are_settled_alone_and_the_rest
         topology.declare(connection, (PICKY,))
     good = [new_event("picky.noted", {"n": n}, "test", "test") for n in range(12)]
     bad = new_event("picky.noted", {"n": 99, "bad": True}, "test", "test")
-    publish_all(sandbox, good[:6] + [bad] + good[6:])
+    sandbox.publish_events(good[:6] + [bad] + good[6:])
     start(PickyBatchProbe, TACOORD_RETRY_BASE_MS=50)
 
     wait_until(lambda: sandbox.queue_depth(topology.DEAD_LETTERS_QUEUE) == 1, message="the bad one parked")
