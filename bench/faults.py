@@ -164,19 +164,10 @@ class Stack:
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_ready(self, name, timeout=90):
-        url = f"http://127.0.0.1:{self.port(name, 'OPS')}/health/ready"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.processes[name].poll() is not None:
-                raise RuntimeError(f"service {name} exited ({self.processes[name].returncode}); "
-                                   f"see {self.state_dir / 'services' / (name + '.log')}")
-            try:
-                if requests.get(url, timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"service {name} not ready after {timeout}s")
+        from infra.stack import wait_until_ready
+        process = self.processes[name]
+        wait_until_ready(name, self.port(name, "OPS"), lambda: process.poll() is None,
+                         self.state_dir / "services" / f"{name}.log", timeout)
 
     def kill_service(self, name):
         process = self.processes[name]
@@ -385,7 +376,7 @@ class Faults:
             finally:
                 os.kill(pid, signal.SIGCONT)
             self._note(f"database frozen {self.mongo_pause:g}s (SIGSTOP/SIGCONT pid {pid})", started)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # infra.stack reports with StackError (a SystemExit)
             self.error = f"{type(exc).__name__}: {exc}"
             log(f"fault schedule failed: {self.error}")
 

@@ -49,6 +49,7 @@ import requests  # noqa: E402
 from pymongo import MongoClient  # noqa: E402
 
 from infra.partners import add_partner, remove_partner  # noqa: E402
+from infra.stack import wait_until_ready  # noqa: E402
 from tacoord import auth, config, envelope, reference  # noqa: E402
 from tacoord.partner import PartnerClient  # noqa: E402
 from tacoord.testing import create_vhost, delete_vhost, free_port, stack_problem, unique  # noqa: E402
@@ -176,19 +177,9 @@ class Stack:
             log = open(self.workdir / f"{name}.log", "wb")
             self.processes[name] = subprocess.Popen([sys.executable, "-m", "tacoord.run", name], cwd=ROOT, env=env,
                                                     stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
         for name in services:
-            while True:
-                if self.processes[name].poll() is not None:
-                    raise SystemExit(f"{name} exited; see {self.workdir / (name + '.log')}")
-                try:
-                    if requests.get(f"http://127.0.0.1:{self.ops[name]}/health/ready", timeout=1).ok:
-                        break
-                except requests.RequestException:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"{name} not ready after 60 s; see {self.workdir / (name + '.log')}")
-                time.sleep(0.2)
+            process = self.processes[name]
+            wait_until_ready(name, self.ops[name], lambda: process.poll() is None, self.workdir / f"{name}.log")
 
     def url(self, service, path):
         return f"http://127.0.0.1:{self.http[service]}{path}"

@@ -266,19 +266,26 @@ def start_service(name):
 
 
 def wait_ready(name, timeout=60):
+    wait_until_ready(name, config.ops_port(name), lambda: pid_alive(run_dir() / f"{name}.pid"),
+                     run_dir() / f"{name}.log", timeout)
+
+
+def wait_until_ready(name, ops_port, alive, log_path, timeout=60):
+    """Poll a service's ``/health/ready`` until it answers 200. ``StackError`` naming the log
+    when ``alive()`` turns false (the process exited) or time runs out."""
     import requests
-    url = f"http://127.0.0.1:{config.ops_port(name)}/health/ready"
+    url = f"http://127.0.0.1:{ops_port}/health/ready"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not pid_alive(run_dir() / f"{name}.pid"):
-            raise StackError(f"service {name} exited; see {run_dir() / (name + '.log')}")
+        if not alive():
+            raise StackError(f"service {name} exited; see {log_path}")
         try:
             if requests.get(url, timeout=1).status_code == 200:
                 return
         except requests.RequestException:
             pass
         time.sleep(0.3)
-    raise StackError(f"service {name} not ready after {timeout}s; see {run_dir() / (name + '.log')}")
+    raise StackError(f"service {name} not ready after {timeout}s; see {log_path}")
 
 
 def available_services():

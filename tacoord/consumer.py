@@ -356,13 +356,8 @@ class EventConsumer(Consumer):
         except Exception as exc:  # the database is unreachable: try again later
             self._settle_later(body, message, event, exc)
             return
-        if claim == "done":
-            self._count(event, "duplicate")
-            self.queue_consumer.ack_message(message)
-            return
-        if claim == "busy":
-            self._send_round(body, message, event, attempt=_attempt(message),
-                             reason="another worker is handling this message", wait=True)
+        if claim != "new":
+            self._skip(claim, body, message, event)
             return
         args = (body, headers) if self.raw else (event,)
         handle_result = partial(self.handle_result, message, body, event, message_id, time.monotonic())
@@ -445,30 +440,26 @@ class EventConsumer(Consumer):
             for body, message, event in batch:
                 self._settle_later(body, message, event, exc)
             return []
-        handle = []
-        for message_id, item in first.items():
-            if claims[message_id] == "new":
-                handle.append(item)
-                continue
-            body, message, event = item
+        handle = [item for message_id, item in first.items() if claims[message_id] == "new"]
+        skipped = [(claims[message_id], item) for message_id, item in first.items() if claims[message_id] != "new"]
+        for claim, (body, message, event) in skipped + [("copy", item) for item in copies]:
             try:
-                if claims[message_id] == "done":
-                    self._count(event, "duplicate")
-                    self.queue_consumer.ack_message(message)
-                else:
-                    self._send_round(body, message, event, attempt=_attempt(message),
-                                     reason="another worker is handling this message", wait=True)
-            except Exception:
-                log.exception("could not settle message from %s; it will be redelivered", self.spec.name)
-                self._requeue(message)
-        for body, message, event in copies:
-            try:
-                self._send_round(body, message, event, attempt=_attempt(message),
-                                 reason="a copy of this message is in the same batch", wait=True)
+                self._skip(claim, body, message, event)
             except Exception:
                 log.exception("could not settle message from %s; it will be redelivered", self.spec.name)
                 self._requeue(message)
         return handle
+
+    def _skip(self, claim, body, message, event):
+        """A message not to handle now: 'done' (a duplicate) is acked; 'busy' (another worker has
+        it) and 'copy' (its twin is in the same batch) go round the retry queue, keeping their tries."""
+        if claim == "done":
+            self._count(event, "duplicate")
+            self.queue_consumer.ack_message(message)
+            return
+        reason = ("a copy of this message is in the same batch" if claim == "copy"
+                  else "another worker is handling this message")
+        self._send_round(body, message, event, attempt=_attempt(message), reason=reason, wait=True)
 
     def handle_batch_result(self, batch, started, worker_ctx, result=None, exc_info=None):
         elapsed = time.monotonic() - started
