@@ -1,7 +1,7 @@
 """The fault suite's driver: publish a stream of events while killing things, then count.
 
     /work/main/.venv/bin/python bench/faults.py --events 2000            # own broker + database, faults on
-    /work/main/.venv/bin/python bench/faults.py --events 100000 --settle 3600
+    /work/main/.venv/bin/python bench/faults.py --events 100000 --settle 5400 --fault-gap 30
     /work/main/.venv/bin/python bench/faults.py --events 500 --no-faults # the same stream, nothing broken
 
 What it does, in order:

@@ -118,6 +118,14 @@ class Sandbox:
                              delivery_mode=2, content_type="application/json", **properties)
         return body
 
+    def left_after_stopping(self, containers, *queues):
+        """Stop ``containers`` (their workers finish and settle; what a consumer took and never
+        acked goes back to its queue), then count the messages in ``queues``. ``queue_depth``
+        counts only ready messages, so this is how a test knows every message was settled."""
+        for container in containers:
+            container.stop()
+        return sum(self.queue_depth(queue) for queue in queues)
+
     def queue_depth(self, queue):
         from kombu import Queue
         with Connection(self.amqp_uri) as connection:

@@ -71,10 +71,10 @@ def test_a_batch_that_succeeds_is_acked_and_copies_reach_the_handler_together(sa
     declare_probe_queue(sandbox)
     events = [new_event("probe.noted", {"n": n}, "test", "test") for n in range(30)]
     sandbox.publish_events(events + events[:5])
-    start(BatchProbe)
+    containers = start(BatchProbe)
     wait_until(lambda: sum(BATCHES) >= 35, message="all delivered")
-    wait_until(lambda: sandbox.queue_depth(PROBE.name) == 0, message="acked")
     assert max(BATCHES) > 10  # prefetch raised past max_workers so batches fill
+    assert sandbox.left_after_stopping(containers, PROBE.name, PROBE.retry_name) == 0  # all acked
     assert sandbox.queue_depth(topology.DEAD_LETTERS_QUEUE) == 0
 
 
@@ -84,13 +84,12 @@ def test_a_batch_failing_on_an_outage_goes_round_whole_and_keeps_its_tries(sandb
     declare_probe_queue(sandbox)
     events = [new_event("probe.noted", {"n": n}, "test", "test") for n in range(15)]
     sandbox.publish_events(events)
-    start(BatchProbe, TACOORD_RETRY_BASE_MS=50, TACOORD_MAX_ATTEMPTS=1)  # a used try would park them
+    containers = start(BatchProbe, TACOORD_RETRY_BASE_MS=50, TACOORD_MAX_ATTEMPTS=1)  # a used try would park
     wait_until(lambda: len(HANDLED) >= len(events), message="handled after the outage")
-    wait_until(lambda: sandbox.queue_depth(PROBE.name) == 0, message="acked")
+    assert sandbox.left_after_stopping(containers, PROBE.name, PROBE.retry_name) == 0  # all acked
     assert BATCHES[0] == len(events)
     assert Counter(HANDLED) == Counter(e["id"] for e in events)
     assert sandbox.queue_depth(topology.DEAD_LETTERS_QUEUE) == 0
-    assert sandbox.queue_depth(PROBE.retry_name) == 0
 
 
 @pytest.mark.parametrize("options", [dict(batch_size=5, raw=True), dict(batch_size=5, keyed_by_event_id=True, raw=True),
@@ -119,7 +118,7 @@ def test_with_no_wait_a_batch_takes_what_the_broker_handed_over_and_a_lone_event
         topology.declare(connection, (EAGER,))
     queued = [new_event("eager.noted", {"n": n}, "test", "test") for n in range(40)]
     sandbox.publish_events(queued)
-    start(EagerBatchProbe)
+    containers = start(EagerBatchProbe)
     wait_until(lambda: sum(map(len, EAGER_BATCHES)) >= len(queued), message="queued events handled")
     assert max(map(len, EAGER_BATCHES)) > 1  # what had arrived together was handled together
 
@@ -127,7 +126,7 @@ def test_with_no_wait_a_batch_takes_what_the_broker_handed_over_and_a_lone_event
     sandbox.publish_events([lone])
     wait_until(lambda: EAGER_BATCHES[-1] == [lone["id"]], timeout=5, message="the lone event, alone")
     assert sorted(i for batch in EAGER_BATCHES for i in batch) == sorted(e["id"] for e in queued + [lone])
-    wait_until(lambda: sandbox.queue_depth(EAGER.name) == 0, message="acked")
+    assert sandbox.left_after_stopping(containers, EAGER.name) == 0  # all acked
 
 
 # -- batches with the inbox: applying an event twice would do harm ------------
@@ -167,10 +166,6 @@ def consumed(outcome):
                                      {"type": "other", "outcome": outcome}) or 0.0
 
 
-def settled(sandbox):
-    return sandbox.queue_depth(INBOXED.name) == 0 and sandbox.queue_depth(INBOXED.retry_name) == 0
-
-
 def test_an_inbox_batch_consumer_handles_a_backlog_with_copies_exactly_once(sandbox, start):
     inbox = inbox_setup(sandbox)
     events = [new_event("inboxed.noted", {"n": n}, "test", "test") for n in range(30)]
@@ -180,11 +175,11 @@ def test_an_inbox_batch_consumer_handles_a_backlog_with_copies_exactly_once(sand
     sandbox.publish_events(backlog)
     duplicates_before = consumed("duplicate")
 
-    start(InboxBatchProbe, TACOORD_RETRY_BASE_MS=50)
+    containers = start(InboxBatchProbe, TACOORD_RETRY_BASE_MS=50)
     wait_until(lambda: len(INBOX_HANDLED) >= len(events), message="backlog handled")
     sandbox.publish_events(events[10:15])  # copies arriving after their originals were done
     wait_until(lambda: consumed("duplicate") - duplicates_before >= 10, message="copies skipped")
-    wait_until(lambda: settled(sandbox), message="acked")
+    assert sandbox.left_after_stopping(containers, INBOXED.name, INBOXED.retry_name) == 0  # all acked
 
     assert Counter(INBOX_HANDLED) == Counter(e["id"] for e in events)  # each exactly once
     assert all(len(set(batch)) == len(batch) for batch in INBOX_BATCHES)  # copies never share a batch
@@ -203,11 +198,11 @@ def test_an_inbox_batch_waits_for_a_fresh_claim_and_takes_over_a_stale_one(sandb
         {"_id": f"{INBOXED.name}:{stale['id']}", "state": "processing", "claimed_at": now - 600}])
     sandbox.publish_events([fresh, stale, *others])
 
-    start(InboxBatchProbe, TACOORD_RETRY_BASE_MS=100, TACOORD_INBOX_LEASE_SECONDS=5)
+    containers = start(InboxBatchProbe, TACOORD_RETRY_BASE_MS=100, TACOORD_INBOX_LEASE_SECONDS=5)
     wait_until(lambda: stale["id"] in INBOX_HANDLED, message="the stale claim taken over")
     assert fresh["id"] not in INBOX_HANDLED  # another worker may still be on it
     wait_until(lambda: fresh["id"] in INBOX_HANDLED, timeout=20, message="the fresh claim, once its lease ran out")
-    wait_until(lambda: settled(sandbox), message="acked")
+    assert sandbox.left_after_stopping(containers, INBOXED.name, INBOXED.retry_name) == 0  # all acked
 
     assert time.time() - now >= 5
     assert Counter(INBOX_HANDLED) == Counter(e["id"] for e in [fresh, stale, *others])
@@ -223,10 +218,10 @@ def test_a_poison_event_in_an_inbox_batch_is_parked_alone_and_the_inbox_holds_on
     INBOX_POISON.add(poison["id"])
     sandbox.publish_events(good[:7] + [poison] + good[7:])
 
-    start(InboxBatchProbe, TACOORD_RETRY_BASE_MS=50, TACOORD_MAX_ATTEMPTS=3)
+    containers = start(InboxBatchProbe, TACOORD_RETRY_BASE_MS=50, TACOORD_MAX_ATTEMPTS=3)
     wait_until(lambda: sandbox.queue_depth(topology.DEAD_LETTERS_QUEUE) == 1, timeout=30, message="poison parked")
     wait_until(lambda: len(INBOX_HANDLED) >= len(good), message="good events handled")
-    wait_until(lambda: settled(sandbox), message="acked")
+    assert sandbox.left_after_stopping(containers, INBOXED.name, INBOXED.retry_name) == 0  # all acked
 
     [(body, headers)] = sandbox.get_messages(topology.DEAD_LETTERS_QUEUE)
     assert body["id"] == poison["id"]
@@ -262,10 +257,11 @@ def test_events_a_batch_handler_reports_as_failed_are_settled_alone_and_the_rest
     good = [new_event("picky.noted", {"n": n}, "test", "test") for n in range(12)]
     bad = new_event("picky.noted", {"n": 99, "bad": True}, "test", "test")
     sandbox.publish_events(good[:6] + [bad] + good[6:])
-    start(PickyBatchProbe, TACOORD_RETRY_BASE_MS=50)
+    containers = start(PickyBatchProbe, TACOORD_RETRY_BASE_MS=50)
 
     wait_until(lambda: sandbox.queue_depth(topology.DEAD_LETTERS_QUEUE) == 1, message="the bad one parked")
-    wait_until(lambda: sandbox.queue_depth(PICKY.name) == 0, message="the rest acked")
+    wait_until(lambda: len(PICKY_SEEN) >= len(good) + 1, message="all applied")
+    assert sandbox.left_after_stopping(containers, PICKY.name, PICKY.retry_name) == 0  # the rest acked
     [(body, headers)] = sandbox.get_messages(topology.DEAD_LETTERS_QUEUE)
     assert body["id"] == bad["id"]
     assert headers[REASON_HEADER] == "this one cannot be applied" and headers["x-tacoord-kind"] == "rejected"

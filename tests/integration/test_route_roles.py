@@ -54,7 +54,7 @@ EXPECTED = {
     ("matching", "GET", "/matrix/reference"): ALL,
     ("matching", "GET", "/"): PUBLIC,                                # redirect to the matrix page
     ("matching", "GET", "/matrix/page"): PUBLIC,                     # HTML; its data needs a key
-    ("matching", "GET", "/matrix/static/<string:name>"): PUBLIC,     # the page's own JS and CSS only
+    ("matching", "GET", "/matrix/static/<string:name>"): PUBLIC,     # the page's own HTML, JS and CSS only
     ("matching", "GET", "/matches"): ALL,
     ("matching", "GET", "/matches/<string:match_id>"): ALL,
     ("matching", "GET", "/alerts"): ALL,
