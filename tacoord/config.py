@@ -19,6 +19,7 @@ RETRY_BASE_MS_KEY = "TACOORD_RETRY_BASE_MS"
 OUTBOX_RELAY_SECONDS_KEY = "TACOORD_OUTBOX_RELAY_SECONDS"
 MAX_BODY_BYTES_KEY = "TACOORD_MAX_BODY_BYTES"
 INBOX_LEASE_SECONDS_KEY = "TACOORD_INBOX_LEASE_SECONDS"
+INBOX_LEASE_SECONDS = 120  # a claim older than this was left by a dead worker
 
 SERVICES = ("needs", "supply", "matching", "notify", "requests", "audit")
 
@@ -156,7 +157,7 @@ def service_config(service, **overrides):
         RETRY_BASE_MS_KEY: env_int("TACOORD_RETRY_BASE_MS", 500),
         OUTBOX_RELAY_SECONDS_KEY: env_int("TACOORD_OUTBOX_RELAY_SECONDS", 5),
         MAX_BODY_BYTES_KEY: env_int("TACOORD_MAX_BODY_BYTES", 1_000_000),
-        INBOX_LEASE_SECONDS_KEY: env_int("TACOORD_INBOX_LEASE_SECONDS", 120),
+        INBOX_LEASE_SECONDS_KEY: env_int("TACOORD_INBOX_LEASE_SECONDS", INBOX_LEASE_SECONDS),
         "max_workers": env_int("TACOORD_MAX_WORKERS", 10),
         "serializer": "json",
     }

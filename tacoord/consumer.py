@@ -1,8 +1,13 @@
 """Consuming events: validated, idempotent, retried through the broker, never lost.
 
+    class RequestsService:
+        @consume_events(topology.REQUESTS_EVENTS)
+        def on_participants_proposed(self, event):   # one validated envelope (a dict)
+            ...
+
     class MatchingService:
-        @consume_events(topology.MATCHING_EVENTS)
-        def on_event(self, event):      # one validated envelope (a dict)
+        @consume_events(topology.MATCHING_EVENTS, batch_size=50, batch_wait=0)
+        def on_events(self, events):                 # a list of them (see Batches below)
             ...
 
 For each message, in order:
@@ -18,7 +23,9 @@ For each message, in order:
    cannot help). Any other error → republished to ``<queue>.retry`` with a
    per-message TTL growing exponentially (with jitter); the broker returns it
    to the queue when the TTL expires. After ``TACOORD_MAX_ATTEMPTS`` tries
-   it is parked with the last error as the reason.
+   it is parked with the last error as the reason. The database or broker
+   being unreachable, and a claim another worker holds, send the message
+   round without using a try (see ``transient``).
 
 Every path publishes (confirmed) before it acks, so a crash at any point
 leads to a redelivery, never a loss; step 3 makes the redelivery harmless.
@@ -67,7 +74,7 @@ from tacoord.errors import Rejected
 from tacoord.indexes import PROCESSED
 from tacoord.ops import metric, metrics_for
 from tacoord.publisher import ConfirmedPublisher
-from tacoord.store import DatabaseClient, service_name
+from tacoord.store import DatabaseClient, inserted_or_existing, service_name
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +87,6 @@ ALONE_HEADER = "x-tacoord-alone"  # failed in a batch: handle it in a batch of i
 DEFAULT_BATCH_WAIT_SECONDS = 0.01
 MAX_DELAY_SECONDS = 60
 MAX_WAIT_DELAY_SECONDS = 10
-DUPLICATE_KEY = 11000
 
 # The database or the broker is unreachable (down, restarting, frozen): not the
 # message's fault, so it does not use up the message's tries.
@@ -101,7 +107,7 @@ class Inbox:
     in case that worker fails.
     """
 
-    LEASE_SECONDS = 120
+    LEASE_SECONDS = config.INBOX_LEASE_SECONDS
 
     def __init__(self, database, lease_seconds=LEASE_SECONDS):
         self.collection = database[PROCESSED]
@@ -147,17 +153,15 @@ class Inbox:
         if not keys:
             return outcome
         try:
-            self.collection.insert_many([{"_id": key, "state": "processing", "claimed_at": now} for key in keys],
-                                        ordered=False)
+            taken = inserted_or_existing(
+                self.collection, [{"_id": key, "state": "processing", "claimed_at": now} for key in keys])
+        except BulkWriteError as exc:  # not only duplicates: give back the claims that were made
+            failed = {error.get("index") for error in exc.details.get("writeErrors", [])}
+            self.release_many(queue, [m for i, m in enumerate(message_ids) if i not in failed])
+            raise
+        if not taken:
             return outcome
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(error.get("code") != DUPLICATE_KEY for error in errors) or not errors:
-                failed = {error.get("index") for error in errors}
-                self.release_many(queue, [m for i, m in enumerate(message_ids) if i not in failed])
-                raise
-            taken = [keys[error["index"]] for error in errors]
-        claims = {claim["_id"]: claim for claim in self.collection.find({"_id": {"$in": taken}})}
+        claims = {claim["_id"]: claim for claim in self.collection.find({"_id": {"$in": sorted(taken)}})}
         for key in taken:
             claim = claims.get(key)
             if claim is None:  # released meanwhile (rare): claim it on its own
@@ -205,11 +209,14 @@ def apply_each(events, handle):
     each failed one is settled as a single message's failure would be (parked at once when
     rejected, else retried)."""
     failed = {}
-    for event in events:
+    for index, event in enumerate(events):
         try:
             handle(event)
         except Exception as exc:
             failed[event["id"]] = exc
+            if transient(exc):  # the database or broker is down: the rest would only wait for it too
+                failed.update((later["id"], exc) for later in events[index + 1:])
+                break
     return failed
 
 
@@ -462,9 +469,9 @@ class EventConsumer(Consumer):
         self._send_round(body, message, event, attempt=_attempt(message), reason=reason, wait=True)
 
     def handle_batch_result(self, batch, started, worker_ctx, result=None, exc_info=None):
-        elapsed = time.monotonic() - started
+        per_event = (time.monotonic() - started) / len(batch)  # the batch's time, shared out
         for _, _, event in batch:
-            self.metrics.handler_seconds.labels(type=self._type(event)).observe(elapsed)
+            self.metrics.handler_seconds.labels(type=self._type(event)).observe(per_event)
         exc = exc_info[1] if exc_info else None
         # A handler may return {event id: exception} for the events it could not apply; the
         # others succeeded. Those are settled each as a single message's failure would be.

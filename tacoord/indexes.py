@@ -45,6 +45,7 @@ INDEXES = {
         ],
         "deliveries": [
             IndexModel([("subscription_id", ASCENDING), ("created_at", DESCENDING)]),
+            IndexModel([("status", ASCENDING), ("digest", ASCENDING), ("created_at", ASCENDING)]),  # stale digests
             OUTBOX_PENDING,
         ],
         "digest_items": [IndexModel([("subscription_id", ASCENDING), ("digest_id", ASCENDING)])],

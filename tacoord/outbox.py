@@ -71,16 +71,6 @@ class Relay:
                 {"_id": document_id, f"{OUTBOX}.id": event["id"]},
                 {"$pull": {OUTBOX: {"id": event["id"]}}, "$inc": {PENDING: -1}})
 
-    def relay_batch(self, collection, staged_events):
-        """Relay ``[(document_id, event)]`` with one confirmed batch publish (bulk writes)."""
-        if not staged_events:
-            return
-        self.publisher.publish_events([event for _, event in staged_events])
-        self.database[collection].bulk_write([
-            UpdateOne({"_id": document_id, f"{OUTBOX}.id": event["id"]},
-                      {"$pull": {OUTBOX: {"id": event["id"]}}, "$inc": {PENDING: -1}})
-            for document_id, event in staged_events], ordered=False)
-
     def relay_many(self, staged_events):
         """Relay ``[(collection, document_id, event)]`` in the order given with one confirmed
         batch publish, then one bulk write per collection to pull them."""

@@ -89,7 +89,9 @@ class ConfirmedPublisher:
                     break
                 except Exception as exc:
                     self._close_batch_channel()
-                    if attempt == 2 or not isinstance(exc, BROKEN_CONNECTION):
+                    # a slow confirm (socket timeout) is not a broken connection: sending the
+                    # batch again would only double it
+                    if attempt == 2 or not isinstance(exc, BROKEN_CONNECTION) or isinstance(exc, TimeoutError):
                         raise
         for event in events:
             self._metrics.events_published.labels(type=event["type"]).inc()
@@ -120,6 +122,11 @@ class ConfirmedPublisher:
         channel.confirm_select()
         self._batch_channel = (connection, channel, confirms)
         return self._batch_channel
+
+    def close(self):
+        """Close the channel kept for :meth:`publish_events` (the container is stopping)."""
+        with self._batch_lock:
+            self._close_batch_channel()
 
     def _close_batch_channel(self):
         if self._batch_channel is not None:

@@ -7,11 +7,30 @@ store, the consumers' inboxes and the HTTP credentials); each worker gets a repo
 """
 from nameko.extensions import DependencyProvider, SharedExtension
 from pymongo import MongoClient
+from pymongo.errors import BulkWriteError
 
 from tacoord import config, indexes
 from tacoord.ops import metrics_for
 from tacoord.outbox import Relay
 from tacoord.publisher import ConfirmedPublisher
+
+
+DUPLICATE_KEY_CODES = (11000, 11001)
+
+
+def inserted_or_existing(collection, documents):
+    """Insert ``documents`` with one unordered insert; returns the ``_id``s that existed already.
+    Any error other than a duplicate key is raised (the others were inserted)."""
+    if not documents:
+        return set()
+    try:
+        collection.insert_many(documents, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors") or []
+        if not errors or any(e.get("code") not in DUPLICATE_KEY_CODES for e in errors):
+            raise
+        return {documents[e["index"]]["_id"] for e in errors}
+    return set()
 
 
 class Repository:
@@ -86,6 +105,7 @@ class MongoStore(DependencyProvider):
         for thread in getattr(self, "_threads", []):
             thread.kill()
         self._threads = []
+        self.relay.publisher.close()
 
     kill = stop
 

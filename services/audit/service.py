@@ -3,7 +3,7 @@ import json
 
 from eventlet.semaphore import Semaphore
 from pymongo import ASCENDING, DESCENDING
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from services.audit import domain
 from services.audit.schemas import FEED_MAX_LIMIT, FeedQuerySchema, parse_types, type_regex
@@ -12,13 +12,12 @@ from tacoord.consumer import DEAD_LETTER_ID_HEADER, REASON_HEADER, consume_event
 from tacoord.envelope import utcnow
 from tacoord.errors import Forbidden, Rejected
 from tacoord.ops import OpsServer
-from tacoord.store import MongoStore, Repository
+from tacoord.store import DUPLICATE_KEY_CODES, MongoStore, Repository
 from tacoord.web import api, query_args
 
 AUDIT = "audit"
 HISTORY_LIMIT = 1000
 OPERATOR_ONLY_ENTITIES = {"message", "event", "subscription", "notification"}
-DUPLICATE_KEY_CODES = (11000, 11001)
 BATCH_SIZE = 50  # events recorded per database round trip, at most
 
 
@@ -27,29 +26,9 @@ class AuditLog(Repository):
     heads = {}  # database name -> (hash, seq) of the last record this process wrote
 
     def append(self, record):
-        """Append unless this event id is already recorded. Returns the stored record.
-
-        The chain head is remembered between appends (reading it back costs a
-        sorted query per record); a record written meanwhile by another
-        process makes the insert fail on the unique ``seq``, and the head is
-        read again."""
-        with self.lock:
-            for _ in range(20):
-                prev_hash, last_seq = self.heads.get(self.db.name) or self.read_head()
-                sealed = domain.seal({**record, "recorded_at": utcnow().isoformat()}, prev_hash, last_seq + 1)
-                try:
-                    self.db[AUDIT].insert_one(dict(sealed))
-                except DuplicateKeyError as exc:
-                    self.heads.pop(self.db.name, None)
-                    if "event_id" in str(exc) or self.recorded(record["event_id"]):
-                        return None  # redelivery: already in the log
-                    continue  # another recorder took this seq: read the new head and retry
-                except Exception:
-                    self.heads.pop(self.db.name, None)  # the write may or may not have landed
-                    raise
-                self.heads[self.db.name] = (sealed["hash"], sealed["seq"])
-                return sealed
-            raise RuntimeError("audit chain head kept moving; will retry")
+        """Append unless this event id is already recorded; the stored record, or None."""
+        stored = self.append_many([record])
+        return stored[0] if stored else None
 
     def append_many(self, records):
         """Append the records whose event id is not recorded yet, in order, with one

@@ -121,9 +121,6 @@ class MatchingRepository(Repository):
         self.provider.loaded.wait()
         return self.provider.model
 
-    def handle(self, event):
-        self.handle_batch([event])
-
     def handle_batch(self, events):
         """Apply events in order under the lock, then store and relay what they did together.
 

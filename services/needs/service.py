@@ -126,14 +126,14 @@ class NeedsRepository(Repository):
                 self.db[NEEDS].insert_many(documents, ordered=False)
             except BulkWriteError as exc:
                 staged_events = self._after_clashes(exc, documents, staged_events, source, actor)
-            self.relay.relay_batch(NEEDS, staged_events)
+            self.relay.relay_many([(NEEDS, need_id, event) for need_id, event in staged_events])
         for start in range(0, len(updates), IMPORT_CHUNK):
             staged_events = []
             for need, kind in updates[start:start + IMPORT_CHUNK]:
                 event = new_event(kind, public(need), source, actor)
                 self.db[NEEDS].update_one({"_id": need["need_id"]}, staged({"$set": need}, [event]))
                 staged_events.append((need["need_id"], event))
-            self.relay.relay_batch(NEEDS, staged_events)
+            self.relay.relay_many([(NEEDS, need_id, event) for need_id, event in staged_events])
         return counts
 
     def _after_clashes(self, exc, documents, staged_events, source, actor):

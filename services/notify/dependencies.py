@@ -22,7 +22,7 @@ from nameko.amqp.publish import Publisher, UndeliverableMessage
 from nameko.constants import PERSISTENT
 from nameko.extensions import DependencyProvider
 from pymongo import UpdateOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 from tenacity import (RetryError, Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay,
                       wait_exponential_jitter)
 
@@ -33,8 +33,9 @@ from tacoord.consumer import DEAD_LETTER_ID_HEADER, REASON_HEADER
 from tacoord.envelope import new_event, utcnow
 from tacoord.errors import Conflict, NotFound
 from tacoord.ops import metric
+from tacoord.outbox import strip
 from tacoord.publisher import ConfirmedPublisher, encode
-from tacoord.store import MongoStore, Repository, service_name
+from tacoord.store import MongoStore, Repository, inserted_or_existing, service_name
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,6 @@ SUBSCRIPTIONS = "subscriptions"
 NETWORKS = "networks"
 DELIVERIES = "deliveries"
 DIGEST_ITEMS = "digest_items"
-DUPLICATE_KEY_CODES = (11000, 11001)
 
 # configuration keys (container config first, then the environment)
 MAX_TRIES_KEY = "TACOORD_NOTIFY_MAX_TRIES"
@@ -115,25 +115,11 @@ def pending_delivery(notification_id, subscription, event_id, event_type, digest
             "created_at": utcnow().isoformat(), "finished_at": None}
 
 
-def inserted_or_existing(collection, documents):
-    """Insert ``documents`` (one unordered insert); returns the ids that existed already."""
-    if not documents:
-        return set()
-    try:
-        collection.insert_many(documents, ordered=False)
-    except BulkWriteError as exc:
-        errors = exc.details.get("writeErrors") or []
-        if not errors or any(e.get("code") not in DUPLICATE_KEY_CODES for e in errors):
-            raise
-        return {documents[e["index"]]["_id"] for e in errors}
-    return set()
-
-
 class NotifyRepository(Repository):
 
-    def __init__(self, database, relay, routing=None):
+    def __init__(self, database, relay, routing):
         super().__init__(database, relay)
-        self.routing = routing or RoutingCache(0)
+        self.routing = routing
 
     def routing_table(self):
         """``(active subscriptions, {network id: network})`` for routing an event."""
@@ -234,7 +220,7 @@ class NotifyRepository(Repository):
         if existing is None or existing.get("status") != "pending":
             return None
         log.warning("notification %s was left pending by an earlier worker; sending it again", existing["_id"])
-        return {k: v for k, v in existing.items() if k not in ("_outbox", "_outbox_pending")}
+        return strip(existing)
 
     def finish_delivery(self, delivery, subscription, outcome, cause=None):
         """One notification's outcome; see :meth:`finish_deliveries`."""

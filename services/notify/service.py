@@ -112,13 +112,14 @@ class NotifyService:
         notification id (receivers drop the repeat): digests are at least once, like the rest."""
         for delivery in self.store.stale_digest_deliveries(self.channels.stale_after):
             events = self.store.digest_events(delivery["_id"])
+            if not events:
+                self.store.drop_delivery(delivery["_id"])
+                continue
             try:
                 subscription = self.store.subscription(delivery["subscription_id"])
             except NotFound:
                 subscription = None
-            if not events:
-                self.store.drop_delivery(delivery["_id"])
-            elif subscription is None or subscription["status"] != "active":
+            if subscription is None or subscription["status"] != "active":
                 gone = Outcome(ok=False, attempts=0, error="the subscription ended before its digest was sent")
                 self.store.finish_delivery(delivery, subscription or {"subscription_id": delivery["subscription_id"],
                                                                       "channel": delivery["channel"]}, gone)

@@ -268,3 +268,22 @@ def test_events_a_batch_handler_reports_as_failed_are_settled_alone_and_the_rest
     assert Counter(PICKY_SEEN) == Counter(e["id"] for e in good + [bad])  # each applied once, no retry
     inbox = {d["_id"].split(":", 1)[1]: d["state"] for d in sandbox.db("probe").processed_events.find()}
     assert inbox == {e["id"]: "done" for e in good}  # the bad one's claim released
+
+
+def test_apply_each_stops_at_an_outage_and_hands_the_rest_back_unapplied():
+    events = [new_event("probe.noted", {"n": n}, "test", "test") for n in range(5)]
+    applied = []
+
+    def handle(event):
+        if event["data"]["n"] == 1:
+            raise Rejected("bad payload")
+        if event["data"]["n"] == 3:
+            raise AutoReconnect("database unreachable")
+        applied.append(event["data"]["n"])
+
+    failed = apply_each(events, handle)
+
+    assert applied == [0, 2]  # 4 is not tried: it would only wait for the database too
+    assert set(failed) == {events[1]["id"], events[3]["id"], events[4]["id"]}
+    assert isinstance(failed[events[1]["id"]], Rejected)
+    assert failed[events[4]["id"]] is failed[events[3]["id"]]
