@@ -13,9 +13,11 @@ Users:
   retry queues), reads only them, binds them only to the exchanges they are
   bound to in the topology, and publishes only its own event types on
   ``tacoord.events`` (topic permission), dead letters on ``tacoord.dead`` and
-  retries through the default exchange (a retried message's partner header is
-  believed only when it comes back through ``tacoord.requeue``, which nobody
-  but the admin may publish to). Passwords are generated once and kept
+  retries to its own retry queues only, through ``tacoord.retry`` (topic
+  permission; no service may write the default exchange, which reaches any
+  queue by name). A retried message's partner header is believed only when it
+  comes back through ``tacoord.requeue``, which nobody but the admin may
+  publish to. Passwords are generated once and kept
   in ``$TACOORD_STATE_DIR/amqp-service-users.json`` (mode 600), where
   ``tacoord.config.service_amqp_uri`` finds them for the services that
   ``infra.stack services`` starts;
@@ -62,17 +64,21 @@ def service_permissions(service):
     queues = [re.escape(n) for spec in specs for n in (spec.name, spec.retry_name if spec.retry else None) if n]
     bound = sorted({spec.exchange for spec in specs})
     configure, write, read = list(queues), list(queues), list(queues)
-    write += [re.escape(topology.DEAD), r"amq\.default"]          # park; retry via <queue>.retry
+    write.append(re.escape(topology.DEAD))                          # park
     read += [re.escape(name) for name in bound]                     # queue.bind needs read on the exchange
-    if any(spec.retry for spec in specs):
+    retry_queues = [re.escape(spec.retry_name) for spec in specs if spec.retry]
+    if retry_queues:
         read.append(re.escape(topology.REQUEUE))                    # bound to it; never written by anyone but the broker
+        read.append(re.escape(topology.RETRY))                      # its retry queues are bound to it
+        write.append(re.escape(topology.RETRY))                     # retry: only to its own, by topic permission
     if SERVICE_EMITS[service]:
         write.append(re.escape(topology.EVENTS))
     if service == "notify":   # declares subscribers' queues and publishes to them; reads none
         configure += [re.escape(NOTIFY_EXCHANGE), NOTIFY_QUEUES]
         write += [re.escape(NOTIFY_EXCHANGE), NOTIFY_QUEUES]
         read += [re.escape(NOTIFY_EXCHANGE)]
-    topic = {}
+    own_retries = any_of(retry_queues) if retry_queues else "^$"
+    topic = {topology.RETRY: (own_retries, own_retries)}  # publish to, and bind, its own retry queues
     for exchange in (topology.EVENTS, topology.INGRESS):
         keys = [re.escape(key) for spec in specs if spec.exchange == exchange for key in spec.routing_keys]
         emits = SERVICE_EMITS[service] if exchange == topology.EVENTS else None

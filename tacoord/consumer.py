@@ -552,7 +552,8 @@ class EventConsumer(Consumer):
         partner's ``user_id``), so the partner travels in a header. It is trusted
         only on messages that RabbitMQ dead-lettered back from the retry queue
         through ``tacoord.requeue``, which no partner and no service may publish
-        to (anyone may reach a queue by name through the default exchange).
+        to; a service reaches only its own retry queues (through ``tacoord.retry``),
+        so it cannot slip a message claiming a partner into another service's.
         """
         if message.delivery_info.get("exchange") == topology.REQUEUE:
             return (message.headers or {}).get(PARTNER_HEADER)
@@ -641,7 +642,7 @@ class EventConsumer(Consumer):
         partner = self._partner(message)
         if partner:
             headers[PARTNER_HEADER] = partner
-        self.publisher.publish_raw(body, exchange="", routing_key=self.spec.retry_name,
+        self.publisher.publish_raw(body, exchange=topology.RETRY, routing_key=self.spec.retry_name,
                                    headers=headers, expiration=delay,
                                    message_id=message.properties.get("message_id"))
         self._count(event, "retried")

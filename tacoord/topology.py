@@ -17,7 +17,10 @@ would be dropped) and the flags never disagree between declarers.
   through ``tacoord.requeue`` (direct, key = ``Q``). No user but the admin may
   publish to that exchange, so what arrives through it was put round the
   retry queue by the broker itself: the consumer trusts its partner header
-  (``x-tacoord-user-id``) only then.
+  (``x-tacoord-user-id``) only then. Services put a message round through
+  ``tacoord.retry`` (topic, key = ``Q.retry``), where each service's topic
+  permission names only its own retry queues; no service may write the
+  default exchange, which would reach any queue by name.
 
 ``TACOORD_QUEUE_TYPE=quorum`` declares consumer queues as quorum queues (for
 a cluster); the default is classic durable queues.
@@ -33,6 +36,7 @@ UNROUTED = "tacoord.unrouted"
 DEAD = "tacoord.dead"
 DEAD_LETTERS_QUEUE = "tacoord.dead-letters"
 REQUEUE = "tacoord.requeue"
+RETRY = "tacoord.retry"
 
 
 def _exchange(name, type_, **arguments):
@@ -45,6 +49,7 @@ EXCHANGES = {
     INGRESS: _exchange(INGRESS, "topic", **{"alternate-exchange": UNROUTED}),
     DEAD: _exchange(DEAD, "fanout"),
     REQUEUE: _exchange(REQUEUE, "direct"),
+    RETRY: _exchange(RETRY, "topic"),
 }
 
 
@@ -70,26 +75,33 @@ def _queue_arguments():
     return {"x-queue-type": queue_type()} if queue_type() == "quorum" else None
 
 
+def _bound_exchange(name, passive):
+    """``passive=True``: binding checks that the exchange exists instead of declaring it
+    (declaring needs the ``configure`` permission on it, which a service's
+    least-privilege broker user does not have)."""
+    declared = EXCHANGES[name]
+    if passive:
+        return Exchange(declared.name, type=declared.type, durable=True, arguments=declared.arguments, passive=True)
+    return declared
+
+
 def kombu_queue(spec, passive_exchange=False):
-    """``passive_exchange=True``: binding checks that the exchange exists instead of
-    declaring it (declaring needs the ``configure`` permission on it, which a
-    service's least-privilege broker user does not have)."""
     def exchange(name):
-        declared = EXCHANGES[name]
-        if passive_exchange:
-            return Exchange(declared.name, type=declared.type, durable=True, arguments=declared.arguments,
-                            passive=True)
-        return declared
+        return _bound_exchange(name, passive_exchange)
     bindings = [binding(exchange(spec.exchange), routing_key=key) for key in spec.routing_keys]
     if spec.retry:
         bindings.append(binding(exchange(REQUEUE), routing_key=spec.name))
     return Queue(spec.name, bindings=bindings, durable=True, queue_arguments=_queue_arguments())
 
 
-def kombu_retry_queue(spec):
+def kombu_retry_queue(spec, passive_exchange=False):
+    """``Q.retry``: bound to ``tacoord.retry`` under its own name (the only way in for a
+    service, whose topic permission names its own retry queues), dead-lettering back to
+    ``Q`` through ``tacoord.requeue``."""
     arguments = {"x-dead-letter-exchange": REQUEUE, "x-dead-letter-routing-key": spec.name}
     arguments.update(_queue_arguments() or {})
-    return Queue(spec.retry_name, durable=True, queue_arguments=arguments)
+    return Queue(spec.retry_name, durable=True, queue_arguments=arguments,
+                 bindings=[binding(_bound_exchange(RETRY, passive_exchange), routing_key=spec.retry_name)])
 
 
 # --- the consumer queues, one line each --------------------------------------
@@ -128,18 +140,18 @@ def declare(connection, specs=ALL_QUEUES):
             _declare_retry_queue(connection, spec)
 
 
-def _declare_retry_queue(connection, spec):
+def _declare_retry_queue(connection, spec, passive_exchange=False):
     """Declare ``spec``'s retry queue. One declared by an older release (dead-lettering
     through the default exchange) is replaced when empty, so ``up`` is also an upgrade;
     a non-empty one is left for its messages to come back, and the error stands."""
     from amqp.exceptions import PreconditionFailed
     try:
         with connection.channel() as channel:
-            kombu_retry_queue(spec).bind(channel).declare()
+            kombu_retry_queue(spec, passive_exchange).bind(channel).declare()
     except PreconditionFailed:
         with connection.channel() as channel:
             channel.queue_delete(spec.retry_name, if_empty=True)
-            kombu_retry_queue(spec).bind(channel).declare()
+            kombu_retry_queue(spec, passive_exchange).bind(channel).declare()
 
 
 def declare_all(connection):
@@ -153,7 +165,7 @@ def declare_own(connection, spec):
     with connection.channel() as channel:
         kombu_queue(spec, passive_exchange=True).bind(channel).declare()
     if spec.retry:
-        _declare_retry_queue(connection, spec)
+        _declare_retry_queue(connection, spec, passive_exchange=True)
 
 
 def declare_for(connection, spec):

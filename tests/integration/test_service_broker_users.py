@@ -104,9 +104,14 @@ def test_all_services_run_as_their_own_users_from_a_state_to_the_audit_log(sandb
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_a_service_user_can_retry_through_its_own_retry_queue(service_users, service):
+def test_a_service_user_can_retry_through_its_own_retry_queue_and_no_other(service_users, service):
     [spec, *_] = own_queues(service)
-    assert not refused(service_users[service], publish("", spec.retry_name))
+    assert not refused(service_users[service], publish(topology.RETRY, spec.retry_name))
+    theirs = next(s for s in topology.CONSUMER_QUEUES if s not in own_queues(service))
+    assert refused(service_users[service], publish(topology.RETRY, theirs.retry_name))
+    # the default exchange would reach any queue by name: closed to every service
+    assert refused(service_users[service], publish("", spec.retry_name))
+    assert refused(service_users[service], publish("", theirs.retry_name))
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -115,13 +120,13 @@ def test_no_service_user_may_publish_to_the_requeue_exchange(service_users, serv
     assert refused(service_users[service], publish(topology.REQUEUE, topology.NEEDS_INGRESS.name))
 
 
-def test_a_partner_header_forged_through_the_default_exchange_is_not_believed(sandbox, start, service_users):
-    """A service user may reach any queue by name through the default exchange (it needs that to
-    retry); a message sent that way claiming a partner is refused, not taken as the partner's."""
+def test_a_partner_header_sent_straight_to_a_queue_is_not_believed(sandbox, start, service_users):
+    """Only the admin may reach a queue by name (the default exchange); even a message sent
+    that way claiming a partner is refused by the consumer, not taken as the partner's."""
     start(NeedsService)
     event = envelope.new_event("need.submitted", KENYA_NEED, "test")
     forged = {"x-tacoord-user-id": "acme", "x-tacoord-attempt": 2}
-    with Connection(service_users["supply"], transport_options={"confirm_publish": True}) as connection:
+    with Connection(sandbox.amqp_uri, transport_options={"confirm_publish": True}) as connection:
         Producer(connection.channel()).publish(json.dumps(event), exchange="",
                                                routing_key=topology.NEEDS_INGRESS.name, headers=forged,
                                                content_type="application/json", delivery_mode=2)
