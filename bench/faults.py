@@ -474,7 +474,8 @@ def observe(stack, client, receiver, subscription_id, events, expected_matches):
     }
 
 
-def settle(stack, client, receiver, subscription_id, events, expected_matches, timeout, quiet_for=12.0):
+def settle(stack, client, receiver, subscription_id, events, expected_matches, timeout, quiet_for=12.0,
+           confirm_after=5.0):
     """Poll until everything expected arrived and nothing is in flight, or until quiet for ``quiet_for``
     seconds (nothing in any queue or outbox), or ``timeout``. Returns the last observation."""
     deadline = time.monotonic() + timeout
@@ -502,7 +503,13 @@ def settle(stack, client, receiver, subscription_id, events, expected_matches, t
             continue
         done = result["lost"] == 0 and result["stuck"] == 0
         if done:
-            return result
+            # Once more after a pause: a queue depth counts only ready messages, so a copy a
+            # service still holds (unacked) could add a duplicate after this observation.
+            time.sleep(confirm_after)
+            again = observe(stack, client, receiver, subscription_id, events, expected_matches)
+            if again["lost"] == 0 and again["stuck"] == 0:
+                return again
+            result = again
         idle = not result["stuck_detail"] or set(result["stuck_detail"]) <= {"dead letters"}
         now = time.monotonic()
         quiet_since = (quiet_since or now) if idle else None

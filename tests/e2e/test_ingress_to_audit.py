@@ -9,9 +9,13 @@ KENYA_NEED = {"state": "KEN", "article": 9, "forms": ["LEGAL_ADVICE", "CAPACITY_
               "priority": 1, "description": "Public procurement reform", "checklist_round": "2026-1"}
 
 
+def entity_history(sandbox, entity, role="operator", subject="*"):
+    return requests.get(sandbox.url("audit", f"/audit/entities/{entity}"),
+                        headers=sandbox.headers(role, subject), timeout=5)
+
+
 def audit_history(sandbox, entity):
-    response = requests.get(sandbox.url("audit", f"/audit/entities/{entity}"),
-                            headers=sandbox.headers("operator"), timeout=5)
+    response = entity_history(sandbox, entity)
     assert response.status_code == 200, response.text
     return response.json()["records"]
 
@@ -56,14 +60,10 @@ def test_dead_letters_in_an_entity_history_are_shown_to_operators_only(sandbox, 
                                   if r["kind"] == "rejection"], message="the rejection in the need's history")
     dead_letter = next(e for e in history[0]["entities"] if e.startswith("message:"))
 
-    def as_(role, subject, path):
-        return requests.get(sandbox.url("audit", f"/audit/entities/{path}"), headers=sandbox.headers(role, subject),
-                            timeout=5)
-
-    seen_by_state = as_("state", "KEN", f"need/{stored['need_id']}")
+    seen_by_state = entity_history(sandbox, f"need/{stored['need_id']}", "state", "KEN")
     assert seen_by_state.status_code == 200
     assert [r["type"] for r in seen_by_state.json()["records"]] == ["need.submitted"]
     assert [r["kind"] for r in audit_history(sandbox, f"need/{stored['need_id']}")] == ["event", "rejection"]
-    refused = as_("donor", "GB-GOV-1", dead_letter.replace(":", "/", 1))
+    refused = entity_history(sandbox, dead_letter.replace(":", "/", 1), "donor", "GB-GOV-1")
     assert refused.status_code == 403 and "for operators" in refused.json()["error"]
-    assert as_("operator", "*", dead_letter.replace(":", "/", 1)).json()["count"] == 1
+    assert entity_history(sandbox, dead_letter.replace(":", "/", 1)).json()["count"] == 1

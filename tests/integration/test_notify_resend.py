@@ -10,11 +10,13 @@ from tests.integration.test_notify_delivery import (  # noqa: F401 (receivers is
 from services.notify import domain
 
 
-def left_by_a_dead_worker(sandbox, subscription_id, event, status="pending"):
-    notification_id = f"{subscription_id}:{event['id']}"
+def left_by_a_dead_worker(sandbox, subscription_id, event=None, status="pending", digest_id=None):
+    """The delivery a killed worker leaves: of ``event``, or of a digest ``digest_id``."""
+    event_id, event_type = (event["id"], event["type"]) if event else (f"digest:{digest_id}", "digest")
+    notification_id = f"{subscription_id}:{event_id}"
     sandbox.db("notify").deliveries.insert_one({
         "_id": notification_id, "notification_id": notification_id, "subscription_id": subscription_id,
-        "event_id": event["id"], "event_type": event["type"], "channel": "webhook", "digest": False,
+        "event_id": event_id, "event_type": event_type, "channel": "webhook", "digest": event is None,
         "status": status, "attempts": 0, "last_error": None, "latency_ms": None,
         "created_at": "2026-01-01T00:00:00+00:00", "finished_at": None})
     return notification_id
@@ -81,13 +83,9 @@ def test_a_digest_a_dead_worker_left_pending_is_sent_again_under_its_id_and_an_e
     sub = subscribe(sandbox, "state", "KEN", {"channel": "webhook", "url": hook.url, "digest": True})
     event = new_event("match.proposed", KENYA_MATCH, "matching")
     db = sandbox.db("notify")
-    claimed, empty = (f"{sub['subscription_id']}:digest:{name}" for name in ("dead0001", "dead0002"))
-    for notification_id in (claimed, empty):  # what a worker killed after claim_digest leaves
-        db.deliveries.insert_one({
-            "_id": notification_id, "notification_id": notification_id, "subscription_id": sub["subscription_id"],
-            "event_id": f"digest:{notification_id[-8:]}", "event_type": "digest", "channel": "webhook",
-            "digest": True, "status": "pending", "attempts": 0, "last_error": None, "latency_ms": None,
-            "created_at": "2026-01-01T00:00:00+00:00", "finished_at": None})
+    # what a worker killed after claim_digest leaves
+    claimed, empty = (left_by_a_dead_worker(sandbox, sub["subscription_id"], digest_id=name)
+                      for name in ("dead0001", "dead0002"))
     db.digest_items.insert_one({"_id": f"{sub['subscription_id']}:{event['id']}", "subscription_id": sub["subscription_id"],
                                 "event": event, "digest_id": claimed, "queued_at": "2026-01-01T00:00:00+00:00"})
 
