@@ -259,7 +259,7 @@ def test_a_backlog_is_handled_in_batches_with_the_matches_one_by_one_handling_gi
     start(MatchingService)
     proposed = out.wait_for("match.proposed", count=len(proposed_by))
     wait_until(lambda: sandbox.queue_depth("matching.events") == 0, message="backlog acked")
-    assert matching_batches() - before < len(events)  # handled together, not one by one
+    assert matching_batches() - before <= len(events) // 5  # handled together (one batch here), not one by one
 
     assert sorted(e["data"]["match_id"] for e in proposed) == sorted(proposed_by)  # each proposed once
     assert {e["data"]["match_id"]: e["causation_id"] for e in proposed} == proposed_by  # by its own event

@@ -36,7 +36,7 @@ def test_a_backlog_with_copies_is_notified_once_per_subscription_and_event_in_fe
     wait_until(lambda: len(first_hook.received) >= 30 and len(second_hook.received) >= 30,
                message="every event notified to both subscribers")
     wait_until(lambda: sandbox.queue_depth(outcomes) >= 60, message="every outcome published")
-    assert batches() - before < len(events) + 5  # handled together, not one by one
+    assert batches() - before <= len(events) // 5  # handled together (one batch here), not one by one
     for hook, subscription in ((first_hook, first), (second_hook, second)):
         ids = Counter(r["headers"]["X-Tacoord-Notification-Id"] for r in hook.received)
         assert set(ids) == {f"{subscription['subscription_id']}:{e['id']}" for e in events}
