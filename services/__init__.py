@@ -1,0 +1,25 @@
+"""tacoord's services, in one explicit list: the composition root.
+
+The core (``tacoord/``) knows no service. What it needs from them — the
+payload schemas of the events they accept and emit (registered with
+``tacoord.envelope.register`` when their ``schemas`` module is imported) and
+their operator command groups — is registered from here, for processes that
+are not one service (the command line, the AsyncAPI generator, the partner
+client). A service process registers its own by importing its modules.
+"""
+import importlib
+
+SERVICES = ("needs", "supply", "matching", "notify", "requests", "audit")
+
+
+def register_schemas():
+    """Import every service's ``schemas`` module, so every event type is registered."""
+    for name in SERVICES:
+        importlib.import_module(f"services.{name}.schemas")
+
+
+def service_class(name):
+    """The nameko service class of one service."""
+    if name not in SERVICES:
+        raise ValueError(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
+    return importlib.import_module(f"services.{name}.service").SERVICE

@@ -5,6 +5,8 @@ operations over its own collections) and the collections that carry an
 outbox. One ``MongoClient`` per container (:class:`DatabaseClient`, shared by the
 store, the consumers' inboxes and the HTTP credentials); each worker gets a repository.
 """
+from contextlib import contextmanager
+
 from nameko.extensions import DependencyProvider, SharedExtension
 from pymongo import MongoClient
 from pymongo.errors import BulkWriteError
@@ -114,3 +116,24 @@ class MongoStore(DependencyProvider):
 
     def get_dependency(self, worker_ctx):
         return self.repository(self.database, self.relay)
+
+
+@contextmanager
+def opened(store_class, container_config):
+    """A repository of ``store_class`` outside a container, for a service's operator commands:
+    the same database, outbox relay and confirmed publisher its workers get (from a config dict
+    as :func:`tacoord.config.service_config` builds it); closed on leaving.
+
+        with opened(NeedsStore, config.service_config("needs")) as repository:
+            repository.import_needs(filings, "needs", actor)
+    """
+    service = container_config[config.SERVICE_KEY]
+    client = connect(container_config)
+    publisher = ConfirmedPublisher(container_config[config.AMQP_URI_KEY], service)
+    try:
+        database = client[container_config.get(config.DB_NAME_KEY) or config.db_name(service)]
+        relay = Relay(database, publisher, store_class.outbox_collections, metrics_for(service))
+        yield store_class.repository(database, relay)
+    finally:
+        publisher.close()
+        client.close()
