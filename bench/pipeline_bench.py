@@ -48,11 +48,14 @@ import pika  # noqa: E402
 import requests  # noqa: E402
 from pymongo import MongoClient  # noqa: E402
 
+import services  # noqa: E402
 from infra.partners import add_partner, remove_partner  # noqa: E402
 from infra.stack import wait_until_ready  # noqa: E402
 from tacoord import auth, config, envelope, reference  # noqa: E402
 from tacoord.partner import PartnerClient  # noqa: E402
 from tacoord.testing import create_vhost, delete_vhost, free_port, stack_problem, unique  # noqa: E402
+
+services.register_schemas()  # what the partner client validates against
 
 SERVICES = ("audit", "needs", "supply", "matching", "notify")
 DONOR = "GB-GOV-1"

@@ -11,8 +11,11 @@ import sys
 
 from marshmallow import ValidationError
 
+import services
 from tacoord.envelope import describe_errors
 from tacoord.partner import PartnerClient
+
+services.register_schemas()  # the client validates each need against the needs service's schema
 
 
 def row_to_need(row):

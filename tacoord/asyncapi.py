@@ -1,32 +1,31 @@
 """The AsyncAPI 2.6.0 document of tacoord's AMQP interface, generated, never written by hand.
 
-    python -m tacoord.asyncapi [--output docs/asyncapi.json]
-    tacoord asyncapi [--output FILE]
+    tacoord asyncapi [--output FILE] [--check]
 
 Everything comes from the code that the services run:
 
 - the message types and their payload schemas from the registry of
-  ``tacoord.envelope`` (every ``services/*/schemas.py`` is imported, so every
-  type is registered), the envelope from ``EnvelopeSchema``;
+  ``tacoord.envelope``, as registered in the process (the command line
+  registers every service's first: ``services.register_schemas()``), the
+  envelope from ``EnvelopeSchema``;
 - the exchanges, their types and the routing keys from ``tacoord.topology``;
 - the dead-letter headers from ``tacoord.consumer``.
 
 marshmallow fields become JSON Schema through apispec's marshmallow
 converter (maintained by the marshmallow team; OpenAPI 3.1 flavour, i.e.
-plain JSON Schema: ``type: [..., "null"]`` for ``allow_none``), with
-attribute functions for tacoord's own fields (State codes, regional groups,
-IATI organisation ids). Cross-field rules (``@validates_schema``) cannot be
-expressed there: the schema's docstring says what they check.
+plain JSON Schema: ``type: [..., "null"]`` for ``allow_none``); tacoord's
+own fields (``tacoord.fields``: State codes, languages, regional groups, IATI
+organisation ids) give their JSON Schema themselves. Cross-field rules
+(``@validates_schema``) cannot be expressed there: the schema's docstring
+says what they check.
 
 Each message carries an example built below and validated with the real
 schemas (``envelope.load``) while the document is generated, so an example
 that no longer fits its schema fails the generation (and the tests).
 """
-import argparse
 import copy
 import inspect
 import json
-import sys
 import uuid
 import warnings
 from pathlib import Path
@@ -35,10 +34,9 @@ from pathlib import Path
 warnings.filterwarnings("ignore", message="\\s*Eventlet is deprecated")
 
 from apispec.ext.marshmallow import OpenAPIConverter
-from marshmallow import fields as ma_fields
 
-from tacoord import consumer, envelope, reference, topology
-from tacoord.fields import StateCode
+from tacoord import consumer, envelope, topology
+from tacoord.fields import TacoordField
 
 ASYNCAPI_VERSION = "2.6.0"
 AMQP_BINDING_VERSION = "0.2.0"
@@ -59,19 +57,8 @@ def _doc_line(obj):
 def _tacoord_fields(self, field, **kwargs):
     """Attributes for fields whose checks live in ``_deserialize`` (invisible to apispec)."""
     extra = {}
-    names = {cls.__name__ for cls in type(field).__mro__}
-    if isinstance(field, StateCode) or "State" in names:
-        extra = {"pattern": "^[A-Za-z]{3}$",
-                 "description": "ISO 3166-1 alpha-3 code of a State party in tacoord's reference data "
-                                "(upper-cased on input), e.g. KEN"}
-    elif "GroupId" in names:
-        extra = {"enum": sorted(reference.regional_groups())}
-    elif "OrgId" in names:
-        from services.supply import domain as supply_domain
-        extra = {"pattern": supply_domain.ORG_ID_PATTERN,
-                 "description": "IATI organisation identifier {agency}-{number}, e.g. GB-GOV-1"}
-    elif "Language" in names and isinstance(field, ma_fields.String):
-        extra = {"pattern": "^[A-Za-z]{2}$", "description": "ISO 639-1 language code (lower-cased on input)"}
+    if isinstance(field, TacoordField):
+        extra = field.json_schema()
     elif not type(field).__module__.startswith("marshmallow"):
         line = _doc_line(type(field))
         if line:
@@ -310,8 +297,10 @@ def _info_description():
 
 
 def build():
-    """The AsyncAPI document (a JSON-ready dict)."""
-    envelope.register_service_schemas()
+    """The AsyncAPI document (a JSON-ready dict) of the message types registered in this process."""
+    if not envelope.registered_types(envelope.INGRESS) or not envelope.registered_types(envelope.EVENTS):
+        raise LookupError("no message types are registered in this process: register the services' schemas "
+                          "first (services.register_schemas())")
     conv = converter()
     schemas = {"Envelope": schema_to_json(envelope.ENVELOPE, conv)}
     messages, channels = {}, {}
@@ -453,25 +442,3 @@ def _channel(channel, exchange, event_type, message_name, readers, ingress):
 
 def render(doc=None):
     return json.dumps(doc if doc is not None else build(), indent=2, ensure_ascii=False) + "\n"
-
-
-def write(path=DOC_PATH):
-    text = render()
-    Path(path).write_text(text, encoding="utf-8")
-    return text
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description="Generate tacoord's AsyncAPI 2.6.0 document.")
-    parser.add_argument("--output", "-o", default=str(DOC_PATH), help="file to write ('-' for stdout)")
-    args = parser.parse_args(argv)
-    if args.output == "-":
-        sys.stdout.write(render())
-    else:
-        write(args.output)
-        print(f"wrote {args.output}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -22,8 +22,10 @@ EVENTS = "events"    # what services emit on tacoord.events
 INGRESS = "ingress"  # what partners may publish on tacoord.ingress
 
 # (channel, type) -> (version, payload schema instance). Services register the
-# types they emit and accept with :func:`register`; the AsyncAPI document is
-# generated from this registry.
+# types they emit and accept with :func:`register` when their ``schemas``
+# module is imported (a process that is not one service imports them all:
+# ``services.register_schemas()``); the AsyncAPI document is generated from
+# this registry.
 _PAYLOADS = {}
 
 
@@ -39,22 +41,6 @@ def is_registered(event_type):
 
 def registered_types(channel=EVENTS):
     return {t: v for (c, t), v in _PAYLOADS.items() if c == channel}
-
-
-def register_service_schemas():
-    """Import every ``services/<name>/schemas.py``, so every type a service accepts or emits is registered.
-
-    For processes that are not a service (the partner client, the AsyncAPI
-    generator): a service registers what it needs by importing schemas itself.
-    """
-    import importlib
-    import pkgutil
-    from pathlib import Path
-
-    import services
-    for module in sorted(m.name for m in pkgutil.iter_modules(services.__path__)):
-        if any((Path(p) / module / "schemas.py").exists() for p in services.__path__):
-            importlib.import_module(f"services.{module}.schemas")
 
 
 def utcnow():

@@ -1,7 +1,9 @@
 """A small client for partner systems, built on pika.
 
+    import services
     from tacoord.partner import PartnerClient
 
+    services.register_schemas()   # once per process: the schemas publish() validates against
     with PartnerClient("amqp://acme:SECRET@broker:5672/tacoord") as client:
         event = client.publish("need.submitted", {"state": "KEN", "article": 9,
                                "forms": ["LEGAL_ADVICE"], "priority": 1})
@@ -19,9 +21,11 @@ the partner's user may not use) raises ``PublishRefused`` at once; wrong
 credentials raise ``pika.exceptions.ProbableAuthenticationError`` at once:
 neither is retried.
 
-Every intake type of every service (``services/*/schemas.py``) is known, so
+It validates against the intake schemas registered in the process:
+``services.register_schemas()`` registers every service's, so
 ``client.publish("offer.submitted", …)`` and ``"workshop.submitted"`` are
-validated too. The full contract: docs/partners.md and docs/asyncapi.json.
+validated too; with none registered, ``build`` says so instead of refusing
+every type. The full contract: docs/partners.md and docs/asyncapi.json.
 """
 import json
 from urllib.parse import unquote, urlparse
@@ -33,9 +37,6 @@ from tenacity import retry, stop_after_attempt, wait_exponential_jitter
 from tenacity import retry_if_exception as retryable_exception
 
 from tacoord import envelope, topology
-
-# Registers the intake schemas the services accept (and the events they emit).
-envelope.register_service_schemas()
 
 # Not worth retrying: the same credentials or the same message would fail again.
 FINAL = (ProbableAuthenticationError, ProbableAccessDeniedError)
@@ -68,6 +69,9 @@ class PartnerClient:
 
     def build(self, event_type, data, actor=None, correlation_id=None):
         """A validated envelope (raises marshmallow.ValidationError naming the fields)."""
+        if not envelope.registered_types(envelope.INGRESS):
+            raise LookupError("no intake schemas are registered in this process: call "
+                              "services.register_schemas() before publishing")
         event = envelope.new_event(event_type, data, self.source, actor=actor, correlation_id=correlation_id)
         envelope.load(event, envelope.INGRESS)
         return event

@@ -10,11 +10,12 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 from tacoord.testing import Sandbox, stack_problem  # noqa: E402
 
+import services  # noqa: E402
+
 # Every event type's schema registered up front, whichever tests run: the
 # envelope registry is per process, and a test must not pass alone and fail
 # in the full run (or the reverse) because another module registered more.
-for _service in ("needs", "supply", "matching", "notify", "requests"):
-    __import__(f"services.{_service}.schemas")
+services.register_schemas()
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,8 @@ additive change upstream never dead-letters the matching queue.
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from tacoord import envelope, reference
+from tacoord.fields import GroupId, StateCode
 
-GROUPS = ("AFRICAN", "ASIA_PACIFIC", "EASTERN_EUROPEAN", "GRULAC", "WEOG")
 LEVELS = ("bilateral", "regional", "global")
 MATCH_LEVELS = LEVELS + ("expert",)
 
@@ -91,14 +91,6 @@ envelope.register("workshop.participants_proposed", ParticipantsSchema())
 
 # --- query parameters ----------------------------------------------------------
 
-class State(fields.String):
-    def _deserialize(self, value, attr, data, **kwargs):
-        code = super()._deserialize(value, attr, data, **kwargs).upper()
-        if not reference.is_known_state(code):
-            raise ValidationError(f"unknown State {value!r}: use an ISO 3166-1 alpha-3 code such as 'KEN'")
-        return code
-
-
 class Number(fields.Integer):
     """An integer given as a query string."""
 
@@ -111,8 +103,8 @@ class Number(fields.Integer):
 class CellFilterSchema(Strict):
     article = Number(validate=validate.Range(min=5, max=62, error="UNCAC article must be between 5 and 62"))
     chapter = Number(validate=validate.Range(min=2, max=6, error="chapter must be between 2 and 6"))
-    state = State()
-    regional_group = fields.String(validate=validate.OneOf(GROUPS))
+    state = StateCode()
+    regional_group = GroupId()
     level = fields.String(validate=validate.OneOf(LEVELS))
     form = fields.String(validate=validate.OneOf(tuple(f for f in reference.assistance_forms())))
 

@@ -2,13 +2,9 @@
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from tacoord import envelope, reference
-from tacoord.fields import StateCode
+from tacoord.fields import Language, StateCode
 
 STATUSES = ("open", "in_progress", "met", "withdrawn")
-
-
-def language():
-    return fields.String(validate=validate.Regexp(r"^[a-z]{2}$", error="use an ISO 639-1 code such as 'en'"))
 
 
 class NeedSchema(Schema):
@@ -28,7 +24,7 @@ class NeedSchema(Schema):
     priority = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=3))
     description = fields.String(load_default="", validate=validate.Length(max=5000))
     checklist_round = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=40))
-    languages = fields.List(language(), load_default=list, validate=validate.Length(max=6))
+    languages = fields.List(Language(), load_default=list, validate=validate.Length(max=6))
     external_ref = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=120))
 
     @validates_schema
@@ -73,7 +69,7 @@ class NeedUpdateSchema(Schema):
     description = fields.String(validate=validate.Length(max=5000))
     status = fields.String(validate=validate.OneOf(("open", "in_progress", "met")))
     paragraph = fields.String(allow_none=True, validate=validate.Length(max=40))
-    languages = fields.List(language(), validate=validate.Length(max=6))
+    languages = fields.List(Language(), validate=validate.Length(max=6))
 
     @validates_schema
     def not_empty(self, changes, **kwargs):

@@ -5,9 +5,8 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from services.notify.domain import CHANNELS, EVENT_FAMILIES, KINDS
 from tacoord import envelope, reference
-from tacoord.fields import StateCode
+from tacoord.fields import ORG_ID, GroupId, StateCode
 
-ORG_ID = re.compile(r"^[A-Za-z0-9]{2,10}(-[A-Za-z0-9._]{1,40}){1,4}$")
 NETWORK_ID = re.compile(r"^[A-Z][A-Z0-9_]{1,39}$")
 EVENT_PATTERN = re.compile(r"^(\*|[a-z_]+\.(\*|[a-z_]+))$")
 EMAIL = validate.Email(error="not a valid e-mail address")
@@ -36,8 +35,7 @@ class FilterSchema(Schema):
 
     types = fields.List(EventPattern(), load_default=list, validate=validate.Length(max=30))
     states = fields.List(StateCode(), load_default=list, validate=validate.Length(max=200))
-    regional_groups = fields.List(fields.String(validate=_known(reference.regional_groups(), "regional group")),
-                                  load_default=list, validate=validate.Length(max=5))
+    regional_groups = fields.List(GroupId(), load_default=list, validate=validate.Length(max=5))
     articles = fields.List(fields.Integer(strict=True, validate=validate.OneOf(
         tuple(reference.articles()), error="unknown UNCAC article {input!r} (1–71)")),
         load_default=list, validate=validate.Length(max=71))

@@ -9,7 +9,7 @@ WTO technical-assistance form asks the same, to avoid duplication.
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from tacoord import envelope, reference
-from tacoord.fields import StateCode
+from tacoord.fields import GroupId, Language, StateCode
 
 KINDS = ("national_workshop", "regional_workshop", "checklist_assistance")
 WORKSHOP_KINDS = ("national_workshop", "regional_workshop")
@@ -74,16 +74,14 @@ class RequestSchema(Schema):
 
     kind = fields.String(required=True, validate=validate.OneOf(KINDS, error="kind must be one of: {choices}"))
     state = StateCode(required=True)
-    regional_group = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(
-        tuple(reference.regional_groups()), error="unknown regional group; one of: {choices}"))
+    regional_group = GroupId(load_default=None, allow_none=True)
     network_id = fields.String(load_default=None, allow_none=True, validate=NETWORK_ID)
     network_states = fields.List(StateCode(), load_default=list, validate=validate.Length(max=60))
     articles = fields.List(Article(), load_default=list, validate=validate.Length(max=58))
     expected_outcomes = fields.String(required=True, validate=validate.Length(min=1, max=5000))
     preferred_dates = fields.List(fields.Nested(DateRangeSchema), load_default=list,
                                   validate=validate.Length(max=10, error="give at most 10 preferred periods"))
-    language = fields.String(required=True, validate=validate.Regexp(
-        r"^[a-z]{2}$", error="language must be an ISO 639-1 code such as 'en' or 'fr'"))
+    language = Language(required=True)
     support_received = fields.List(fields.Nested(SupportReceivedSchema), required=True,
                                    validate=validate.Length(max=50),
                                    error_messages={"required": SUPPORT_REQUIRED, "null": SUPPORT_REQUIRED})

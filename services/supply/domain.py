@@ -7,11 +7,6 @@ from tacoord.errors import Conflict, Forbidden, Rejected
 
 # --- offers ---------------------------------------------------------------------------------
 
-# IATI organisation identifier: {RegistrationAgency}-{RegistrationNumber}; the agency is a
-# 2-letter country (or XI/XM) plus an agency code: GB-GOV-1, XM-DAC-41114, GB-COH-06368740,
-# and the legacy one-character codes still published (Sida: SE-0-SE-6).
-ORG_ID_PATTERN = r"^[A-Z]{2}-[A-Z0-9]{1,12}-[A-Za-z0-9][A-Za-z0-9_-]{0,80}$"
-
 LEVELS = ("bilateral", "regional", "global")
 OFFER_STATUSES = ("pipeline", "active", "closed", "withdrawn")
 FILING_STATUSES = ("pipeline", "active", "closed")   # withdrawn only by withdrawing

@@ -3,40 +3,16 @@
 Consumers (matching, notify) import this module read-only: the ``*EventSchema``
 classes are the contract of docs/events.md.
 """
-import re
 from datetime import date
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from services.supply import domain
 from tacoord import envelope, reference
-from tacoord.fields import StateCode
-
-ORG_ID = re.compile(domain.ORG_ID_PATTERN)
-LANGUAGE = re.compile(r"^[a-z]{2}$")
+from tacoord.fields import GroupId, Language, OrgId, StateCode
 
 
 # --- fields ---------------------------------------------------------------------------------
-
-class GroupId(fields.String):
-    def _deserialize(self, value, attr, data, **kwargs):
-        group = super()._deserialize(value, attr, data, **kwargs)
-        if group not in reference.regional_groups():
-            raise ValidationError(f"unknown regional group {value!r}; one of: "
-                                  f"{', '.join(sorted(reference.regional_groups()))}")
-        return group
-
-
-class OrgId(fields.String):
-    """An IATI organisation identifier ``{agency}-{number}``, e.g. ``GB-GOV-1``, ``XM-DAC-41114``."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        org = super()._deserialize(value, attr, data, **kwargs)
-        if not ORG_ID.match(org):
-            raise ValidationError(f"{value!r} is not an IATI organisation id '{{agency}}-{{number}}' "
-                                  "such as 'GB-GOV-1' or 'XM-DAC-41114'")
-        return org
-
 
 class IsoDate(fields.Date):
     """A calendar date, stored and sent as an ISO string (``2027-01-31``)."""
@@ -48,14 +24,6 @@ class IsoDate(fields.Date):
         if value is None or isinstance(value, str):
             return value
         return value.isoformat() if isinstance(value, date) else str(value)
-
-
-class Language(fields.String):
-    def _deserialize(self, value, attr, data, **kwargs):
-        code = super()._deserialize(value, attr, data, **kwargs)
-        if not LANGUAGE.match(code.lower()):
-            raise ValidationError(f"{value!r} is not an ISO 639-1 language code such as 'en'")
-        return code.lower()
 
 
 def Article(**kwargs):

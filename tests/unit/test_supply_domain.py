@@ -1,5 +1,4 @@
 """Supply domain rules without I/O: scope, coverage, IATI mapping, the vetting state machine, balance."""
-import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -289,12 +288,3 @@ def test_balance_compares_each_groups_share_of_experts_with_its_share_of_states(
 
 def test_balance_of_an_empty_roster_has_no_ratios():
     assert all(r["ratio"] is None for r in domain.balance([])["groups"])
-
-
-@pytest.mark.parametrize("org_id, valid", [
-    ("GB-GOV-1", True), ("XM-DAC-41114", True), ("GB-COH-06368740", True),
-    ("SE-0-SE-6", True),   # Sida's legacy identifier, still what it publishes
-    ("DE-1", False), ("gb-gov-1", False), ("GBGOV1", False), ("GB--1", False),
-])
-def test_iati_organisation_identifiers(org_id, valid):
-    assert bool(re.match(domain.ORG_ID_PATTERN, org_id)) is valid
