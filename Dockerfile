@@ -1,7 +1,7 @@
 # One image for every tacoord service; docker-compose.yml picks the service
-# with `command: ["python", "-m", "tacoord.run", "<name>"]`.
+# with `command: ["python", "-m", "services.run", "<name>"]`.
 #   docker build -t tacoord .
-#   docker run --rm tacoord python -m tacoord.run needs   # needs AMQP_URI / MONGO_URI
+#   docker run --rm tacoord python -m services.run needs   # needs AMQP_URI / MONGO_URI
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -29,4 +29,4 @@ USER tacoord
 
 # HTTP 8001-8006, metrics and health 9101-9106 (one pair per service).
 EXPOSE 8001-8006 9101-9106
-CMD ["python", "-m", "tacoord.run", "needs"]
+CMD ["python", "-m", "services.run", "needs"]

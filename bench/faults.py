@@ -9,7 +9,7 @@ What it does, in order:
 1. Starts its **own** RabbitMQ node and MongoDB-protocol server (``infra.stack
    up`` with free ports and a temporary ``TACOORD_STATE_DIR``; the shared stack
    on 5673/27027 is never touched), then the six services as real OS
-   processes (``python -m tacoord.run NAME``, own HTTP/ops ports and database
+   processes (``python -m services.run NAME``, own HTTP/ops ports and database
    prefix).
 2. Subscribes a webhook receiver (a local HTTP server in this process) in
    notify for every ``match.proposed`` of the generated provider.
@@ -160,7 +160,7 @@ class Stack:
         logs.mkdir(exist_ok=True)
         with open(logs / f"{name}.log", "ab") as out:
             self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", "tacoord.run", name], cwd=ROOT, env=self.service_env,
+                [sys.executable, "-m", "services.run", name], cwd=ROOT, env=self.service_env,
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_ready(self, name, timeout=90):

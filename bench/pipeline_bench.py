@@ -4,7 +4,7 @@
 
 Needs the local stack (RabbitMQ on TACOORD_AMQP_PORT, the database on MONGO_URI). Everything runs in
 a fresh vhost and database prefix, deleted at the end. The services are real processes
-(``python -m tacoord.run NAME``, one per service, environment overrides for the vhost, the database
+(``python -m services.run NAME``, one per service, environment overrides for the vhost, the database
 prefix and free ports), as in production; the bench process hosts the partner client and the webhook
 receiver.
 
@@ -178,7 +178,7 @@ class Stack:
                    "TACOORD_DB_PREFIX": self.prefix, f"TACOORD_{name.upper()}_HTTP_PORT": str(self.http[name]),
                    f"TACOORD_{name.upper()}_OPS_PORT": str(self.ops[name]), **extra_env}
             log = open(self.workdir / f"{name}.log", "wb")
-            self.processes[name] = subprocess.Popen([sys.executable, "-m", "tacoord.run", name], cwd=ROOT, env=env,
+            self.processes[name] = subprocess.Popen([sys.executable, "-m", "services.run", name], cwd=ROOT, env=env,
                                                     stdout=log, stderr=subprocess.STDOUT)
         for name in services:
             process = self.processes[name]
@@ -385,7 +385,7 @@ def main(argv=None):
 
     print()
     print(f"tacoord pipeline benchmark — {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
-          f"services as processes (python -m tacoord.run); load average at the end "
+          f"services as processes (python -m services.run); load average at the end "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print()
     rows = [

@@ -28,6 +28,8 @@ import os
 import re
 import secrets
 
+import requests
+
 from tacoord import config, topology
 
 # The event types each service may publish on tacoord.events (topic permission).
@@ -124,13 +126,22 @@ def apply(rabbitmqctl):
 
 def apply_service_user(service, user, password, vhost):
     """The same user and permissions through the management API (tests, other vhosts)."""
-    from infra.partners import _api
     perms = service_permissions(service)
-    _api("PUT", f"users/{user}", json={"password": password, "tags": ""})
-    _api("PUT", f"permissions/{vhost}/{user}",
-         json={k: perms[k] for k in ("configure", "write", "read")})
+    management_api("PUT", f"users/{user}", json={"password": password, "tags": ""})
+    management_api("PUT", f"permissions/{vhost}/{user}",
+                   json={k: perms[k] for k in ("configure", "write", "read")})
     for exchange, (write, read) in perms["topic"].items():
-        _api("PUT", f"topic-permissions/{vhost}/{user}", json={"exchange": exchange, "write": write, "read": read})
+        management_api("PUT", f"topic-permissions/{vhost}/{user}",
+                       json={"exchange": exchange, "write": write, "read": read})
+
+
+def management_api(method, path, **kwargs):
+    """One call to RabbitMQ's management HTTP API as the admin; exits naming the call when it fails."""
+    url = config.amqp_mgmt_url(path)
+    response = requests.request(method, url, auth=config.amqp_admin(), timeout=10, **kwargs)
+    if response.status_code >= 400 and not (method in ("DELETE", "GET") and response.status_code == 404):
+        raise SystemExit(f"management API: {method} {path} failed: {response.status_code} {response.text}")
+    return response
 
 
 def ensure_user(rabbitmqctl, user, password, tags=()):

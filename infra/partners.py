@@ -16,20 +16,10 @@ partner may read; read permissions are one regex, kept as alternatives.
 import re
 import sys
 
-import requests
-
-from infra.definitions import any_of
+from infra.definitions import any_of, management_api
 from tacoord import config, topology
 
 INGRESS_KEYS = r"^(need|offer|expert|workshop|checklist_assistance)\.[a-z_]+$"
-
-
-def _api(method, path, **kwargs):
-    url = config.amqp_mgmt_url(path)
-    response = requests.request(method, url, auth=config.amqp_admin(), timeout=10, **kwargs)
-    if response.status_code >= 400 and not (method in ("DELETE", "GET") and response.status_code == 404):
-        raise SystemExit(f"partners: {method} {path} failed: {response.status_code} {response.text}")
-    return response
 
 
 def add_partner(name, password, vhost=None):
@@ -37,11 +27,11 @@ def add_partner(name, password, vhost=None):
         raise SystemExit("partners: name must be 2-41 lowercase letters, digits or '-'")
     vhost = vhost or config.amqp_vhost()
     own_queue = any_of([_own_queue(name)])
-    _api("PUT", f"users/{name}", json={"password": password, "tags": ""})
-    _api("PUT", f"permissions/{vhost}/{name}",
-         json={"configure": own_queue, "write": rf"^{re.escape(topology.INGRESS)}$", "read": own_queue})
-    _api("PUT", f"topic-permissions/{vhost}/{name}",
-         json={"exchange": topology.INGRESS, "write": INGRESS_KEYS, "read": "^$"})
+    management_api("PUT", f"users/{name}", json={"password": password, "tags": ""})
+    management_api("PUT", f"permissions/{vhost}/{name}",
+                   json={"configure": own_queue, "write": rf"^{re.escape(topology.INGRESS)}$", "read": own_queue})
+    management_api("PUT", f"topic-permissions/{vhost}/{name}",
+                   json={"exchange": topology.INGRESS, "write": INGRESS_KEYS, "read": "^$"})
     return {"user": name, "vhost": vhost, "publish_to": topology.INGRESS, "routing_keys": INGRESS_KEYS,
             "user_id_property": name}
 
@@ -55,7 +45,7 @@ def grant_queue(name, subscription_id, vhost=None):
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,80}", subscription_id):
         raise SystemExit("partners: a subscription id is letters, digits, '_' or '-' (as notify returned it)")
     vhost = vhost or config.amqp_vhost()
-    current = _api("GET", f"permissions/{vhost}/{name}")
+    current = management_api("GET", f"permissions/{vhost}/{name}")
     if current.status_code == 404:
         raise SystemExit(f"partners: no partner {name!r} in vhost {vhost!r} (add it first)")
     permissions = current.json()
@@ -64,13 +54,13 @@ def grant_queue(name, subscription_id, vhost=None):
     queue = re.escape(f"notify.sub.{subscription_id}")
     if queue not in granted:
         granted.append(queue)
-    _api("PUT", f"permissions/{vhost}/{name}",
-         json={"configure": permissions["configure"], "write": permissions["write"], "read": any_of(granted)})
+    management_api("PUT", f"permissions/{vhost}/{name}",
+                   json={"configure": permissions["configure"], "write": permissions["write"], "read": any_of(granted)})
     return {"user": name, "vhost": vhost, "may_read": f"notify.sub.{subscription_id}"}
 
 
 def remove_partner(name):
-    _api("DELETE", f"users/{name}")
+    management_api("DELETE", f"users/{name}")
 
 
 def main(argv=None):

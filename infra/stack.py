@@ -260,7 +260,7 @@ def start_service(name):
     env = dict(os.environ, PYTHONPATH=str(config.PROJECT_ROOT))
     with open(log_path, "ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "tacoord.run", name], cwd=config.PROJECT_ROOT, env=env,
+            [sys.executable, "-m", "services.run", name], cwd=config.PROJECT_ROOT, env=env,
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     pid_file.write_text(str(process.pid))
 

@@ -1,12 +1,16 @@
-"""``tacoord``: the operator's command line.
+"""``tacoord``: the operator's command line, the core's part of it.
 
-    tacoord stack up|services|status|down
     tacoord deadletters list|show ID|replay ID|replay --all|discard ID|purge
     tacoord credentials issue --role R --subject S [--label L] | revoke KEY_ID | list
-    tacoord audit history ENTITY_TYPE ENTITY_ID | verify
-    tacoord matching rebuild --audit-url URL --key KEY [--yes] [--replace] [--force]
     tacoord import needs|offers|iati FILE
     tacoord asyncapi [--output FILE] [--check]
+
+``main`` is the group; the commands owned elsewhere (``stack`` in
+``infra/commands.py``, ``audit`` and ``matching`` in
+``services/<name>/commands.py``) and ``asyncapi``, which needs every
+service's schemas registered first, are added to it by the composition root
+``services/cli.py``, which the ``tacoord`` console script runs
+(``python -m services.cli`` from a checkout).
 
 Settings come from the environment (``tacoord/config.py``: ``AMQP_URI``,
 ``MONGO_URI``, ``TACOORD_DB_PREFIX``, ``TACOORD_AMQP_VHOST``…); the options
@@ -97,47 +101,6 @@ def main(ctx, amqp_uri, vhost, mongo_uri, db_prefix):
       tacoord import needs needs.json --key tck_…
     """
     ctx.obj = Settings(amqp_uri, vhost, mongo_uri, db_prefix)
-
-
-# --- stack -------------------------------------------------------------------
-
-@main.group()
-def stack():
-    """Start, stop and inspect the local stack (RabbitMQ, database, services) without Docker."""
-
-
-def _stack_call(function, *args):
-    from infra import stack as infra_stack
-    try:
-        return getattr(infra_stack, function)(*args)
-    except infra_stack.StackError as exc:
-        raise click.ClickException(str(exc.code).removeprefix("stack: "))
-
-
-@stack.command("up")
-def stack_up():
-    """Start RabbitMQ and the database, apply definitions and indexes (idempotent)."""
-    _stack_call("up")
-
-
-@stack.command("services")
-def stack_services():
-    """Start every service and wait until each is ready (after `stack up`)."""
-    _stack_call("start_services")
-
-
-@stack.command("down")
-def stack_down():
-    """Stop the services, RabbitMQ and the database."""
-    _stack_call("down")
-
-
-@stack.command("status")
-def stack_status():
-    """Show what runs where; exit 1 when the broker or the database is down."""
-    code = _stack_call("status")
-    if code:
-        sys.exit(code)
 
 
 # --- dead letters ------------------------------------------------------------
@@ -313,153 +276,33 @@ def credentials_list(settings, as_json):
     click.echo(f"{len(keys)} key(s)", err=True)
 
 
-# --- audit ---------------------------------------------------------------------
-
-@main.group()
-def audit():
-    """Read the audit log (directly from the audit database)."""
-
-
-def _audit_collection(settings, client):
-    return client[config.db_name("audit", settings.db_prefix)]["audit"]
-
-
-@audit.command("history")
-@click.argument("entity_type")
-@click.argument("entity_id")
-@click.option("--json", "as_json", is_flag=True, help="Print the full records as JSON.")
-@click.pass_obj
-def audit_history(settings, entity_type, entity_id, as_json):
-    """Every audit record about one entity, oldest first (e.g. `audit history need KEN-9-2026-1`)."""
-    client = settings.mongo()
-    entity = f"{entity_type}:{entity_id}"
-    records = [{k: v for k, v in r.items() if k != "_id"}
-               for r in _audit_collection(settings, client).find({"entities": entity}, sort=[("seq", 1)])]
-    client.close()
-    if as_json:
-        emit({"entity": entity, "count": len(records), "records": records})
-        return
-    if not records:
-        raise click.ClickException(f"no audit records about {entity}")
-    for r in records:
-        extra = f"  reason: {r['reason']}" if r.get("reason") else ""
-        click.echo(f"#{r['seq']}  {r.get('occurred_at') or r.get('recorded_at')}  {r['type']}  "
-                   f"source={r.get('source')}  actor={r.get('actor')}{extra}")
-
-
-@audit.command("verify")
-@click.pass_obj
-def audit_verify(settings):
-    """Check the audit log's hash chain; exit 1 at the first altered, missing or reordered record."""
-    from services.audit import domain
-    client = settings.mongo()
-    collection = _audit_collection(settings, client)
-    problem = domain.verify_chain(collection.find({}, sort=[("seq", 1)]))
-    count = collection.count_documents({})
-    client.close()
-    if problem:
-        raise click.ClickException(f"audit chain broken at seq {problem['seq']}: {problem['problem']}")
-    click.echo(f"audit chain intact ({count} records)")
-
-
-# --- matching --------------------------------------------------------------------
-
-@main.group()
-def matching():
-    """Operate the matching service's store (rebuild it from the audit log's event feed)."""
-
-
-@matching.command("rebuild")
-@click.option("--audit-url", metavar="URL",
-              help="Base URL of the audit service (default: http://127.0.0.1:<its HTTP port>).")
-@click.option("--key", "--api-key", "key", metavar="TCK", help="Operator API key (default: $TACOORD_API_KEY).")
-@click.option("--ops-url", metavar="URL",
-              help="Matching's ops URL, checked to be down (default: http://127.0.0.1:<its ops port>; '' skips).")
-@click.option("--force", is_flag=True, help="Rebuild although the matching service seems to be running.")
-@click.option("--replace", is_flag=True, help="Drop a store that is not empty, then rebuild it.")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation before writing.")
-@click.option("--page-size", default=1000, show_default=True, type=click.IntRange(1, 1000),
-              help="Events per feed request.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-@click.pass_obj
-def matching_rebuild(settings, audit_url, key, ops_url, force, replace, yes, page_size, quiet):
-    """Rebuild the matching store from the audit service's event feed, with the service stopped.
-
-    \b
-    Reads need.*, offer.*, expert.*, workshop.*, checklist_assistance.* and
-    matching's own match.*, gap.*, duplication.* events over HTTP, replays them
-    through the matching rules and writes the views, matches, alerts,
-    proposals and processed ids a restarted service loads, so it emits
-    nothing twice. Refused while matching runs (consumers on its queue, or
-    its ops port answers) unless --force, and when the store is not empty
-    unless --replace. Prints a JSON summary.
-
-    \b
-    Example:
-      tacoord matching rebuild --audit-url http://127.0.0.1:8006 --key $OPERATOR_KEY --yes
-    """
-    from tqdm import tqdm
-
-    from services.matching import rebuild
-    audit_url = audit_url or f"http://127.0.0.1:{config.http_port('audit')}"
-    ops_url = f"http://127.0.0.1:{config.ops_port('matching')}" if ops_url is None else ops_url
-    key = key or os.environ.get("TACOORD_API_KEY")
-    if not key:
-        raise click.UsageError("an operator API key is needed: --key tck_… or TACOORD_API_KEY")
-    client = settings.mongo()
-    database = client[config.db_name("matching", settings.db_prefix)]
-    bar = tqdm(unit=" seq", desc="reading the audit feed", disable=quiet, file=sys.stderr)
-
-    def progress(page):
-        bar.total = max(page["head"], page["next"])
-        bar.update(page["next"] - bar.n)
-
-    def confirm(summary):
-        bar.close()
-        if yes:
-            return True
-        click.echo(f"replayed {summary['events_read']} events: {summary['needs']} needs, {summary['offers']} offers, "
-                   f"{summary['experts']} experts, {summary['matches']} matches "
-                   f"({summary['active_matches']} active), {summary['alerts']} alerts", err=True)
-        return click.confirm(f"write them into {database.name}"
-                             + (" (dropping what it holds)" if summary["replaced"] else "") + "?", err=True)
-
-    try:
-        feed = rebuild.AuditFeed(audit_url, key, page_size=page_size)
-        summary = rebuild.rebuild(database, feed, amqp_uri=settings.amqp_uri, ops_url=ops_url, force=force,
-                                  replace=replace, confirm=confirm, progress=progress)
-    except rebuild.RebuildError as exc:
-        raise click.ClickException(str(exc))
-    finally:
-        bar.close()
-        client.close()
-    emit(summary)
-    if summary.get("differing_matches"):
-        click.echo("warning: the rebuilt active matches differ from those the live service emitted "
-                   "(see differing_matches): the audit log's order differs from matching's", err=True)
-
-
 # --- contract ------------------------------------------------------------------
 
-@main.command("asyncapi")
-@click.option("--output", "-o", default=None, metavar="FILE",
-              help="Where to write it (default: docs/asyncapi.json of this checkout; '-' for stdout).")
-@click.option("--check", is_flag=True, help="Write nothing; exit 1 if FILE differs from a fresh generation.")
-def asyncapi_command(output, check):
-    """Generate the AsyncAPI 2.6.0 document of the AMQP interface from the registered schemas."""
-    from tacoord import asyncapi
-    text = asyncapi.render()
-    path = Path(output) if output and output != "-" else asyncapi.DOC_PATH
-    if check:
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            raise click.ClickException(f"{path} is out of date: run `tacoord asyncapi -o {path}`")
-        click.echo(f"{path} is up to date")
-        return
-    if output == "-":
-        click.echo(text, nl=False)
-        return
-    path.write_text(text, encoding="utf-8")
-    click.echo(f"wrote {path}", err=True)
+def asyncapi_command(register_schemas):
+    """The ``asyncapi`` command; ``register_schemas()`` registers the payload schemas it documents."""
+
+    @click.command("asyncapi")
+    @click.option("--output", "-o", default=None, metavar="FILE",
+                  help="Where to write it (default: docs/asyncapi.json of this checkout; '-' for stdout).")
+    @click.option("--check", is_flag=True, help="Write nothing; exit 1 if FILE differs from a fresh generation.")
+    def command(output, check):
+        """Generate the AsyncAPI 2.6.0 document of the AMQP interface from the registered schemas."""
+        from tacoord import asyncapi
+        register_schemas()
+        text = asyncapi.render()
+        path = Path(output) if output and output != "-" else asyncapi.DOC_PATH
+        if check:
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                raise click.ClickException(f"{path} is out of date: run `tacoord asyncapi -o {path}`")
+            click.echo(f"{path} is up to date")
+            return
+        if output == "-":
+            click.echo(text, nl=False)
+            return
+        path.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {path}", err=True)
+
+    return command
 
 
 # --- imports -------------------------------------------------------------------
@@ -548,7 +391,3 @@ def import_():
 
 for _what in IMPORTS:
     import_.command(_what)(_import_command(_what))
-
-
-if __name__ == "__main__":
-    main()

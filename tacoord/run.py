@@ -1,24 +1,19 @@
-"""Run one service: ``python -m tacoord.run needs``.
+"""Run one nameko service class, after checking that its broker and database answer.
 
-Checks the broker and the database first, so a wrong URI, wrong credentials
-or a stopped server end the process with one line naming the problem
-(exit 2) instead of a reconnect loop of tracebacks. Then runs the service
-with nameko's runner (SIGTERM stops it gracefully). ``nameko run --config
-services/<name>/config.yml services.<name>.service`` runs the same code
-without the pre-flight check.
+    from tacoord.run import run
+    sys.exit(run(NeedsService))          # config: tacoord.config.service_config(NeedsService.name)
+
+A wrong URI, wrong credentials or a stopped server end the process with one
+line naming the problem (exit 2) instead of a reconnect loop of tracebacks.
+Then the service runs under nameko's runner (SIGTERM stops it gracefully).
+The caller monkey-patches eventlet before it imports anything else, as
+``services/run.py`` does: that is the entry point that picks the class by
+name (``python -m services.run needs``).
 """
-import warnings
+import logging
+import sys
 
-warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
-import eventlet  # noqa: E402
-
-eventlet.monkey_patch()  # noqa: E402  (must precede every other import)
-
-import importlib  # noqa: E402
-import logging  # noqa: E402
-import sys  # noqa: E402
-
-from tacoord import config  # noqa: E402
+from tacoord import config
 
 
 def preflight(cfg):
@@ -49,29 +44,17 @@ def preflight(cfg):
     return None
 
 
-def service_class(name):
-    module = importlib.import_module(f"services.{name}.service")
-    return module.SERVICE
-
-
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1 or argv[0] not in config.SERVICES:
-        print(f"usage: python -m tacoord.run {{{','.join(config.SERVICES)}}}", file=sys.stderr)
-        return 2
-    name = argv[0]
-    cfg = config.service_config(name)
+def run(service_class, cfg=None):
+    """Pre-flight, then run ``service_class`` until it is stopped; the process's exit code."""
+    name = service_class.name
+    cfg = config.service_config(name) if cfg is None else cfg
     problem = preflight(cfg)
     if problem:
         print(f"{name}: {problem}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s")
-    from nameko.cli.run import run
+    from nameko.cli.run import run as nameko_run
     print(f"{name}: starting; HTTP {cfg['WEB_SERVER_ADDRESS']}, metrics and health on port "
           f"{cfg[config.OPS_PORT_KEY]}", flush=True)
-    run([service_class(name)], cfg)
+    nameko_run([service_class], cfg)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -217,5 +217,6 @@ def _restore(database, feed, settings, existing, confirm=None, progress=None):
 if __name__ == "__main__":
     import sys
 
-    from tacoord.cli import Settings, matching_rebuild  # settings from the environment (MONGO_URI, AMQP_URI…)
+    from services.matching.commands import matching_rebuild
+    from tacoord.cli import Settings  # settings from the environment (MONGO_URI, AMQP_URI…)
     matching_rebuild.main(sys.argv[1:], prog_name="python -m services.matching.rebuild", obj=Settings())

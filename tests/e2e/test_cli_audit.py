@@ -4,8 +4,8 @@ import json
 from click.testing import CliRunner
 
 from services.audit.service import AuditService
+from services.cli import main
 from services.needs.service import NeedsService
-from tacoord.cli import main
 from tacoord.testing import wait_until
 
 KENYA_NEED = {"state": "KEN", "article": 9, "forms": ["LEGAL_ADVICE"], "priority": 1,

@@ -9,11 +9,11 @@ import requests
 from click.testing import CliRunner
 
 from services.audit.service import AuditService
+from services.cli import main
 from services.matching import rebuild
 from services.matching.service import MatchingService
 from services.needs.service import NeedsService
 from services.supply.service import SupplyService
-from tacoord.cli import main
 from tacoord.ops import OpsServer
 from tacoord.testing import wait_until
 from tests.integration.test_matching_service import Collector

@@ -3,7 +3,7 @@
 Both tests start their **own** RabbitMQ node and MongoDB-protocol server on
 free ports in a temporary state directory (``bench/faults.py``'s ``Stack``),
 so the shared stack other tests use is never restarted or paused. The services
-run as real OS processes (``python -m tacoord.run NAME``).
+run as real OS processes (``python -m services.run NAME``).
 
 ``TACOORD_FAULT_EVENTS`` (default 2000) sets the size of the stream; the
 larger runs are ``python bench/faults.py --events 100000``.

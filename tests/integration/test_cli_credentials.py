@@ -4,8 +4,8 @@ import json
 import requests
 from click.testing import CliRunner
 
+from services.cli import main
 from services.needs.service import NeedsService
-from tacoord.cli import main
 from tacoord.testing import wait_until
 
 

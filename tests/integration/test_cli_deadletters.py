@@ -5,9 +5,9 @@ import uuid
 from click.testing import CliRunner
 from kombu import Connection, Producer
 
+from services.cli import main
 from services.needs.service import NeedsService
 from tacoord import envelope, topology
-from tacoord.cli import main
 from tacoord.testing import wait_until
 
 DLQ = topology.DEAD_LETTERS_QUEUE

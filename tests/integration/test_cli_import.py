@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 from click.testing import CliRunner
 
+from services.cli import main
 from services.needs.service import NeedsService
-from tacoord.cli import main
 
 
 class Recorder(BaseHTTPRequestHandler):

@@ -1,7 +1,7 @@
 """`tacoord stack` calls infra.stack (read-only here: the shared stack is never started or stopped)."""
 from click.testing import CliRunner
 
-from tacoord.cli import main
+from services.cli import main
 
 
 def test_stack_status_reports_every_component_and_fails_when_the_broker_is_not_ours(tmp_path, monkeypatch):

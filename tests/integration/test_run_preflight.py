@@ -10,7 +10,7 @@ from tacoord.testing import free_port
 
 
 def run_service(**env):
-    result = subprocess.run([sys.executable, "-m", "tacoord.run", "needs"], env={**os.environ, **env},
+    result = subprocess.run([sys.executable, "-m", "services.run", "needs"], env={**os.environ, **env},
                             capture_output=True, text=True, timeout=60, cwd=config.PROJECT_ROOT)
     return result.returncode, result.stderr.strip().splitlines()
 

@@ -2,7 +2,7 @@
 import click
 from click.testing import CliRunner
 
-from tacoord.cli import main
+from services.cli import main
 
 
 def commands(group, path=()):
@@ -17,7 +17,8 @@ def test_every_command_has_help_that_runs():
     assert {("stack", "up"), ("stack", "down"), ("stack", "status"), ("stack", "services"),
             ("deadletters", "list"), ("deadletters", "show"), ("deadletters", "replay"),
             ("credentials", "issue"), ("credentials", "revoke"), ("credentials", "list"),
-            ("audit", "history"), ("matching", "rebuild"), ("import", "needs"), ("import", "offers"), ("import", "iati")} <= set(paths)
+            ("audit", "history"), ("audit", "verify"), ("matching", "rebuild"), ("asyncapi",),
+            ("import", "needs"), ("import", "offers"), ("import", "iati")} <= set(paths)
     for path, command in paths.items():
         assert command.help or command.short_help, f"tacoord {' '.join(path)} has no help"
         result = CliRunner().invoke(main, [*path, "--help"])

@@ -45,7 +45,7 @@ def config_env_names():
 def test_every_service_of_the_code_is_in_compose_with_its_own_command():
     for name in config.SERVICES:
         assert name in SERVICES, f"{name} missing from docker-compose.yml"
-        assert SERVICES[name]["command"] == ["python", "-m", "tacoord.run", name]
+        assert SERVICES[name]["command"] == ["python", "-m", "services.run", name]
         assert SERVICES[name]["build"] == "."
 
 
@@ -195,7 +195,7 @@ def test_the_dockerfile_builds_one_image_that_runs_any_service():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert dockerfile.startswith("#") and "FROM python:3.11-slim" in dockerfile
     assert "pip install" in dockerfile
-    assert 'CMD ["python", "-m", "tacoord.run"' in dockerfile
+    assert 'CMD ["python", "-m", "services.run"' in dockerfile
     for directory in ("tacoord", "services", "infra"):
         assert f"COPY {directory} ./{directory}" in dockerfile
     ignored = (ROOT / ".dockerignore").read_text().split()

@@ -1,0 +1,24 @@
+"""The ``tacoord`` command line: the core's commands and the groups owned elsewhere, added here by name.
+
+    tacoord --help                     (the console script: pyproject.toml points at ``main`` below)
+    python -m services.cli --help      (the same, from a checkout)
+
+The core (``tacoord/cli.py``) holds the group and the generic commands
+(dead letters, credentials, imports over HTTP, the AsyncAPI document);
+``stack`` is infra's (``infra/commands.py``); ``audit`` and ``matching`` are
+their services' (``services/<name>/commands.py``). ``asyncapi`` registers
+every service's schemas before it renders, so it documents all of them.
+"""
+import services
+from infra.commands import stack
+from services.audit.commands import audit
+from services.matching.commands import matching
+from tacoord.cli import asyncapi_command, main
+
+main.add_command(stack)
+main.add_command(audit)
+main.add_command(matching)
+main.add_command(asyncapi_command(services.register_schemas))
+
+if __name__ == "__main__":
+    main()
