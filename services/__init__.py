@@ -3,9 +3,10 @@
 The core (``tacoord/``) knows no service. What it needs from them — the
 payload schemas of the events they accept and emit (registered with
 ``tacoord.envelope.register`` when their ``schemas`` module is imported) and
-their operator command groups — is registered from here, for processes that
-are not one service (the command line, the AsyncAPI generator, the partner
-client). A service process registers its own by importing its modules.
+the class to run — comes from here, for processes that are not one service
+(the command line ``services/cli.py``, which also adds the services'
+command groups by name; ``services/run.py``; the partner client's users; the
+tests). A service process registers its own by importing its modules.
 """
 import importlib
 
