@@ -267,7 +267,7 @@ class Receiver:
 
 def generate(count, seed=7):
     """``count`` ingress events: needs and offers in pairs on distinct (State, article, form)."""
-    from services.matching.domain import match_id
+    from services.matching.read_model import match_id
     from services.needs.domain import need_id
     from services.supply.domain import offer_id
 

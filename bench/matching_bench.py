@@ -5,11 +5,11 @@
 
 (1) Per-event matching time with 1k, 10k and 100k open offers: the model is
     loaded with N offers and a fixed 2,000 open needs, then new need and new
-    offer events are applied one by one (``ReadModel.apply``: indexes,
+    offer events are applied one by one (``Matcher.apply``: indexes,
     scoring, explanations, the outcome); mean and p95 per event, and the
     ratio of the mean at the largest size to the mean at 1k (target ≤ 2).
 (2) Allocation quality on seeded scenarios where supply is scarce: the
-    covered priority weight of ``domain.allocate`` (greedy by weight with
+    covered priority weight of ``allocation.allocate`` (greedy by weight with
     augmenting paths; plain greedy for comparison) and of the allocation
     over the proposed matches only (top-K per need), against the optimum
     from networkx min-cost flow over all feasible pairs (target ≥ 95 %).
@@ -27,14 +27,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import networkx as nx  # noqa: E402
 
-from services.matching import domain  # noqa: E402
+from services.matching.allocation import allocate  # noqa: E402
+from services.matching.domain import Matcher  # noqa: E402
+from services.matching.scoring import REGIONAL_GROUPS  # noqa: E402
 from tacoord import reference  # noqa: E402
 
 FORMS = [f for f in reference.assistance_forms() if f != "OTHER"]
 LANGUAGES = ["en", "en", "en", "fr", "fr", "es", "es", "ar", "ru", "zh"]
 ARTICLES = list(range(5, 63))
 CHAPTERS = [2, 3, 4, 5, 6]
-GROUPS = list(domain.REGIONAL_GROUPS)
+GROUPS = list(REGIONAL_GROUPS)
 STATES_BY_GROUP = {g: list(reference.states_in_group(g)) for g in GROUPS}
 STATES = [s for g in GROUPS for s in STATES_BY_GROUP[g]]
 T0 = "2026-11-01T00:00:00+00:00"
@@ -78,7 +80,7 @@ def speed(n_offers, n_needs=2000, n_measured=300, rounds=3, seed=1):
     """Mean time per event, the fastest of ``rounds`` rounds (on a shared machine the
     slower rounds measure the neighbours, not the code: timeit's rule)."""
     rng = random.Random(seed)
-    model = domain.ReadModel()
+    model = Matcher()
     counter = 0
     for i in range(n_offers):
         counter += 1
@@ -155,7 +157,7 @@ def optimum(weights, capacity, pairs):
 
 def quality(seed):
     needs, offers = scarce_scenario(seed)
-    model = domain.ReadModel().load(needs=[dict(n) for n in needs], offers=[dict(o) for o in offers])
+    model = Matcher().load(needs=[dict(n) for n in needs], offers=[dict(o) for o in offers])
     weights = {n["need_id"]: model.settings.need_weight(n) for n in needs}
     pairs, capacity = {}, {o["offer_id"]: o["capacity"] for o in offers}
     for n in needs:
@@ -167,10 +169,10 @@ def quality(seed):
         if found:
             pairs[n["need_id"]] = found
     best = optimum(weights, capacity, pairs)
-    exact = domain.allocate(weights, capacity, pairs)["covered_weight"]
-    greedy = domain.allocate(weights, capacity, pairs, augment=False)["covered_weight"]
+    exact = allocate(weights, capacity, pairs)["covered_weight"]
+    greedy = allocate(weights, capacity, pairs, augment=False)["covered_weight"]
     # the live path: events through the model (top-K proposals per need), then allocate those
-    live = domain.ReadModel()
+    live = Matcher()
     for i, o in enumerate(offers):
         live.apply(event("offer.published", o, i))
     for i, n in enumerate(needs):

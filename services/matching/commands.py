@@ -47,7 +47,7 @@ def matching_rebuild(settings, audit_url, key, ops_url, force, replace, yes, pag
     """
     from tqdm import tqdm
 
-    from services.matching import rebuild
+    from services.matching import restore
     audit_url = audit_url or f"http://127.0.0.1:{config.http_port('audit')}"
     ops_url = f"http://127.0.0.1:{config.ops_port('matching')}" if ops_url is None else ops_url
     key = key or os.environ.get("TACOORD_API_KEY")
@@ -72,10 +72,10 @@ def matching_rebuild(settings, audit_url, key, ops_url, force, replace, yes, pag
                              + (" (dropping what it holds)" if summary["replaced"] else "") + "?", err=True)
 
     try:
-        feed = rebuild.AuditFeed(audit_url, key, page_size=page_size)
-        summary = rebuild.rebuild(database, feed, amqp_uri=settings.amqp_uri, ops_url=ops_url, force=force,
+        feed = restore.AuditFeed(audit_url, key, page_size=page_size)
+        summary = restore.restore(database, feed, amqp_uri=settings.amqp_uri, ops_url=ops_url, force=force,
                                   replace=replace, confirm=confirm, progress=progress)
-    except rebuild.RebuildError as exc:
+    except restore.RestoreError as exc:
         raise click.ClickException(str(exc))
     finally:
         bar.close()

@@ -2,7 +2,7 @@
 
 What it consumes (need.*, offer.*, expert.*, workshop.*) is validated by the
 producers' schemas when they are registered in the process; the read model
-itself reads those payloads as a tolerant reader (``domain.normalize_*``):
+itself reads those payloads as a tolerant reader (``payloads.normalize_*``):
 it takes the fields of docs/events.md it uses and ignores the rest, so an
 additive change upstream never dead-letters the matching queue.
 """

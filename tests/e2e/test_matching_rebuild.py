@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from services.audit.service import AuditService
 from services.cli import main
-from services.matching import rebuild
+from services.matching import restore
 from services.matching.service import MatchingService
 from services.needs.service import NeedsService
 from services.supply.service import SupplyService
@@ -80,15 +80,15 @@ def test_a_lost_matching_store_is_rebuilt_from_the_audit_feed_and_nothing_is_emi
     assert before["matches"]["count"] == 3 and before["alerts"]["count"] == 1
     assert {c["status"] for c in before["matrix"]["cells"] if c["col"] == "KEN"} == {"duplicated"}
 
-    feed = rebuild.AuditFeed(sandbox.url("audit", ""), operator, page_size=2)
-    with pytest.raises(rebuild.RebuildError, match="seems to be running .*consumer"):
-        rebuild.rebuild(sandbox.db("matching"), feed, amqp_uri=sandbox.amqp_uri)
+    feed = restore.AuditFeed(sandbox.url("audit", ""), operator, page_size=2)
+    with pytest.raises(restore.RestoreError, match="seems to be running .*consumer"):
+        restore.restore(sandbox.db("matching"), feed, amqp_uri=sandbox.amqp_uri)
     ops = next(d for d in matching.dependencies if isinstance(d, OpsServer))
-    assert "health/live answers (200)" in rebuild.running_instances(ops_url=f"http://127.0.0.1:{ops.port}")[0]
+    assert "health/live answers (200)" in restore.running_instances(ops_url=f"http://127.0.0.1:{ops.port}")[0]
 
     matching.stop()
     sandbox.mongo.drop_database(sandbox.db("matching").name)
-    summary = rebuild.rebuild(sandbox.db("matching"), feed, amqp_uri=sandbox.amqp_uri)
+    summary = restore.restore(sandbox.db("matching"), feed, amqp_uri=sandbox.amqp_uri)
     assert (summary["needs"], summary["open_needs"], summary["offers"]) == (2, 1, 2)
     assert (summary["matches"], summary["active_matches"], summary["alerts"]) == (3, 2, 1)
     assert summary["differences"] == {"only_live": 0, "only_rebuilt": 0}

@@ -7,8 +7,9 @@ import requests
 from kombu import Connection, Queue
 from prometheus_client import REGISTRY
 
-from services.matching import domain
-from services.matching.service import MatchingService, settings_from
+from services.matching.domain import Matcher
+from services.matching.service import MatchingService
+from services.matching.settings import settings_from
 from tacoord import envelope, topology
 from tacoord.envelope import new_event
 from tacoord.testing import wait_until
@@ -236,7 +237,7 @@ def backlog_events(capacity=2, withdrawals=2):
 def one_by_one(container, events):
     """What the same events produce applied one at a time (pure domain): active match ids, and the
     event that proposed each match."""
-    model = domain.ReadModel(settings_from(container.config))
+    model = Matcher(settings_from(container.config))
     proposed_by = {}
     for event in events:
         for event_type, data, _ in model.apply(event).events():

@@ -1,8 +1,12 @@
 """Matching rules without any I/O: constraints, scores, retraction, allocation, alerts, the matrix."""
 import pytest
 
-from services.matching import domain
-from services.matching.domain import ReadModel, Settings, allocate, matrix, rebuild
+from services.matching.allocation import allocate
+from services.matching.domain import Matcher
+from services.matching.matrix import matrix
+from services.matching.read_model import match_id
+from services.matching.replay import VIEW_KINDS, StoreReplay, model_from_events
+from services.matching.scoring import Settings
 from tacoord.envelope import new_event
 
 T0 = "2026-11-01T00:00:00+00:00"
@@ -59,36 +63,36 @@ def types(emitted):
     ({"states": (), "groups": (), "level": "global"}, "geography: global scope"),
 ])
 def test_an_offer_whose_scope_reaches_the_state_is_matched(scope, expected):
-    emitted = run(ReadModel(), event("offer.published", offer(**scope)), event("need.submitted", need()))
+    emitted = run(Matcher(), event("offer.published", offer(**scope)), event("need.submitted", need()))
     assert expected in proposed(emitted)[0]["explanation"]["constraints_met"]
 
 
 def test_an_offer_outside_the_needs_geography_is_not_matched():
-    emitted = run(ReadModel(), event("offer.published", offer(states=("FRA",), groups=("GRULAC",))),
+    emitted = run(Matcher(), event("offer.published", offer(states=("FRA",), groups=("GRULAC",))),
                   event("need.submitted", need()))
     assert emitted == []
 
 
 def test_a_chapter_offer_covers_every_article_of_the_chapter():
-    emitted = run(ReadModel(), event("offer.published", offer(articles=(), chapters=(2,))),
+    emitted = run(Matcher(), event("offer.published", offer(articles=(), chapters=(2,))),
                   event("need.submitted", need(article=12, chapter=2)))
     assert "coverage: article 12 via chapter 2" in proposed(emitted)[0]["explanation"]["constraints_met"]
 
 
 def test_an_offer_for_another_article_or_without_a_common_form_is_not_matched():
-    model = ReadModel()
+    model = Matcher()
     assert run(model, event("offer.published", offer(articles=(10,))), event("need.submitted", need())) == []
     assert run(model, event("offer.published", offer(offer_id="o2", forms=("ACTION_PLAN",)))) == []
 
 
 def test_only_common_forms_are_named_in_the_match():
-    emitted = run(ReadModel(), event("offer.published", offer(forms=("LEGAL_ADVICE", "ONSITE_EXPERT"))),
+    emitted = run(Matcher(), event("offer.published", offer(forms=("LEGAL_ADVICE", "ONSITE_EXPERT"))),
                   event("need.submitted", need(forms=("LEGAL_ADVICE", "ACTION_PLAN"))))
     assert proposed(emitted)[0]["forms"] == ["LEGAL_ADVICE"]
 
 
 def test_closed_and_pipeline_offers():
-    model = ReadModel()
+    model = Matcher()
     assert run(model, event("offer.published", offer(status="closed")), event("need.submitted", need())) == []
     assert len(proposed(run(model, event("offer.published", offer(offer_id="o2", status="pipeline"))))) == 1
 
@@ -96,25 +100,25 @@ def test_closed_and_pipeline_offers():
 # --- scores and explanations -------------------------------------------------------
 
 def test_the_explanation_lists_constraints_and_score_parts():
-    match = proposed(run(ReadModel(), event("offer.published", offer()), event("need.submitted", need())))[0]
+    match = proposed(run(Matcher(), event("offer.published", offer()), event("need.submitted", need())))[0]
     assert match["explanation"]["score_parts"] == {"priority": 1.0, "language": 1.0, "level": 1.0, "capacity": 1.0}
     assert match["score"] == 1.0
-    assert match["match_id"] == domain.match_id("KEN-9", offer_id="o1")
+    assert match["match_id"] == match_id("KEN-9", offer_id="o1")
 
 
 def test_priority_needs_in_chapters_two_and_four_weigh_more():
-    model = ReadModel()
+    model = Matcher()
     assert model.priority_part(need(article=9, chapter=2, priority=1)) == 1.0
     assert model.priority_part(need(article=46, chapter=4, priority=1)) == 1.0
     assert model.priority_part(need(article=20, chapter=3, priority=1)) == 0.7
     assert model.priority_part(need(article=9, chapter=2, priority=3)) == 0.3
-    custom = ReadModel(Settings(chapter_weights={3: 1.0}, default_chapter_weight=0.5))
+    custom = Matcher(Settings(chapter_weights={3: 1.0}, default_chapter_weight=0.5))
     assert custom.priority_part(need(article=20, chapter=3)) == 1.0
     assert custom.priority_part(need(article=9, chapter=2)) == 0.5
 
 
 def test_language_overlap_raises_the_score():
-    model = ReadModel()
+    model = Matcher()
     run(model, event("offer.published", offer(offer_id="fr", languages=("fr",))),
         event("offer.published", offer(offer_id="en", languages=("en",))))
     matches = {m["offer_id"]: m for m in proposed(run(model, event("need.submitted", need())))}
@@ -124,7 +128,7 @@ def test_language_overlap_raises_the_score():
 
 
 def test_bilateral_is_preferred_for_a_national_need_and_regional_when_the_region_shares_it():
-    model = ReadModel()
+    model = Matcher()
     run(model, event("offer.published", offer(offer_id="bi", states=("KEN", "UGA"))),
         event("offer.published", offer(offer_id="re", provider="EU", level="regional", states=(), groups=("AFRICAN",))))
     national = {m["offer_id"]: m["explanation"]["score_parts"]["level"]
@@ -136,14 +140,14 @@ def test_bilateral_is_preferred_for_a_national_need_and_regional_when_the_region
 
 
 def test_remaining_capacity_lowers_the_score_of_a_busy_offer():
-    model = ReadModel()
+    model = Matcher()
     run(model, event("offer.published", offer(capacity=2, states=("KEN", "UGA"))), event("need.submitted", need()))
     second = proposed(run(model, event("need.submitted", need(need_id="UGA-9", state="UGA"))))[0]
     assert second["explanation"]["score_parts"]["capacity"] == 0.5
 
 
 def test_experts_are_matched_on_expertise_and_scored_on_availability():
-    model = ReadModel()
+    model = Matcher()
     run(model, event("expert.registered", expert("busy", availability="unavailable")),
         event("expert.registered", expert("free")),
         event("expert.registered", expert("draft", vetting="draft")),
@@ -156,7 +160,7 @@ def test_experts_are_matched_on_expertise_and_scored_on_availability():
 
 
 def test_only_the_best_offers_are_proposed_and_a_better_offer_supersedes_the_worst():
-    model = ReadModel(Settings(max_offer_matches_per_need=2))
+    model = Matcher(Settings(max_offer_matches_per_need=2))
     run(model, event("need.submitted", need()))
     run(model, event("offer.published", offer("a", languages=("fr",))),
         event("offer.published", offer("b", languages=("fr",), level="global", states=())))
@@ -169,7 +173,7 @@ def test_only_the_best_offers_are_proposed_and_a_better_offer_supersedes_the_wor
 # --- retraction ----------------------------------------------------------------------
 
 def test_withdrawing_a_need_retracts_its_matches():
-    model = ReadModel()
+    model = Matcher()
     run(model, event("offer.published", offer()), event("expert.registered", expert()),
         event("need.submitted", need()))
     emitted = run(model, event("need.withdrawn", need(status="withdrawn")))
@@ -184,15 +188,15 @@ def test_withdrawing_a_need_retracts_its_matches():
     ("offer.updated", {"articles": [10]}, "offer changed"),
 ])
 def test_an_offer_that_stops_fitting_retracts_its_matches(event_type, change, reason):
-    model = ReadModel()
+    model = Matcher()
     run(model, event("offer.published", offer()), event("need.submitted", need()))
     emitted = run(model, event(event_type, {**offer(), **change}))
-    assert emitted == [("match.retracted", {"match_id": domain.match_id("KEN-9", offer_id="o1"),
+    assert emitted == [("match.retracted", {"match_id": match_id("KEN-9", offer_id="o1"),
                                             "need_id": "KEN-9", "offer_id": "o1", "reason": reason})]
 
 
 def test_a_retracted_match_is_refilled_from_the_next_best_offer():
-    model = ReadModel(Settings(max_offer_matches_per_need=1))
+    model = Matcher(Settings(max_offer_matches_per_need=1))
     run(model, event("offer.published", offer("best")), event("offer.published", offer("next", languages=("fr",))),
         event("need.submitted", need()))
     emitted = run(model, event("offer.withdrawn", {**offer("best"), "status": "withdrawn"}))
@@ -201,7 +205,7 @@ def test_a_retracted_match_is_refilled_from_the_next_best_offer():
 
 
 def test_an_expired_expert_is_retracted():
-    model = ReadModel()
+    model = Matcher()
     run(model, event("expert.registered", expert()), event("need.submitted", need()))
     emitted = run(model, event("expert.expired", expert()))
     assert emitted[0][0] == "match.retracted" and emitted[0][1]["reason"] == "expert expired"
@@ -209,36 +213,36 @@ def test_an_expired_expert_is_retracted():
 
 def test_replaying_the_same_events_never_doubles_a_match():
     events = [event("offer.published", offer()), event("need.submitted", need())]
-    model = ReadModel()
+    model = Matcher()
     assert len(run(model, *events)) == 1
     assert run(model, *events) == []
 
 
 def test_a_late_older_update_does_not_reopen_a_withdrawn_need():
-    model = ReadModel()
+    model = Matcher()
     run(model, event("offer.published", offer()), event("need.submitted", need()))
     run(model, event("need.withdrawn", {**need(status="withdrawn"), "updated_at": "2026-11-03T00:00:00+00:00"}))
     late = run(model, event("need.updated", {**need(), "updated_at": "2026-11-02T00:00:00+00:00"}))
     assert late == [] and model.needs["KEN-9"]["status"] == "withdrawn"
 
 
-def test_rebuild_from_replay_equals_the_live_model():
+def test_a_model_replayed_from_events_equals_the_live_model():
     events = [event("offer.published", offer()), event("offer.published", offer("o2", provider="DE-1")),
               event("need.submitted", need()), event("need.submitted", need("UGA-9", state="UGA")),
               event("offer.withdrawn", {**offer("o2", provider="DE-1"), "status": "withdrawn"}),
               event("match.proposed", {"ignored": True})]
-    live = ReadModel()
+    live = Matcher()
     run(live, *events)
-    rebuilt = rebuild(events)
-    assert rebuilt.matches == live.matches
-    assert rebuilt.alerts == live.alerts
+    replayed = model_from_events(events)
+    assert replayed.matches == live.matches
+    assert replayed.alerts == live.alerts
 
 
 class Store:
-    """What service.persist() writes, without a database: views replaced, other documents merged."""
+    """What MatchingStore.persist() writes, without a database: views replaced, other documents merged."""
 
     def __init__(self):
-        self.views = {kind: {} for kind in domain.VIEW_KINDS}
+        self.views = {kind: {} for kind in VIEW_KINDS}
         self.docs = {"matches": {}, "alerts": {}, "proposals": {}}
         self.emitted = []
 
@@ -251,14 +255,14 @@ class Store:
             self.emitted += [event(t, d, at) for t, d, _ in events]
 
     def load(self, settings):
-        return ReadModel(settings).load(
+        return Matcher(settings).load(
             **{kind: docs.values() for kind, docs in self.views.items()},
             matches=self.docs["matches"].values(), alerts=self.docs["alerts"], proposals=self.docs["proposals"])
 
 
 def test_a_replay_of_the_audited_events_restores_the_store_so_nothing_is_emitted_again():
     settings = Settings(gap_after_seconds=3600)
-    live, store, audit = ReadModel(settings), Store(), []
+    live, store, audit = Matcher(settings), Store(), []
     consumed = [event("offer.published", offer()), event("need.submitted", need()),
                 event("offer.published", offer("o2", provider="DE-1", level="regional", states=(), groups=("AFRICAN",))),
                 event("need.submitted", need("UGA-9", state="UGA", priority=2)),
@@ -279,7 +283,7 @@ def test_a_replay_of_the_audited_events_restores_the_store_so_nothing_is_emitted
     assert {e["type"] for e in audit} >= {"match.proposed", "match.retracted", "duplication.detected",
                                           "gap.detected", "workshop.participants_proposed"}
 
-    replay = domain.Replay(settings)
+    replay = StoreReplay(settings)
     for e in audit:
         replay.apply(e)
 
@@ -296,9 +300,9 @@ def test_a_replay_of_the_audited_events_restores_the_store_so_nothing_is_emitted
 
 
 def test_a_loaded_model_matches_like_the_original():
-    live = ReadModel()
+    live = Matcher()
     run(live, event("offer.published", offer()), event("need.submitted", need()))
-    loaded = ReadModel().load(needs=live.needs.values(), offers=live.offers.values(),
+    loaded = Matcher().load(needs=live.needs.values(), offers=live.offers.values(),
                               matches=live.matches.values(), alerts=live.alerts)
     assert loaded.matches == live.matches
     assert run(loaded, event("need.updated", need())) == []
@@ -321,7 +325,7 @@ def test_allocation_moves_an_assigned_need_to_make_room():
 
 
 def test_the_model_allocates_its_active_matches():
-    model = ReadModel()
+    model = Matcher()
     run(model, event("offer.published", offer(capacity=1, states=("KEN", "UGA"))),
         event("need.submitted", need()), event("need.submitted", need("UGA-9", state="UGA", priority=2)))
     assert model.allocation()["assignments"] == {"KEN-9": "o1"}
@@ -330,7 +334,7 @@ def test_the_model_allocates_its_active_matches():
 # --- duplication -----------------------------------------------------------------------
 
 def test_two_providers_committed_to_the_same_state_article_form_are_reported_once():
-    model = ReadModel()
+    model = Matcher()
     run(model, event("need.submitted", need()), event("offer.published", offer("a", provider="GB")))
     emitted = run(model, event("offer.published", offer("b", provider="DE", level="global", states=())))
     dup = [d for t, d in emitted if t == "duplication.detected"]
@@ -343,7 +347,7 @@ def test_two_providers_committed_to_the_same_state_article_form_are_reported_onc
 
 
 def test_one_provider_with_two_offers_or_a_pipeline_offer_is_no_duplication():
-    model = ReadModel()
+    model = Matcher()
     emitted = run(model, event("need.submitted", need()), event("offer.published", offer("a", provider="GB")),
                   event("offer.published", offer("b", provider="GB")),
                   event("offer.published", offer("c", provider="DE", status="pipeline")))
@@ -355,7 +359,7 @@ def test_one_provider_with_two_offers_or_a_pipeline_offer_is_no_duplication():
 # --- gaps ------------------------------------------------------------------------------
 
 def test_an_unmatched_priority_need_becomes_a_gap_after_the_configured_time_once():
-    model = ReadModel(Settings(gap_after_seconds=3600))
+    model = Matcher(Settings(gap_after_seconds=3600))
     run(model, event("need.submitted", need()), event("need.submitted", need("KEN-10", article=10, priority=2)),
         event("offer.published", offer("x", articles=(10,))))
     assert model.sweep("2026-11-01T00:59:00+00:00").events() == []
@@ -367,13 +371,13 @@ def test_an_unmatched_priority_need_becomes_a_gap_after_the_configured_time_once
 
 
 def test_a_matched_need_or_a_supplied_article_is_no_gap():
-    model = ReadModel(Settings(gap_after_seconds=1))
+    model = Matcher(Settings(gap_after_seconds=1))
     run(model, event("need.submitted", need()), event("offer.published", offer()))
     assert model.sweep("2027-01-01T00:00:00+00:00").events() == []
 
 
 def test_a_need_that_loses_its_last_match_is_unmatched_from_then():
-    model = ReadModel(Settings(gap_after_seconds=3600))
+    model = Matcher(Settings(gap_after_seconds=3600))
     run(model, event("offer.published", offer()), event("need.submitted", need()))
     run(model, event("offer.withdrawn", {**offer(), "status": "withdrawn"}, at="2026-11-05T00:00:00+00:00"))
     assert [d["kind"] for _, d, _ in model.sweep("2026-11-05T00:30:00+00:00").events()] == []
@@ -385,7 +389,7 @@ def test_a_need_that_loses_its_last_match_is_unmatched_from_then():
 # --- the matrix --------------------------------------------------------------------------
 
 def test_matrix_cell_statuses():
-    model = ReadModel()
+    model = Matcher()
     run(model,
         event("need.submitted", need()),                                                 # met (one provider)
         event("offer.published", offer("gb", provider="GB", states=("KEN",))),
@@ -409,7 +413,7 @@ def test_matrix_cell_statuses():
 
 
 def test_regional_and_global_offers_appear_where_there_are_needs():
-    model = ReadModel()
+    model = Matcher()
     run(model, event("need.submitted", need()), event("need.submitted", need("FRA-9", state="FRA", group="WEOG")),
         event("offer.published", offer("eu", provider="EU", level="regional", states=(), groups=("AFRICAN",))))
     cells = {c["col"]: c["offers"] for c in matrix(model)}
@@ -419,7 +423,7 @@ def test_regional_and_global_offers_appear_where_there_are_needs():
 # --- workshops ----------------------------------------------------------------------------
 
 def test_a_regional_workshop_request_proposes_states_and_donors():
-    model = ReadModel()
+    model = Matcher()
     run(model, event("need.submitted", need()),
         event("need.submitted", need("UGA-9", state="UGA", checklist_round=None)),
         event("workshop.requested", {"request_id": "c1", "kind": "checklist_assistance", "state": "RWA",
@@ -446,4 +450,4 @@ def test_a_regional_workshop_request_proposes_states_and_donors():
 
 def test_checklist_assistance_requests_get_no_participants():
     request = {"request_id": "r2", "kind": "checklist_assistance", "state": "KEN", "regional_group": "AFRICAN"}
-    assert run(ReadModel(), event("workshop.requested", request)) == []
+    assert run(Matcher(), event("workshop.requested", request)) == []

@@ -1,35 +1,34 @@
-"""Rebuild the matching store from the audit service's event feed (``GET /audit/events``).
+"""Restore the matching store from the audit service's event feed (``GET /audit/events``).
 
-    python -m services.matching.rebuild --audit-url http://127.0.0.1:8006 --key tck_… [--yes] [--replace] [--force]
-    tacoord matching rebuild …                                   (the same command)
+    tacoord matching rebuild --audit-url http://127.0.0.1:8006 --key tck_… [--yes] [--replace] [--force]
 
-Matching never reads another service's collections: the events come over HTTP
-from the audit service (an operator key), are replayed through the same rules
-(:class:`services.matching.domain.Replay`), and the documents the service
-would have stored are written to its own collections, with its inbox of
-processed event ids. A service started on that store loads the same model
+(the operator's command keeps the name operators know; what it does is this
+module's :func:`restore`). Matching never reads another service's
+collections: the events come over HTTP from the audit service (an operator
+key), are replayed through the same rules
+(:class:`services.matching.replay.StoreReplay`), and the documents the
+service would have stored are written to its own collections, with its inbox
+of processed event ids. A service started on that store loads the same model
 and emits nothing twice. Refused while a matching service is running (its
-queue has consumers, or its ops port answers) and when the store is not empty,
-unless told otherwise (``--force``, ``--replace``).
+queue has consumers, or its ops port answers) and when the store is not
+empty, unless told otherwise (``--force``, ``--replace``).
 
 With ``TACOORD_MATCHING_REPLAY_URL`` (and ``TACOORD_MATCHING_REPLAY_KEY``) set,
-the service does the same by itself when it starts on an empty store.
+the service does the same by itself when it starts on an empty store
+(:func:`restore_if_empty`).
 """
 import logging
-import warnings
 from datetime import datetime, timezone
 
 import requests
 from kombu import Connection
 from pymongo.errors import BulkWriteError
 
-warnings.filterwarnings("ignore", message="\\s*Eventlet is deprecated")  # noqa: E402 (an operator's command)
-
-from services.matching import domain  # noqa: E402
-from services.matching.service import ALERTS, MATCHES, PROPOSALS, VIEWS, settings_from  # noqa: E402
-from tacoord import indexes, topology  # noqa: E402
-from tacoord.asyncapi import topic_matches  # noqa: E402
-from tacoord.indexes import PROCESSED  # noqa: E402
+from services.matching.replay import REPLAYED, StoreReplay
+from services.matching.settings import ALERTS, MATCHES, PROPOSALS, VIEWS, settings_from
+from tacoord import indexes, topology
+from tacoord.asyncapi import topic_matches
+from tacoord.indexes import PROCESSED
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +39,8 @@ MODEL_COLLECTIONS = tuple(VIEWS.values()) + (MATCHES, ALERTS, PROPOSALS)
 COLLECTIONS = MODEL_COLLECTIONS + (PROCESSED,)
 
 
-class RebuildError(Exception):
-    """Why the rebuild will not (or could not) run, in one sentence for the operator."""
+class RestoreError(Exception):
+    """Why the restore will not (or could not) run, in one sentence for the operator."""
 
 
 class AuditFeed:
@@ -49,20 +48,20 @@ class AuditFeed:
 
     def __init__(self, base_url, api_key, page_size=PAGE_SIZE, timeout=60, session=None):
         if not api_key:
-            raise RebuildError("an operator API key is needed to read the audit feed (--key or TACOORD_API_KEY)")
+            raise RestoreError("an operator API key is needed to read the audit feed (--key or TACOORD_API_KEY)")
         self.base_url = base_url.rstrip("/")
         self.headers = {"Authorization": f"Bearer {api_key}"}
         self.page_size = page_size
         self.timeout = timeout
         self.session = session or requests.Session()
 
-    def page(self, after=0, types=domain.REPLAYED):
+    def page(self, after=0, types=REPLAYED):
         url = f"{self.base_url}{FEED_PATH}"
         try:
             response = self.session.get(url, headers=self.headers, timeout=self.timeout, params={
                 "after": after, "limit": self.page_size, "types": ",".join(types)})
         except requests.RequestException as exc:
-            raise RebuildError(f"cannot reach the audit service at {self.base_url}: {exc}")
+            raise RestoreError(f"cannot reach the audit service at {self.base_url}: {exc}")
         if response.status_code == 200:
             return response.json()
         try:
@@ -71,9 +70,9 @@ class AuditFeed:
             detail = response.reason
         hint = {401: " (is the API key right?)", 403: " (an operator key is needed)",
                 404: " (is it an audit service with the event feed?)"}.get(response.status_code, "")
-        raise RebuildError(f"the audit feed refused the request ({response.status_code}): {detail}{hint}")
+        raise RestoreError(f"the audit feed refused the request ({response.status_code}): {detail}{hint}")
 
-    def pages(self, after=0, types=domain.REPLAYED):
+    def pages(self, after=0, types=REPLAYED):
         """Yield pages until the feed says there is no more."""
         while True:
             page = self.page(after, types)
@@ -123,10 +122,10 @@ def stored_counts(database, collections=COLLECTIONS):
 
 # --- replay and write ------------------------------------------------------------
 
-def replay(feed, settings=None, progress=None):
-    """Read the whole feed into a :class:`domain.Replay`. Returns ``(replay, processed, last_seq)``:
+def replay_feed(feed, settings=None, progress=None):
+    """Read the whole feed into a :class:`StoreReplay`. Returns ``(replay, processed, last_seq)``:
     ``processed`` lists ``(event id, type)`` of what the matching queue would have consumed."""
-    result = domain.Replay(settings)
+    result = StoreReplay(settings)
     processed, last = [], 0
     bindings = topology.MATCHING_EVENTS.routing_keys
     for page in feed.pages():
@@ -150,7 +149,7 @@ def _insert(collection, documents, skip_existing=False):
                 raise
 
 
-def write(database, result, processed):
+def write_store(database, result, processed):
     """Write what the replay restored into the (empty) matching collections."""
     for kind, collection in VIEWS.items():
         _insert(database[collection], ({**doc, "_id": key} for key, doc in result.views[kind].items()))
@@ -169,54 +168,47 @@ def empty(database):
         database[name].drop()
 
 
-def rebuild(database, feed, settings=None, amqp_uri=None, ops_url=None, force=False, replace=False,
+def restore(database, feed, settings=None, amqp_uri=None, ops_url=None, force=False, replace=False,
             confirm=None, progress=None):
-    """Check, replay the feed, write the store. Returns a summary; raises RebuildError when refused.
+    """Check, replay the feed, write the store. Returns a summary; raises RestoreError when refused.
 
     ``confirm(summary)`` (optional) is asked before anything is written; False aborts.
     """
     if not force:
         reasons = running_instances(amqp_uri, ops_url)
         if reasons:
-            raise RebuildError("the matching service seems to be running (" + "; ".join(reasons) +
+            raise RestoreError("the matching service seems to be running (" + "; ".join(reasons) +
                                "); stop it first, or pass --force if it is not")
     existing = stored_counts(database)
     if existing and not replace:
-        raise RebuildError(f"the matching store {database.name} is not empty ("
+        raise RestoreError(f"the matching store {database.name} is not empty ("
                            + ", ".join(f"{k}: {v}" for k, v in existing.items())
                            + "); pass --replace to drop it and rebuild")
-    return _restore(database, feed, settings, existing, confirm, progress)
+    return _replay_and_write(database, feed, settings, existing, confirm, progress)
 
 
-def rebuild_if_empty(database, url, api_key, settings=None):
-    """The service's start-up path: rebuild from the feed when the store holds no model. Returns the
+def restore_if_empty(database, url, api_key, settings=None):
+    """The service's start-up path: restore from the feed when the store holds no model. Returns the
     summary, or None when there was something to load. (The inbox is not looked at: a consumer that
     started alongside may have claimed a message already.)"""
     if stored_counts(database, MODEL_COLLECTIONS):
         return None
-    summary = _restore(database, AuditFeed(url, api_key), settings, existing={})
-    log.info("matching store rebuilt from the audit feed at %s: %s", url, summary)
+    summary = _replay_and_write(database, AuditFeed(url, api_key), settings, existing={})
+    log.info("matching store restored from the audit feed at %s: %s", url, summary)
     return summary
 
 
-def _restore(database, feed, settings, existing, confirm=None, progress=None):
-    result, processed, last = replay(feed, settings or settings_from({}), progress)
+def _replay_and_write(database, feed, settings, existing, confirm=None, progress=None):
+    result, processed, last = replay_feed(feed, settings or settings_from({}), progress)
     differences = result.differences()
     summary = {**result.summary(), "processed_ids": len(processed), "last_seq": last, "database": database.name,
                "replaced": existing, "differences": {k: len(v) for k, v in differences.items()}}
     if differences["only_live"] or differences["only_rebuilt"]:
         summary["differing_matches"] = differences
     if confirm is not None and not confirm(summary):
-        raise RebuildError("aborted; nothing was written")
+        raise RestoreError("aborted; nothing was written")
     if existing:
         empty(database)
-    write(database, result, processed)
+    write_store(database, result, processed)
     return summary
 
-
-if __name__ == "__main__":
-    import sys
-
-    from services.matching.commands import matching_rebuild
-    from tacoord.cli import Settings  # settings from the environment (MONGO_URI, AMQP_URI…)
-    matching_rebuild.main(sys.argv[1:], prog_name="python -m services.matching.rebuild", obj=Settings())

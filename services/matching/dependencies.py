@@ -1,0 +1,229 @@
+"""The matching service's I/O: its repository and the store provider holding the in-memory model.
+
+:class:`MatchingStore` (one per container) holds the read model
+(:class:`services.matching.domain.Matcher`) in memory. Events are applied in
+order under a lock, then the documents and events they produced are written
+with one bulk write per collection (events through the outbox) and relayed
+with one confirmed publish, before the messages are acknowledged. On start
+the model is loaded from the service's own collections (:meth:`reload`),
+after restoring an empty store from the audit feed when
+``TACOORD_MATCHING_REPLAY_URL`` is set; a failed apply or write reloads it,
+so memory never runs ahead of the store. A managed thread sweeps for gaps.
+:class:`MatchingRepository` is what a worker gets: the batch handler and
+the named reads of the HTTP routes.
+"""
+import gc
+import logging
+import time
+
+import eventlet
+from eventlet.event import Event
+from eventlet.semaphore import Semaphore
+from pymongo import ReplaceOne, UpdateOne
+
+from services.matching import restore
+from services.matching.domain import Matcher
+from services.matching.settings import (ALERTS, GAP_SWEEP_KEY, MATCHES, PROPOSALS, REPLAY_KEY_KEY, REPLAY_URL_KEY,
+                                        VIEWS, settings_from)
+from tacoord.config import setting
+from tacoord.envelope import new_event, utcnow
+from tacoord.errors import Rejected
+from tacoord.ops import metric
+from tacoord.outbox import staged, strip
+from tacoord.store import MongoStore, Repository
+
+log = logging.getLogger(__name__)
+
+SOURCE = "matching"
+ACTOR = "service:matching"
+
+APPLY_SECONDS = metric("histogram", "matching", "apply_seconds",
+                       "Time to apply one event to the read model (pure matching, no I/O)", ["family"])
+FREEZE_FROM_ITEMS = 10_000
+MODEL_SIZE = metric("gauge", "matching", "read_model_items", "Items held in the in-memory read model", ["kind"])
+MATCH_CHANGES = metric("counter", "matching", "matches_total", "Matches proposed and retracted", ["change"])
+GAPS = metric("counter", "matching", "gaps_detected_total", "Assistance gaps detected, by kind", ["kind"])
+DUPLICATIONS = metric("counter", "matching", "duplications_detected_total",
+                      "State x article x form combinations found covered by two or more providers")
+
+
+def count_alerts_and_matches(envelopes):
+    for event in envelopes:
+        if event["type"] in ("match.proposed", "match.retracted"):
+            MATCH_CHANGES.labels(change=event["type"].split(".")[1]).inc()
+        elif event["type"] == "gap.detected":
+            GAPS.labels(kind=event["data"]["kind"]).inc()
+        elif event["type"] == "duplication.detected":
+            DUPLICATIONS.inc()
+
+
+def public(document):
+    document = strip(document)
+    if document is not None:
+        document.pop("_id", None)
+    return document
+
+
+class MatchingRepository(Repository):
+    """Named operations over the read model and the service's collections."""
+
+    def __init__(self, database, relay, provider):
+        super().__init__(database, relay)
+        self.provider = provider
+
+    @property
+    def model(self):
+        self.provider.loaded.wait()
+        return self.provider.model
+
+    def handle_batch(self, events):
+        """Apply events in order under the lock, then store and relay what they did together.
+
+        Any failure reloads the model from the store before it is raised, so the
+        events (retried each on its own) are applied to a model equal to the store."""
+        self.provider.loaded.wait()
+        with self.provider.lock:
+            self.provider.reload_if_stale()
+            outcomes = []
+            for event in events:
+                started = time.perf_counter()
+                try:
+                    outcome = self.provider.model.apply(event)
+                except (KeyError, ValueError, TypeError) as exc:
+                    self.provider.reload_after_failure()
+                    raise Rejected(f"cannot read {event['type']} payload: {type(exc).__name__}: {exc}")
+                except Exception:
+                    self.provider.reload_after_failure()
+                    raise
+                APPLY_SECONDS.labels(family=event["type"].split(".")[0]).observe(time.perf_counter() - started)
+                outcomes.append((outcome, event))
+            self.provider.persist_many(outcomes)
+
+    def matches(self, filters, limit=1000):
+        return [public(d) for d in self.db[MATCHES].find(filters, sort=[("_id", 1)], limit=limit)]
+
+    def alerts(self, filters, limit=1000):
+        query = {"alert": filters["kind"]} if "kind" in filters else {}
+        return [public(d) for d in self.db[ALERTS].find(query, sort=[("_id", 1)], limit=limit)]
+
+
+class MatchingStore(MongoStore):
+    repository = MatchingRepository
+    outbox_collections = (MATCHES, ALERTS, PROPOSALS)
+
+    def setup(self):
+        super().setup()
+        cfg = self.container.config
+        self.settings = settings_from(cfg)
+        default_sweep = min(30.0, max(0.2, self.settings.gap_after_seconds / 4))
+        self.sweep_every = float(setting(cfg, GAP_SWEEP_KEY, default_sweep))
+        self.lock = Semaphore(1)
+        self.stale = False  # a failure left the model ahead of the store and it could not be reloaded
+        self.loaded = Event()
+        self.model = Matcher(self.settings)
+
+    def start(self):
+        super().start()
+        replay_url = setting(self.container.config, REPLAY_URL_KEY, "")
+        if replay_url:  # before loading: consumers wait for `loaded`, so nothing is applied meanwhile
+            restore.restore_if_empty(self.database, replay_url,
+                                     setting(self.container.config, REPLAY_KEY_KEY, ""), self.settings)
+        self.reload()
+        self.loaded.send(True)
+        self.background(self._sweep_forever, "gap-sweeper")
+
+    def reload(self):
+        """Load the read model from the service's own collections."""
+        db = self.database
+
+        def docs(collection, query=None):
+            return [public(d) for d in db[collection].find(query or {})]
+
+        self.model = Matcher(self.settings).load(
+            needs=docs(VIEWS["needs"]), offers=docs(VIEWS["offers"]), experts=docs(VIEWS["experts"]),
+            workshops=docs(VIEWS["workshops"]), matches=docs(MATCHES, {"status": "active"}),
+            alerts=[d["_id"] for d in db[ALERTS].find({}, {"_id": 1})],
+            proposals=[d["_id"] for d in db[PROPOSALS].find({}, {"_id": 1})])
+        for kind in ("needs", "offers", "experts", "matches"):
+            MODEL_SIZE.labels(kind=kind).set(len(getattr(self.model, kind)))
+        if len(self.model.offers) + len(self.model.needs) >= FREEZE_FROM_ITEMS:
+            # A large, long-lived model: keep the cycle collector from rescanning it on every
+            # full collection (bench/matching_bench.py measures with the same setting).
+            gc.collect()
+            gc.freeze()
+        log.info("matching read model loaded: %d needs, %d offers, %d experts, %d active matches",
+                 len(self.model.needs), len(self.model.offers), len(self.model.experts),
+                 len(self.model.matches))
+
+    def reload_after_failure(self):
+        """The model may be ahead of the store: reload it (if the store is unreachable too,
+        the next event or sweep reloads it first)."""
+        self.stale = True
+        try:
+            self.reload()
+            self.stale = False
+        except Exception as exc:
+            log.warning("could not reload the read model (%s); will reload before the next event", exc)
+
+    def reload_if_stale(self):
+        if self.stale:
+            self.reload()
+            self.stale = False
+
+    def persist(self, outcome, cause=None):
+        """Store an outcome's documents (events staged in their outbox), then relay the events."""
+        self.persist_many([(outcome, cause)])
+
+    def persist_many(self, outcomes):
+        """Store what several events did, ``[(outcome, cause)]`` in order, with one bulk write per
+        collection (a later document of an entity or match wins; its events are concatenated, each
+        caused by its own event), then relay every event in the order one-by-one handling would
+        have: one confirmed publish, one bulk pull per collection."""
+        entities, docs, relayed = {}, {}, []
+        for outcome, cause in outcomes:
+            entities.update(outcome.entities)
+            for (collection, doc_id), (document, events) in outcome.docs.items():
+                envelopes = [new_event(event_type, data, SOURCE, ACTOR, cause=own_cause or cause)
+                             for event_type, data, own_cause in events]
+                slot = docs.setdefault((collection, doc_id), [None, []])
+                slot[0] = document
+                slot[1].extend(envelopes)
+                relayed.extend((collection, doc_id, envelope) for envelope in envelopes)
+        views, collections = {}, {}
+        for (kind, entity_id), document in entities.items():
+            views.setdefault(VIEWS[kind], []).append(
+                ReplaceOne({"_id": entity_id}, {**document, "_id": entity_id}, upsert=True))
+        for (collection, doc_id), (document, envelopes) in docs.items():
+            collections.setdefault(collection, []).append(
+                UpdateOne({"_id": doc_id}, staged({"$set": document}, envelopes), upsert=True))
+        try:
+            for collection, writes in (*views.items(), *collections.items()):
+                self.database[collection].bulk_write(writes, ordered=False)
+        except Exception:
+            log.warning("could not store an outcome; reloading the read model from the store")
+            self.reload_after_failure()
+            raise
+        count_alerts_and_matches(envelope for _, _, envelope in relayed)
+        for kind in ("needs", "offers", "experts", "matches"):
+            MODEL_SIZE.labels(kind=kind).set(len(getattr(self.model, kind)))
+        self.relay.relay_many(relayed)
+
+    def sweep(self, now=None):
+        self.loaded.wait()
+        with self.lock:
+            self.reload_if_stale()
+            outcome = self.model.sweep(now or utcnow())
+            if outcome:
+                self.persist(outcome)
+            return outcome
+
+    def _sweep_forever(self):
+        while True:
+            eventlet.sleep(self.sweep_every)
+            try:
+                self.sweep()
+            except Exception as exc:  # keep sweeping: the next pass retries
+                log.warning("gap sweep failed, will retry: %s", exc)
+
+    def get_dependency(self, worker_ctx):
+        return self.repository(self.database, self.relay, self)
