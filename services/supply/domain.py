@@ -2,8 +2,13 @@
 import hashlib
 from datetime import datetime, timedelta
 
+from marshmallow import ValidationError
+
 from tacoord import reference
 from tacoord.errors import Conflict, Forbidden, Rejected
+
+# Functions that change an offer or an expert return the new state and the events it causes,
+# as [(event type, payload)]; the repository wraps them in envelopes, stores and relays them.
 
 # --- offers ---------------------------------------------------------------------------------
 
@@ -77,6 +82,46 @@ def new_offer(filed, the_id, now):
 
 def event_data(offer):
     return {k: offer.get(k) for k in OFFER_EVENT_FIELDS}
+
+
+def filed_offer_id(filed, key):
+    """The id a filing lands on: its IATI activity's when it names one, else provider × key."""
+    if filed.get("iati_identifier"):
+        return iati_offer_id(filed["iati_identifier"])
+    return offer_id(filed["provider"], key)
+
+
+def file_offer(existing, filed, the_id, now):
+    """A validated filing onto the stored offer ``existing`` (None: a new offer) → (offer, events).
+
+    Filing an offer again updates it; filing a withdrawn offer again publishes it anew."""
+    offer = new_offer(filed, the_id, now)
+    if existing is None:
+        return offer, [("offer.published", event_data(offer))]
+    offer = {**offer, "created_at": existing["created_at"]}
+    kind = "offer.published" if existing["status"] == "withdrawn" else "offer.updated"
+    return offer, [(kind, event_data(offer))]
+
+
+def change_offer(existing, changes, now, kind="offer.updated"):
+    """Some fields of a stored offer changed → (the fields to set, events).
+
+    The merged offer is checked whole again; a withdrawn offer only comes back by filing it."""
+    if existing["status"] == "withdrawn":
+        raise Conflict(f"offer {existing['offer_id']} is withdrawn; file it again to publish it")
+    merged = normalized({**existing, **changes})
+    problems = offer_problems(merged)
+    if problems:
+        raise ValidationError({field: [message] for field, message in problems})
+    merged["updated_at"] = now
+    return {k: merged[k] for k in set(changes) | {"updated_at"}}, [(kind, event_data(merged))]
+
+
+def withdraw_offer(existing, reason, now):
+    """→ (changes, events); withdrawing a withdrawn offer changes nothing."""
+    if existing["status"] == "withdrawn":
+        return {}, []
+    return change_offer(existing, {"status": "withdrawn", "withdrawal_reason": reason}, now, "offer.withdrawn")
 
 
 def covers_state(offer, iso3):
@@ -157,6 +202,13 @@ ACTIVITY_STATUS = {"1": "pipeline", "2": "active", "3": "closed", "4": "closed",
 START_DATE_TYPES = ("2", "1")   # actual start preferred over planned
 END_DATE_TYPES = ("4", "3")     # actual end preferred over planned
 UNCAC_TAG_PREFIX = "UNCAC-"     # <tag vocabulary="99" code="UNCAC-46"/> names articles explicitly
+
+
+def import_summary(results):
+    """The report of an IATI import (or dry run) from its per-activity results."""
+    imported = sum(1 for r in results if r["outcome"] in ("imported", "would import"))
+    return {"activities": len(results), "imported": imported, "skipped": len(results) - imported,
+            "results": results}
 
 
 def merged_sector_map(extra=None):
@@ -335,10 +387,11 @@ def completeness_problems(expert):
     return problems
 
 
-def transition(expert, to, actor_role, is_owner, now, validity_days=DEFAULT_VALIDITY_DAYS):
-    """The changes of moving ``expert`` to ``to`` and the event type; raises when not allowed.
+def transition(expert, to, actor_role, is_owner, now, validity_days=DEFAULT_VALIDITY_DAYS, by=None, note=""):
+    """Move ``expert`` to ``to`` → (changes, events); raises when not allowed.
 
-    ``actor_role`` is 'operator' or another role; ``is_owner`` whether the actor nominated it.
+    ``actor_role`` is 'operator' or another role; ``is_owner`` whether the actor nominated it;
+    ``by`` (the actor) and ``note`` go into the vetting history.
     """
     current = expert["vetting_status"]
     who = TRANSITIONS.get((current, to))
@@ -365,7 +418,12 @@ def transition(expert, to, actor_role, is_owner, now, validity_days=DEFAULT_VALI
         changes["expires_at"] = (now + timedelta(days=validity_days)).isoformat()
     if to == "expired":
         changes["expired_at"] = stamp
-    return changes, ("expert.expired" if to == "expired" else "expert.updated")
+    if to == "validated":
+        changes["validated_by"] = by
+    changes["vetting_history"] = expert.get("vetting_history", []) + [
+        {"from": current, "to": to, "by": by, "at": stamp, "note": note}]
+    kind = "expert.expired" if to == "expired" else "expert.updated"
+    return changes, [(kind, expert_event_data({**expert, **changes}))]
 
 
 def new_expert(cv, the_id, nominated_by, now):
@@ -379,12 +437,36 @@ def new_expert(cv, the_id, nominated_by, now):
     }
 
 
+def register_expert(cv, the_id, nominated_by, now):
+    """A new record in draft → (expert, events)."""
+    expert = new_expert(cv, the_id, nominated_by, now)
+    return expert, [("expert.registered", expert_event_data(expert))]
+
+
 def update_consequence(expert, changes):
     """Withdrawing consent takes an active expert off the roster: it expires at once."""
     consent = changes.get("consent")
     if consent is not None and not consent.get("consent_given") and expert["vetting_status"] == "active":
         return "expired"
     return None
+
+
+def update_expert(expert, changes, now):
+    """CV fields changed → (changes, events): ``expert.updated``, or ``expert.expired`` when the
+    change takes the expert off the roster."""
+    changes = {**changes, "updated_at": now.isoformat()}
+    if update_consequence(expert, changes) == "expired":
+        expiry, events = expire({**expert, **changes}, now)
+        return {**changes, **expiry}, events
+    return changes, [("expert.updated", expert_event_data({**expert, **changes}))]
+
+
+def expire(expert, now):
+    """Take an expert off the roster now (its validity lapsed, or consent was withdrawn)
+    → (changes, events)."""
+    stamp = now.isoformat()
+    changes = {"vetting_status": "expired", "expired_at": stamp, "updated_at": stamp}
+    return changes, [("expert.expired", expert_event_data({**expert, **changes}))]
 
 
 def expert_event_data(expert):
@@ -412,6 +494,41 @@ def due_for_expiry(expert, now):
 def searchable(expert, now):
     """Visible to non-operators: active, consented, not past its expiry."""
     return expert.get("vetting_status") == "active" and consented(expert) and not lapsed(expert, now)
+
+
+# What anyone may see of a searchable expert; the nominator and operators see the whole record.
+PUBLIC_EXPERT_FIELDS = ("expert_id", "title", "nationality", "country_of_residence", "current_position",
+                        "employer_type", "expertise", "thematic_areas", "forms", "legal_systems", "languages",
+                        "regions", "countries", "years_of_experience", "years_anti_corruption",
+                        "irm_experience", "availability", "vetting_status", "expires_at", "updated_at")
+NAMED_FIELDS = ("family_name", "given_names", "display_name", "employer")   # only if publish_profile
+
+
+def public_expert(expert):
+    view = {k: expert.get(k) for k in PUBLIC_EXPERT_FIELDS}
+    if (expert.get("consent") or {}).get("publish_profile"):
+        view.update({k: expert.get(k) for k in NAMED_FIELDS})
+    return view
+
+
+def expert_view(expert, role, subject, now):
+    """What a viewer (``role``, ``subject``) sees of an expert: the whole record (operators, the
+    nominator), the restricted view (anyone else, while it is searchable), or None."""
+    if role == "operator" or expert["owner"] == subject:
+        return expert
+    return public_expert(expert) if searchable(expert, now) else None
+
+
+def visible_experts(experts, filters, role, subject, now, limit):
+    """The views of the experts that match ``filters`` and the viewer may see, at most ``limit``."""
+    found = []
+    for expert in experts:
+        view = expert_view(expert, role, subject, now) if expert_matches(expert, filters) else None
+        if view is not None:
+            found.append(view)
+            if len(found) >= limit:
+                break
+    return found
 
 
 def expert_matches(expert, filters):

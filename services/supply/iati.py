@@ -5,10 +5,11 @@
 Parsing is pure (bytes in, dicts out) and uses defusedxml, which refuses DTDs,
 entity declarations and external references (no XML bombs, no XXE). The
 translation of an activity into an offer is ``domain.offer_from_activity``;
-storing it is ``SupplyRepository.import_iati`` — the CLI and
+storing it is ``SupplyRepository.import_iati`` (``dependencies``) — the CLI and
 ``POST /offers/import/iati`` share both. Without ``--dry-run`` the CLI writes
-to the supply database and publishes through the outbox, like the service
-(``MONGO_URI``, ``AMQP_URI``, ``TACOORD_DB_PREFIX`` as for the services).
+to the supply database and publishes through the outbox with the repository a
+worker gets (``tacoord.store.opened``; ``MONGO_URI``, ``AMQP_URI``,
+``TACOORD_DB_PREFIX`` as for the services).
 """
 import argparse
 import json
@@ -16,6 +17,14 @@ import sys
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import ParseError, fromstring
+from marshmallow import ValidationError
+
+from services.supply import domain
+from services.supply.dependencies import SupplyStore
+from services.supply.schemas import OfferSchema
+from tacoord import config
+from tacoord.envelope import describe_errors
+from tacoord.store import opened
 
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 SUPPORTED_MAJOR = "2"
@@ -84,10 +93,6 @@ def parse_activity(element, position):
 
 def dry_run(xml_bytes, sector_map):
     """What an import would do, without storing: the per-activity report."""
-    from services.supply import domain
-    from services.supply.schemas import OfferSchema
-    from tacoord.envelope import ValidationError, describe_errors
-
     _, activities = parse(xml_bytes)
     results, seen = [], {}
     for activity in activities:
@@ -102,17 +107,10 @@ def dry_run(xml_bytes, sector_map):
                 filing, reason = None, "; ".join(describe_errors(exc.messages))
         seen.setdefault(activity["iati_identifier"], activity["position"])
         results.append({**result, "outcome": "would import" if filing else "skipped", "reason": reason})
-    return summary(results)
-
-
-def summary(results):
-    imported = sum(1 for r in results if r["outcome"] in ("imported", "would import"))
-    return {"activities": len(results), "imported": imported, "skipped": len(results) - imported,
-            "results": results}
+    return domain.import_summary(results)
 
 
 def load_map(path):
-    from services.supply import domain
     extra = json.loads(open(path, encoding="utf-8").read()) if path else {}
     problems = domain.sector_map_problems(extra)
     if problems:
@@ -122,23 +120,12 @@ def load_map(path):
 
 def run_import(xml_bytes, sector_map, actor, amqp_uri=None, mongo_uri=None, db_prefix=None):
     """Import into the supply database, publishing through the outbox like the service."""
-    from pymongo import MongoClient
-
-    from services.supply.service import SupplyRepository
-    from tacoord import config
-    from tacoord.ops import metrics_for
-    from tacoord.outbox import Relay
-    from tacoord.publisher import ConfirmedPublisher
-    from services.supply.service import OUTBOX_COLLECTIONS
-
-    client = MongoClient(mongo_uri or config.mongo_uri(), serverSelectionTimeoutMS=5000)
-    try:
-        database = client[config.db_name("supply", db_prefix)]
-        publisher = ConfirmedPublisher(amqp_uri or config.amqp_uri(), "supply")
-        relay = Relay(database, publisher, OUTBOX_COLLECTIONS, metrics_for("supply"))
-        return SupplyRepository(database, relay).import_iati(xml_bytes, sector_map, actor)
-    finally:
-        client.close()
+    _, activities = parse(xml_bytes)
+    overrides = {config.AMQP_URI_KEY: amqp_uri, config.MONGO_URI_KEY: mongo_uri,
+                 config.DB_NAME_KEY: config.db_name("supply", db_prefix) if db_prefix else None}
+    container_config = config.service_config("supply", **{k: v for k, v in overrides.items() if v})
+    with opened(SupplyStore, container_config) as repository:
+        return repository.import_iati(activities, sector_map, actor)
 
 
 def main(argv=None):

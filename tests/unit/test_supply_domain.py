@@ -77,6 +77,67 @@ def test_a_chapter_covers_all_its_articles():
     assert not domain.covers_chapter(offer, 5)
 
 
+# --- filing and changing offers: the new state and the events to emit -----------------------------
+
+LATER = (NOW + timedelta(hours=1)).isoformat()
+
+
+def filed(**changes):
+    return OfferSchema().load({**OFFER, **changes})
+
+
+def test_a_first_filing_publishes_the_offer():
+    offer, events = domain.file_offer(None, filed(languages=["fr", "en", "en"]), "off-1", NOW.isoformat())
+    assert (offer["offer_id"], offer["created_at"], offer["updated_at"]) == ("off-1", NOW.isoformat(), NOW.isoformat())
+    assert offer["languages"] == ["en", "fr"]
+    assert events == [("offer.published", domain.event_data(offer))]
+
+
+def test_filing_an_offer_again_updates_it_and_keeps_its_creation_time():
+    first, _ = domain.file_offer(None, filed(), "off-1", NOW.isoformat())
+    offer, [(kind, data)] = domain.file_offer(first, filed(capacity=3), "off-1", LATER)
+    assert kind == "offer.updated"
+    assert (offer["created_at"], offer["updated_at"], offer["capacity"]) == (NOW.isoformat(), LATER, 3)
+    assert data == domain.event_data(offer)
+
+
+def test_filing_a_withdrawn_offer_again_publishes_it_anew():
+    first, _ = domain.file_offer(None, filed(), "off-1", NOW.isoformat())
+    _, [(kind, _)] = domain.file_offer({**first, "status": "withdrawn"}, filed(), "off-1", LATER)
+    assert kind == "offer.published"
+
+
+def test_a_filing_lands_on_its_iati_activity_or_on_provider_and_key():
+    assert domain.filed_offer_id(filed(), "ref-1") == domain.offer_id("GB-GOV-1", "ref-1")
+    assert domain.filed_offer_id(filed(), "ref-1") != domain.filed_offer_id(filed(), "ref-2")
+    assert domain.filed_offer_id(filed(iati_identifier="GB-GOV-1-9"), "ref-1") == domain.iati_offer_id("GB-GOV-1-9")
+
+
+def test_a_change_sets_the_changed_fields_and_emits_the_whole_offer():
+    offer, _ = domain.file_offer(None, filed(), "off-1", NOW.isoformat())
+    changes, [(kind, data)] = domain.change_offer(offer, {"scope_states": ["UGA", "KEN", "UGA"]}, LATER)
+    assert changes == {"scope_states": ["KEN", "UGA"], "updated_at": LATER}
+    assert kind == "offer.updated"
+    assert data == domain.event_data({**offer, **changes})
+
+
+def test_a_change_is_checked_against_the_whole_offer():
+    offer, _ = domain.file_offer(None, filed(), "off-1", NOW.isoformat())
+    with pytest.raises(ValidationError) as caught:
+        domain.change_offer(offer, {"level": "global"}, LATER)   # still names KEN
+    assert "scope_states" in caught.value.messages
+
+
+def test_withdrawing_an_offer_emits_offer_withdrawn_once():
+    offer, _ = domain.file_offer(None, filed(), "off-1", NOW.isoformat())
+    changes, [(kind, data)] = domain.withdraw_offer(offer, "funds spent", LATER)
+    assert changes == {"status": "withdrawn", "withdrawal_reason": "funds spent", "updated_at": LATER}
+    assert (kind, data["status"]) == ("offer.withdrawn", "withdrawn")
+    assert domain.withdraw_offer({**offer, **changes}, "again", LATER) == ({}, [])
+    with pytest.raises(Conflict, match="withdrawn"):
+        domain.change_offer({**offer, **changes}, {"capacity": 2}, LATER)
+
+
 # --- IATI ------------------------------------------------------------------------------------------
 
 def activities():
@@ -180,6 +241,11 @@ def test_a_dry_run_reports_each_activity():
     assert "duplicate iati-identifier" in report["results"][4]["reason"]
 
 
+def test_an_import_report_counts_imported_and_skipped_activities():
+    results = [{"outcome": "imported"}, {"outcome": "would import"}, {"outcome": "skipped"}]
+    assert domain.import_summary(results) == {"activities": 3, "imported": 2, "skipped": 1, "results": results}
+
+
 def test_a_configured_sector_map_is_checked():
     assert domain.sector_map_problems({"15130": {"articles": [9], "forms": ["LEGAL_ADVICE"]}}) == []
     assert domain.sector_map_problems({"15130": {"articles": [9], "forms": ["TEA"]}})
@@ -209,10 +275,11 @@ def test_the_full_vetting_path_is_legal():
     for to, role, owner in (("submitted", "donor", True), ("validated", "operator", False),
                             ("active", "operator", False), ("expired", "operator", False),
                             ("submitted", "donor", True)):
-        changes, kind = domain.transition(record, to, role, owner, NOW)
+        changes, [(kind, data)] = domain.transition(record, to, role, owner, NOW)
         record = {**record, **changes}
         assert record["vetting_status"] == to
         assert kind == ("expert.expired" if to == "expired" else "expert.updated")
+        assert data == domain.expert_event_data(record)
 
 
 def test_activation_sets_the_expiry():
@@ -265,6 +332,69 @@ def test_expert_events_carry_no_personal_details():
     data = domain.expert_event_data(expert())
     assert set(data) == set(domain.EXPERT_EVENT_FIELDS)
     assert data["availability"] == {"status": "available", "from": None, "to": None}
+
+
+def test_registering_an_expert_emits_expert_registered_without_personal_details():
+    cv = ExpertSchema().dump(ExpertSchema().load(COMPLETE_CV))
+    record, [(kind, data)] = domain.register_expert(cv, "exp-1", "GB-GOV-1", NOW.isoformat())
+    assert (record["vetting_status"], record["owner"], record["family_name"]) == ("draft", "GB-GOV-1", "Achieng")
+    assert kind == "expert.registered"
+    assert data == domain.expert_event_data(record) and "family_name" not in data
+
+
+def test_a_cv_update_emits_expert_updated():
+    changes, [(kind, data)] = domain.update_expert(expert("active"), {"forms": ["LEGAL_ADVICE"]}, NOW)
+    assert changes == {"forms": ["LEGAL_ADVICE"], "updated_at": NOW.isoformat()}
+    assert (kind, data["forms"], data["vetting_status"]) == ("expert.updated", ["LEGAL_ADVICE"], "active")
+
+
+def test_withdrawing_consent_from_an_active_expert_is_one_change_that_expires_it():
+    withdrawn = {"consent": {"consent_given": False}}
+    changes, [(kind, data)] = domain.update_expert(expert("active"), withdrawn, NOW)
+    assert changes == {**withdrawn, "vetting_status": "expired", "expired_at": NOW.isoformat(),
+                       "updated_at": NOW.isoformat()}
+    assert (kind, data["vetting_status"]) == ("expert.expired", "expired")
+    _, [(kind, _)] = domain.update_expert(expert("draft"), withdrawn, NOW)
+    assert kind == "expert.updated"
+
+
+def test_a_lapsed_expert_expires_with_the_same_change_as_a_withdrawn_consent():
+    lapsed = expert("active", expires_at=(NOW - timedelta(days=1)).isoformat())
+    assert domain.due_for_expiry(lapsed, NOW)
+    changes, [(kind, data)] = domain.expire(lapsed, NOW)
+    assert changes == {"vetting_status": "expired", "expired_at": NOW.isoformat(), "updated_at": NOW.isoformat()}
+    assert (kind, data) == ("expert.expired", domain.expert_event_data({**lapsed, **changes}))
+    by_consent, _ = domain.update_expert(lapsed, {"consent": {"consent_given": False}}, NOW)
+    assert changes.items() <= by_consent.items()
+
+
+def test_a_transition_records_who_moved_the_expert_and_why():
+    changes, _ = domain.transition(expert("submitted", vetting_history=[{"to": "submitted"}]), "validated",
+                                   "operator", False, NOW, by="operator:sec", note="checked")
+    assert changes["validated_by"] == "operator:sec"
+    assert changes["vetting_history"] == [{"to": "submitted"}, {"from": "submitted", "to": "validated",
+                                           "by": "operator:sec", "at": NOW.isoformat(), "note": "checked"}]
+
+
+def test_operators_and_the_nominator_see_the_whole_record_others_the_restricted_view_while_searchable():
+    future = (NOW + timedelta(days=1)).isoformat()
+    active = expert("active", expires_at=future)
+    assert domain.expert_view(active, "operator", "*", NOW) == active
+    assert domain.expert_view(expert("draft"), "donor", "GB-GOV-1", NOW) == expert("draft")
+    view = domain.expert_view(active, "state", "KEN", NOW)
+    assert set(view) == set(domain.PUBLIC_EXPERT_FIELDS) | set(domain.NAMED_FIELDS) and "contact" not in view
+    anonymous = domain.expert_view({**active, "consent": {"consent_given": True}}, "state", "KEN", NOW)
+    assert set(anonymous) == set(domain.PUBLIC_EXPERT_FIELDS)
+    assert domain.expert_view(expert("draft"), "state", "KEN", NOW) is None
+
+
+def test_an_expert_search_lists_what_the_viewer_may_see_up_to_the_limit():
+    future = (NOW + timedelta(days=1)).isoformat()
+    roster = [expert("active", expert_id=f"exp-{n}", expires_at=future) for n in range(3)] + [expert("draft")]
+    assert len(domain.visible_experts(roster, {}, "state", "KEN", NOW, 10)) == 3
+    assert len(domain.visible_experts(roster, {}, "operator", "*", NOW, 10)) == 4
+    assert len(domain.visible_experts(roster, {}, "operator", "*", NOW, 2)) == 2
+    assert domain.visible_experts(roster, {"article": 5}, "operator", "*", NOW, 10) == []
 
 
 def test_region_search_matches_the_group_or_a_country_in_it():

@@ -1,0 +1,256 @@
+"""Supply's I/O: the repository over ``offers`` and ``experts`` and the service's settings.
+
+``SupplyRepository`` reads the stored state, asks ``domain`` for the new state and the events
+it causes, wraps those in envelopes and writes both in one document write (the outbox), then
+relays the events. The service's workers get it through ``SupplyStore``; the IATI command gets
+the same one through ``tacoord.store.opened(SupplyStore, ...)``.
+"""
+import json
+import uuid
+
+from marshmallow import ValidationError
+from nameko.extensions import DependencyProvider
+from pymongo.errors import DuplicateKeyError
+
+from services.supply import domain
+from services.supply.schemas import OfferSchema
+from tacoord.config import setting
+from tacoord.envelope import describe_errors, new_event, utcnow
+from tacoord.errors import Conflict, NotFound, Rejected
+from tacoord.ops import metric
+from tacoord.outbox import staged, staged_insert, strip
+from tacoord.store import MongoStore, Repository
+
+OFFERS = "offers"
+EXPERTS = "experts"
+OUTBOX_COLLECTIONS = (OFFERS, EXPERTS)
+SOURCE = "supply"
+LIST_LIMIT = 1000
+SECTOR_MAP_KEY = "TACOORD_IATI_SECTOR_MAP"
+VALIDITY_KEY = "TACOORD_EXPERT_VALIDITY_DAYS"
+
+OFFER_FIELDS = domain.OFFER_EVENT_FIELDS + ("external_ref", "withdrawal_reason")
+
+IATI_OUTCOMES = metric("counter", SOURCE, "iati_activities_total",
+                       "IATI activities read by the importer, by outcome", ("outcome",))
+IMPORT_ROWS = metric("counter", SOURCE, "import_rows_total", "Bulk-import rows, by outcome", ("outcome",))
+
+
+def public_offer(document):
+    return {k: document.get(k) for k in OFFER_FIELDS} if document else None
+
+
+def full_expert(document):
+    """A stored expert as the service hands it out: no ``_id``, no outbox bookkeeping."""
+    return {k: v for k, v in strip(document).items() if k != "_id"} if document else None
+
+
+class SupplyRepository(Repository):
+
+    def _envelopes(self, events, actor, cause=None):
+        return [new_event(kind, data, SOURCE, actor, cause=cause) for kind, data in events]
+
+    def _apply(self, collection, selector, changes, envelopes):
+        """``$set`` the changes with their events staged, then relay them; False when
+        ``selector`` matched nothing (then nothing was written)."""
+        result = self.db[collection].update_one(selector, staged({"$set": changes}, envelopes))
+        if result.matched_count == 0:
+            return False
+        self.relay.relay(collection, selector["_id"], envelopes)
+        return True
+
+    # -- offers ------------------------------------------------------------------------------
+
+    def _offer_document(self, the_id):
+        document = self.db[OFFERS].find_one({"_id": the_id})
+        if document is None:
+            raise NotFound(f"no offer {the_id!r}")
+        return strip(document)
+
+    def get_offer(self, the_id):
+        return public_offer(self._offer_document(the_id))
+
+    def file_offer(self, filed, key, actor, cause=None):
+        """Store a filing: a new offer, or (same provider × key) an update. Returns (offer, event or None)."""
+        the_id = domain.filed_offer_id(filed, key)
+        now = utcnow().isoformat()
+        marker = {"cause_id": cause["id"]} if cause is not None else {}
+        for _ in range(3):
+            existing = strip(self.db[OFFERS].find_one({"_id": the_id}))
+            if existing is not None and cause is not None and existing.get("cause_id") == cause["id"]:
+                return public_offer(existing), None  # the same ingress event, redelivered
+            offer, events = domain.file_offer(existing, filed, the_id, now)
+            envelopes = self._envelopes(events, actor, cause)
+            if existing is None:
+                try:
+                    self.db[OFFERS].insert_one(staged_insert({"_id": the_id, **offer, **marker}, envelopes))
+                except DuplicateKeyError:
+                    continue
+                self.relay.relay(OFFERS, the_id, envelopes)
+            else:
+                self._apply(OFFERS, {"_id": the_id}, {**offer, **marker}, envelopes)
+            return public_offer(offer), envelopes[0]
+        raise Conflict("the offer kept changing while it was filed; try again")
+
+    def _store_offer_change(self, existing, changes, events, actor, cause):
+        if events:
+            self._apply(OFFERS, {"_id": existing["_id"]}, changes, self._envelopes(events, actor, cause))
+        return public_offer({**existing, **changes})
+
+    def change_offer(self, the_id, changes, actor, cause=None):
+        existing = self._offer_document(the_id)
+        changes, events = domain.change_offer(existing, changes, utcnow().isoformat())
+        return self._store_offer_change(existing, changes, events, actor, cause)
+
+    def withdraw_offer(self, the_id, reason, actor, cause=None):
+        existing = self._offer_document(the_id)
+        changes, events = domain.withdraw_offer(existing, reason, utcnow().isoformat())
+        return self._store_offer_change(existing, changes, events, actor, cause)
+
+    def find_offers(self, filters, limit=LIST_LIMIT):
+        query = {key: filters[key] for key in ("provider", "level", "status") if key in filters}
+        if "form" in filters:
+            query["forms"] = filters["form"]
+        found = []
+        for document in self.db[OFFERS].find(query, sort=[("_id", 1)]):
+            if domain.offer_matches(document, filters):
+                found.append(public_offer(document))
+                if len(found) >= limit:
+                    break
+        return found
+
+    def import_offers(self, filings, actor):
+        """File each row of a bulk import, ``(line, filed, None)`` or ``(line, None, reason)`` (see
+        ``bulk.filings``): ``{"accepted": n, "rejected": [{"line", "reason"}], "offers": [ids]}``."""
+        accepted, rejected, offers = 0, [], []
+        for line, filed, reason in filings:
+            if filed is not None:
+                try:
+                    offer, _ = self.file_offer(filed, filed.get("external_ref") or uuid.uuid4().hex, actor)
+                except Conflict as exc:
+                    reason = str(exc)
+            if reason is not None:
+                rejected.append({"line": line, "reason": reason})
+                IMPORT_ROWS.labels(outcome="rejected").inc()
+                continue
+            accepted += 1
+            offers.append(offer["offer_id"])
+            IMPORT_ROWS.labels(outcome="accepted").inc()
+        return {"accepted": accepted, "rejected": rejected, "offers": offers}
+
+    def import_iati(self, activities, sector_map, actor, only_provider=None):
+        """Import parsed IATI activities (``iati.parse``); per activity 'imported' (with offer_id)
+        or 'skipped' (with reason), in ``domain.import_summary``'s report."""
+        results, seen = [], {}
+        for activity in activities:
+            result = self._import_activity(activity, sector_map, actor, only_provider, seen)
+            seen.setdefault(activity["iati_identifier"], (activity["position"], result["outcome"]))
+            IATI_OUTCOMES.labels(outcome=result["outcome"]).inc()
+            results.append(result)
+        return domain.import_summary(results)
+
+    def _import_activity(self, activity, sector_map, actor, only_provider, seen):
+        identifier = activity["iati_identifier"]
+        result = {"position": activity["position"], "iati_identifier": identifier, "outcome": "skipped"}
+        if identifier in seen:
+            position, outcome = seen[identifier]
+            what = "already imported" if outcome == "imported" else "was skipped"
+            return {**result, "reason": f"duplicate iati-identifier: {what} (activity {position} of this file)"}
+        if identifier:
+            existing = self.db[OFFERS].find_one({"_id": domain.iati_offer_id(identifier)}, {"_id": 1})
+            if existing is not None:
+                return {**result, "offer_id": existing["_id"], "reason": "already imported"}
+        filing, reason = domain.offer_from_activity(activity, sector_map)
+        if filing is None:
+            return {**result, "reason": reason}
+        if only_provider is not None and filing["provider"] != only_provider:
+            return {**result, "reason": f"reporting-org {filing['provider']!r} is not your organisation "
+                                        f"({only_provider}); a donor imports its own activities"}
+        try:
+            filed = OfferSchema().load(filing)
+        except ValidationError as exc:
+            return {**result, "reason": "; ".join(describe_errors(exc.messages))}
+        offer, _ = self.file_offer(filed, identifier, actor)
+        return {**result, "outcome": "imported", "offer_id": offer["offer_id"]}
+
+    # -- experts ------------------------------------------------------------------------------
+
+    def _expert_document(self, the_id):
+        document = self.db[EXPERTS].find_one({"_id": the_id})
+        if document is None:
+            raise NotFound(f"no expert {the_id!r}")
+        return strip(document)
+
+    def get_expert(self, the_id):
+        return full_expert(self._expert_document(the_id))
+
+    def register_expert(self, cv, nominated_by, actor):
+        the_id = f"exp-{uuid.uuid4().hex[:14]}"
+        expert, events = domain.register_expert(cv, the_id, nominated_by, utcnow().isoformat())
+        envelopes = self._envelopes(events, actor)
+        self.db[EXPERTS].insert_one(staged_insert({"_id": the_id, **expert}, envelopes))
+        self.relay.relay(EXPERTS, the_id, envelopes)
+        return full_expert(expert)
+
+    def update_expert(self, the_id, changes, actor):
+        existing = self._expert_document(the_id)
+        changes, events = domain.update_expert(existing, changes, utcnow())
+        self._apply(EXPERTS, {"_id": the_id}, changes, self._envelopes(events, actor))
+        return full_expert({**existing, **changes})
+
+    def transition_expert(self, the_id, to, note, principal, validity_days=domain.DEFAULT_VALIDITY_DAYS):
+        existing = self._expert_document(the_id)
+        changes, events = domain.transition(existing, to, principal.role, principal.subject == existing["owner"],
+                                            utcnow(), validity_days, by=principal.actor, note=note)
+        # Guarded by the status read above: the vetting history is $set whole, not $push'ed (the
+        # MongoDB-protocol server used in development stores $push'ed documents as JSON text).
+        if not self._apply(EXPERTS, {"_id": the_id, "vetting_status": existing["vetting_status"]}, changes,
+                           self._envelopes(events, principal.actor)):
+            raise Conflict(f"expert {the_id} changed status meanwhile; read it again")
+        return full_expert({**existing, **changes})
+
+    def expire_due(self, actor="supply:expiry"):
+        """Expire every active expert whose expires_at has passed. Returns their ids."""
+        now = utcnow()
+        expired = []
+        for document in self.db[EXPERTS].find({"vetting_status": "active"}):
+            if domain.due_for_expiry(document, now):
+                changes, events = domain.expire(strip(document), now)
+                if self._apply(EXPERTS, {"_id": document["_id"], "vetting_status": "active"}, changes,
+                               self._envelopes(events, actor)):
+                    expired.append(document["_id"])
+        return expired
+
+    def experts(self, query=None):
+        return [full_expert(d) for d in self.db[EXPERTS].find(query or {}, sort=[("_id", 1)])]
+
+
+class SupplyStore(MongoStore):
+    repository = SupplyRepository
+    outbox_collections = OUTBOX_COLLECTIONS
+
+
+class SupplySettings(DependencyProvider):
+    """The service's own settings: the container's config first, then the environment."""
+
+    def get_dependency(self, worker_ctx):
+        return Settings(self.container.config)
+
+
+class Settings:
+
+    def __init__(self, container_config):
+        self.config = container_config
+
+    def sector_map(self):
+        """The IATI sector map: the default one, extended by ``TACOORD_IATI_SECTOR_MAP``
+        (JSON text or, from a config.yml, a mapping: ``{"15130": {"articles": [...], ...}}``)."""
+        value = setting(self.config, SECTOR_MAP_KEY)
+        mapping = {} if value is None else json.loads(value) if isinstance(value, str) else value
+        problems = domain.sector_map_problems(mapping)
+        if problems:
+            raise Rejected(f"{SECTOR_MAP_KEY}: " + "; ".join(f"{c}: {m}" for c, m in problems))
+        return domain.merged_sector_map(mapping)
+
+    def validity_days(self):
+        return int(setting(self.config, VALIDITY_KEY, domain.DEFAULT_VALIDITY_DAYS))
