@@ -45,7 +45,8 @@ class Repository:
 
     A service's domain returns the new state and its events as ``(type, data)`` pairs; the
     helpers below wrap them in envelopes, stage them in the same single-document write as the
-    change (:mod:`tacoord.outbox`), then relay them. No events, no write.
+    change (:mod:`tacoord.outbox`), then relay them. A change or filing the domain gave no
+    events for writes nothing.
     """
 
     def __init__(self, database, relay):
