@@ -41,8 +41,8 @@ def public(need):
 
 
 def emitted(event_type, need):
-    """The events of one change: none, or ``event_type`` carrying the need as it is now."""
-    return [(event_type, public(need))] if event_type else []
+    """The one event of a change, carrying the need as it is now."""
+    return [(event_type, public(need))]
 
 
 def need_key(state, article, forms):
