@@ -3,17 +3,21 @@
 A service subclasses :class:`MongoStore`, names its repository class (named
 operations over its own collections) and the collections that carry an
 outbox. One ``MongoClient`` per container (:class:`DatabaseClient`, shared by the
-store, the consumers' inboxes and the HTTP credentials); each worker gets a repository.
+store, the consumers' inboxes and the HTTP credentials); each worker gets a repository, whose
+base (:class:`Repository`) stores a change and the events the domain returned with it in one
+document write, then relays them.
 """
 from contextlib import contextmanager
 
 from nameko.extensions import DependencyProvider, SharedExtension
 from pymongo import MongoClient
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from tacoord import config, indexes
+from tacoord.envelope import new_event
+from tacoord.errors import Conflict, NotFound
 from tacoord.ops import metrics_for
-from tacoord.outbox import Relay
+from tacoord.outbox import Relay, staged, staged_insert, strip
 from tacoord.publisher import ConfirmedPublisher
 
 
@@ -36,11 +40,91 @@ def inserted_or_existing(collection, documents):
 
 
 class Repository:
-    """Base of every service repository: the database and the outbox relay."""
+    """Base of every service repository: the database, the outbox relay, and the one way a change
+    and its events are written.
+
+    A service's domain returns the new state and its events as ``(type, data)`` pairs; the
+    helpers below wrap them in envelopes, stage them in the same single-document write as the
+    change (:mod:`tacoord.outbox`), then relay them. A change or filing the domain gave no
+    events for writes nothing.
+    """
 
     def __init__(self, database, relay):
         self.db = database
         self.relay = relay
+
+    def _load(self, collection, document_id, what):
+        """The stored document without its outbox bookkeeping; ``NotFound("no <what> '<id>'")``."""
+        document = strip(self.db[collection].find_one({"_id": document_id}))
+        if document is None:
+            raise NotFound(f"no {what} {document_id!r}")
+        return document
+
+    @staticmethod
+    def _envelopes(events, source, actor, cause=None):
+        return [new_event(event_type, data, source, actor, cause=cause) for event_type, data in events]
+
+    def _insert_and_relay(self, collection, document, events, source, actor, cause=None):
+        """Insert ``document`` with its events in its outbox, then relay them; returns the envelopes.
+        ``DuplicateKeyError`` when its ``_id`` is taken (nothing stored, nothing relayed)."""
+        envelopes = self._envelopes(events, source, actor, cause)
+        self.db[collection].insert_one(staged_insert(document, envelopes))
+        self.relay.relay(collection, document["_id"], envelopes)
+        return envelopes
+
+    def _update_and_relay(self, collection, query, changes, events, source, actor, cause=None):
+        """``$set`` ``changes`` on the document ``query`` (which names its ``_id``) matches, with the
+        events staged in the same write, then relay them. Returns the envelopes, or None when
+        ``query`` matched nothing (nothing written)."""
+        envelopes = self._envelopes(events, source, actor, cause)
+        changes = {k: v for k, v in changes.items() if k != "_id"}
+        if self.db[collection].update_one(query, staged({"$set": changes}, envelopes)).matched_count == 0:
+            return None
+        self.relay.relay(collection, query["_id"], envelopes)
+        return envelopes
+
+    def _change_and_relay(self, collection, document_id, what, decide, source, actor, cause=None,
+                          guard=(), tries=5):
+        """Load (or ``NotFound``), ``decide(document)`` (pure: ``(changes, events)``), write, relay.
+
+        ``guard``: fields the write requires unchanged since the read; when another writer moved
+        one meanwhile the document is read and decided again, ``Conflict`` after ``tries``.
+        Returns ``(the changed document, envelopes)``.
+        """
+        for _ in range(tries):
+            document = self._load(collection, document_id, what)
+            changes, events = decide(document)
+            changed = {**document, **changes}
+            if not events:
+                return changed, []
+            query = {"_id": document_id, **{k: document.get(k) for k in guard}}
+            envelopes = self._update_and_relay(collection, query, changes, events, source, actor, cause)
+            if envelopes is not None:
+                return changed, envelopes
+        raise Conflict(f"{what} {document_id} kept changing; try again")
+
+    def _file_and_relay(self, collection, document_id, what, decide, source, actor, cause=None, tries=3):
+        """Store a filing that may exist already. ``decide(stored or None)`` (pure) returns
+        ``(document, events)``: a new document is inserted, a stored one ``$set``, its events staged
+        in the same write, then relayed. Another writer inserting the same id first makes it read
+        and decide again (``Conflict`` after ``tries``). Returns ``(document, envelopes)``."""
+        for _ in range(tries):
+            stored = strip(self.db[collection].find_one({"_id": document_id}))
+            document, events = decide(stored)
+            if not events:
+                return document, []
+            if stored is not None:
+                envelopes = self._update_and_relay(collection, {"_id": document_id}, document, events,
+                                                   source, actor, cause)
+                if envelopes is not None:
+                    return document, envelopes
+                continue
+            try:
+                return document, self._insert_and_relay(collection, {"_id": document_id, **document}, events,
+                                                        source, actor, cause)
+            except DuplicateKeyError:
+                continue
+        raise Conflict(f"the {what} kept changing while it was filed; try again")
 
 
 def connect(container_config):

@@ -3,14 +3,15 @@
 A need is one State's request for help with one UNCAC article, in one or more
 forms of assistance. The same State × article × forms is one need: filing it
 again updates it (or reopens it once met or withdrawn), never duplicates it.
-Every function here returns data and the type of event it causes; the service
-stores the result and publishes the event through the outbox.
+Every function here returns the new state and the events it causes, as
+``(type, data)`` pairs; the repository (``dependencies.py``) stores both in one
+write (the outbox) and relays the events.
 """
 import hashlib
 from collections import defaultdict
 
 from tacoord import reference
-from tacoord.errors import Conflict
+from tacoord.errors import Conflict, Rejected
 
 OPEN = ("open", "in_progress")
 STATUSES = ("open", "in_progress", "met", "withdrawn")
@@ -28,6 +29,20 @@ TRANSITIONS = {
 # them is a no-op (a redelivered message or a re-imported file).
 CONTENT_FIELDS = ("paragraph", "other_text", "priority", "description", "checklist_round",
                   "languages", "external_ref")
+
+# What a need shows: the HTTP answers and the payload of every need.* event.
+PUBLIC_FIELDS = ("need_id", "state", "regional_group", "article", "chapter", "paragraph", "forms",
+                 "other_text", "priority", "description", "checklist_round", "languages",
+                 "external_ref", "status", "created_at", "updated_at")
+
+
+def public(need):
+    return {k: need.get(k) for k in PUBLIC_FIELDS} if need else None
+
+
+def emitted(event_type, need):
+    """The one event of a change, carrying the need as it is now."""
+    return [(event_type, public(need))]
 
 
 def need_key(state, article, forms):
@@ -67,7 +82,7 @@ def _norm(value):
 
 
 def refile(existing, filed, now):
-    """Filing a need that exists already. Returns ``(need, event_type or None)``.
+    """Filing a need that exists already. Returns ``(need, events)``.
 
     - open/in progress, same content → unchanged, no event (idempotent);
     - open/in progress, new content → ``need.updated``, status kept;
@@ -78,20 +93,22 @@ def refile(existing, filed, now):
     if existing["status"] in OPEN:
         if same_content(existing, need):
             return {**need, **{k: existing.get(k) for k in CONTENT_FIELDS},
-                    "status": existing["status"], "updated_at": existing["updated_at"]}, None
-        return {**need, "status": existing["status"]}, "need.updated"
-    return need, "need.submitted"
+                    "status": existing["status"], "updated_at": existing["updated_at"]}, []
+        need = {**need, "status": existing["status"]}
+        return need, emitted("need.updated", need)
+    return need, emitted("need.submitted", need)
 
 
 def file_need(existing, filed, now):
-    """A filing, new or not. Returns ``(need, event_type or None)``."""
+    """A filing, new or not. Returns ``(need, events)``."""
     if existing is None:
-        return new_need(filed, now), "need.submitted"
+        need = new_need(filed, now)
+        return need, emitted("need.submitted", need)
     return refile(existing, filed, now)
 
 
 def change(existing, changes, now):
-    """An update of an existing need's priority, text or status. Returns ``(changes, event_type)``.
+    """An update of an existing need's priority, text or status. Returns ``(changes, events)``.
 
     Raises ``Conflict`` on a withdrawn need or an illegal status transition.
     """
@@ -104,14 +121,16 @@ def change(existing, changes, now):
                        f"(file it again to reopen it)")
     if status == "met" and set(changes) - {"status"}:
         raise Conflict(f"need {existing['need_id']} is met; file it again to reopen it")
-    return {**changes, "updated_at": now}, "need.updated"
+    changes = {**changes, "updated_at": now}
+    return changes, emitted("need.updated", {**existing, **changes})
 
 
 def withdraw(existing, reason, now):
-    """Withdrawing a need. Returns ``(changes, event_type or None)``: withdrawing twice is a no-op."""
+    """Withdrawing a need. Returns ``(changes, events)``: withdrawing twice changes nothing."""
     if existing["status"] == "withdrawn":
-        return {}, None
-    return {"status": "withdrawn", "withdrawal_reason": reason or "", "updated_at": now}, "need.withdrawn"
+        return {}, []
+    changes = {"status": "withdrawn", "withdrawal_reason": reason or "", "updated_at": now}
+    return changes, emitted("need.withdrawn", {**existing, **changes})
 
 
 # --- bulk import ----------------------------------------------------------------
@@ -123,8 +142,8 @@ def plan_import(rows, existing, now):
     ``rows``: [filed] in file order; ``existing``: need_id -> stored need.
     A key seen twice in one file is one need: the later row wins and counts
     as an update (or as unchanged when it repeats the earlier row).
-    Returns ``(inserts, updates, counts)``: inserts [need] (each a
-    ``need.submitted``), updates [(need, event_type)] of stored needs, counts
+    Returns ``(inserts, updates, counts)``: inserts [(need, events)] (each a
+    ``need.submitted``), updates [(need, events)] of stored needs, counts
     {accepted, updated, unchanged} with one count per row.
     """
     latest = {}
@@ -138,19 +157,41 @@ def plan_import(rows, existing, now):
     inserts, updates = [], []
     for nid, (filed, need) in latest.items():
         if nid not in existing:
-            inserts.append(need)
+            inserts.append((need, emitted("need.submitted", need)))
             counts["accepted"] += 1
             continue
-        need, kind = refile(existing[nid], filed, now)
-        if kind is None:
-            counts["unchanged"] += 1
-        else:
-            updates.append((need, kind))
+        need, events = refile(existing[nid], filed, now)
+        if events:
+            updates.append((need, events))
             counts["updated"] += 1
+        else:
+            counts["unchanged"] += 1
     return inserts, updates, counts
 
 
 # --- the Secretariat's views ---------------------------------------------------------
+
+
+def check_filters(filters, statuses=STATUSES):
+    """Query filters of the list and overview views, checked (``Rejected`` naming the filter)
+    and normalised (codes upper-case)."""
+    for key in ("article", "chapter", "priority"):
+        if key in filters and not filters[key].isdigit():
+            raise Rejected(f"{key} must be a number", key)
+    if "status" in filters and filters["status"] not in statuses:
+        raise Rejected(f"status must be one of {', '.join(statuses)}", "status")
+    if "state" in filters:
+        filters["state"] = filters["state"].upper()
+    if "form" in filters:
+        filters["form"] = filters["form"].upper()
+        if filters["form"] not in reference.assistance_forms():
+            raise Rejected(f"unknown form; one of {', '.join(reference.assistance_forms())}", "form")
+    if "regional_group" in filters:
+        filters["regional_group"] = filters["regional_group"].upper()
+        if filters["regional_group"] not in reference.regional_groups():
+            raise Rejected(f"unknown regional group; one of {', '.join(reference.regional_groups())}",
+                           "regional_group")
+    return filters
 
 
 def overview(needs):
@@ -200,6 +241,11 @@ def reporting_rate(reporting_states, parties):
         "by_group": by_group,
         "not_counted": sorted(reporting - set(parties)),
     }
+
+
+def un_member_parties():
+    """The denominator of the reporting rate: UN member States, iso3 -> regional group."""
+    return {c["iso3"]: c.get("regional_group") for c in reference.data()["countries"]}
 
 
 def _rate(part, whole):

@@ -4,8 +4,10 @@
     python -m services.needs.importer checklist.json --url http://127.0.0.1:8001 --key tck_…
 
 Without ``--url`` the file goes straight into the needs database and its
-events to the broker (``MONGO_URI``, ``AMQP_URI``, ``TACOORD_DB_PREFIX``), as
-the operator on this host. With ``--url`` it is sent to ``POST /needs/import``
+events to the broker, through the repository a needs worker gets
+(``dependencies.opened``: ``MONGO_URI``, ``TACOORD_DB_PREFIX``, and
+``AMQP_URI`` or else the needs service's broker user), as the operator on
+this host. With ``--url`` it is sent to ``POST /needs/import``
 in chunks with an operator or partner key (``--key`` or ``TACOORD_API_KEY``).
 Either way: rows are validated here first (bad rows are reported with their
 line and reason and skipped), a tqdm bar shows progress, and the summary
@@ -39,29 +41,16 @@ def merge(total, counts):
 
 
 def import_direct(rows, actor, chunk=CHUNK, progress=None):
-    """Store validated rows through the service's repository (same rules as the HTTP route)."""
-    from tacoord import config
-    from tacoord.ops import metrics_for
-    from tacoord.outbox import Relay
-    from tacoord.publisher import ConfirmedPublisher
-    from tacoord.store import connect
-    from services.needs.service import NEEDS, NeedsRepository, SERVICE_NAME
+    """Store validated rows through the repository a needs worker gets (same rules as the HTTP route)."""
+    from services.needs import dependencies  # here: the --url mode needs no database or broker client
 
-    cfg = {config.MONGO_URI_KEY: config.mongo_uri()}
-    client = connect(cfg)
-    try:
-        database = client[config.db_name(SERVICE_NAME)]
-        relay = Relay(database, ConfirmedPublisher(config.amqp_uri(), SERVICE_NAME), (NEEDS,),
-                      metrics_for(SERVICE_NAME))
-        repository = NeedsRepository(database, relay)
-        total = {"accepted": 0, "updated": 0, "unchanged": 0}
+    total = {"accepted": 0, "updated": 0, "unchanged": 0}
+    with dependencies.opened() as repository:
         for part in chunks(rows, chunk):
             merge(total, repository.import_needs([r.need for r in part], "needs", actor))
             if progress:
                 progress(len(part))
-        return total
-    finally:
-        client.close()
+    return total
 
 
 def import_http(rows, url, key, chunk=CHUNK, progress=None):

@@ -6,7 +6,9 @@
     submitted / under_review / approved / scheduled ─▶ cancelled   (the requesting State, or an operator)
 
 ``held``, ``declined`` and ``cancelled`` are final. Each transition becomes
-one ``workshop.<status>`` event.
+one ``workshop.<status>`` event. Functions that change a request return the
+new state and its events as ``(type, data)`` pairs; the repository
+(``dependencies.py``) stores both in one write and relays the events.
 """
 import hashlib
 import uuid
@@ -53,6 +55,22 @@ EVENT_OF = {
     "submitted": "workshop.requested",
     **{status: f"workshop.{status}" for status in STATUSES if status != "submitted"},
 }
+JOINED = "workshop.joined"
+
+# The payload of every workshop.* event; the HTTP answers add what matching proposed.
+EVENT_FIELDS = ("request_id", "kind", "state", "regional_group", "network_id", "network_states", "states",
+                "articles", "expected_outcomes", "preferred_dates", "language", "support_received", "status",
+                "reason", "outcome_notes", "scheduled_for", "created_at", "updated_at")
+PUBLIC_FIELDS = EVENT_FIELDS + ("proposed_participants",)
+
+
+def public(request):
+    return {k: request.get(k) for k in PUBLIC_FIELDS} if request else None
+
+
+def emitted(event_type, request):
+    """The one event of a change, carrying the request as it is now."""
+    return [(event_type, {k: request.get(k) for k in EVENT_FIELDS})]
 
 
 def allowed_from(status):
@@ -98,7 +116,7 @@ def check_parameters(target, params):
 
 
 def transition(request, target, role, subject, params, now):
-    """Validate one step; return the changes to store and the event type to emit.
+    """Validate one step; return the changes to store and the events to emit.
 
     ``request`` is the stored request (public fields); ``params`` holds
     JSON-ready ``reason`` / ``scheduled_for`` / ``outcome_notes``. Checks, in
@@ -112,7 +130,7 @@ def transition(request, target, role, subject, params, now):
     for name in PARAMETERS[target]:
         if params.get(name) not in (None, ""):
             changes[name] = params[name]
-    return changes, EVENT_OF[target]
+    return changes, emitted(EVENT_OF[target], {**request, **changes})
 
 
 # --- filing -------------------------------------------------------------------
@@ -146,6 +164,12 @@ def new_request(filed, now, request_id):
     return request
 
 
+def file_request(filed, now, request_id):
+    """A new request and its ``workshop.requested``. Returns ``(request, events)``."""
+    request = new_request(filed, now, request_id)
+    return request, emitted(EVENT_OF["submitted"], request)
+
+
 # --- regional workshops: who may join -------------------------------------------
 
 def eligible_states(request):
@@ -158,7 +182,7 @@ def eligible_states(request):
 
 
 def join(request, state, now):
-    """The changes for ``state`` joining, or None when it already takes part."""
+    """``state`` joining: ``(changes, events)``, both empty when it already takes part."""
     if request["kind"] != "regional_workshop":
         raise Conflict(f"request {request['request_id']} is a {request['kind']}; only regional workshops "
                        f"can be joined")
@@ -170,8 +194,9 @@ def join(request, state, now):
                  else f"regional group {request['regional_group']}")
         raise Forbidden(f"{state} is not in {where}; only its States may join request {request['request_id']}")
     if state in request["states"]:
-        return None
-    return {"states": request["states"] + [state], "updated_at": now}
+        return {}, []
+    changes = {"states": request["states"] + [state], "updated_at": now}
+    return changes, emitted(JOINED, {**request, **changes})
 
 
 def may_view(request, role, subject):

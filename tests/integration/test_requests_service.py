@@ -8,6 +8,7 @@ import json
 import pytest
 import requests
 
+from services.requests import domain
 from services.requests.service import RequestsService
 from tacoord import topology
 from tacoord.envelope import new_event
@@ -98,6 +99,30 @@ def test_an_illegal_transition_is_a_409_naming_the_current_state_and_the_allowed
     final = api.move(request_id, to="under_review")
     assert final.status_code == 409 and "'cancelled' is final" in final.json()["error"]
     assert [e["type"] for e in emitted(sandbox, 2)] == ["workshop.requested", "workshop.cancelled"]
+
+
+def test_a_step_on_a_request_another_writer_moved_meanwhile_is_decided_again_on_what_is_stored(
+        sandbox, api, monkeypatch):
+    request_id = api.file(NATIONAL)["request_id"]
+    collection = sandbox.db("requests").workshop_requests
+    decided = []
+    transition = domain.transition
+
+    def cancelled_meanwhile(request, *args):
+        if not decided:  # another worker cancels it between this worker's read and its write
+            collection.update_one({"_id": request_id}, {"$set": {"status": "cancelled",
+                                                                 "updated_at": "2027-01-10T09:00:01+00:00"}})
+        decided.append(request["status"])
+        return transition(request, *args)
+    monkeypatch.setattr(domain, "transition", cancelled_meanwhile)
+
+    refused = api.move(request_id, to="under_review")
+
+    assert decided == ["submitted", "cancelled"]
+    assert refused.status_code == 409 and "from 'cancelled' to 'under_review'" in refused.json()["error"]
+    assert collection.find_one({"_id": request_id})["status"] == "cancelled"
+    assert collection.find_one({"_id": request_id})["_outbox_pending"] == 0
+    assert [e["type"] for e in emitted(sandbox, 1)] == ["workshop.requested"]
 
 
 def test_the_wrong_role_for_a_transition_is_a_403_naming_who_may(api):

@@ -36,15 +36,18 @@ def principal_for(target):
 
 
 @pytest.mark.parametrize("current,target", sorted(LEGAL))
-def test_every_legal_transition_changes_the_status_and_names_its_event(current, target):
+def test_every_legal_transition_changes_the_status_and_emits_its_event_with_the_new_state(current, target):
     role, subject = principal_for(target)
-    changes, event_type = domain.transition(a_request(current), target, role, subject, PARAMS[target], NOW)
+    request = a_request(current)
+    changes, events = domain.transition(request, target, role, subject, PARAMS[target], NOW)
 
     assert changes["status"] == target
     assert changes["updated_at"] == NOW
-    assert event_type == f"workshop.{target}"
     for name, value in PARAMS[target].items():
         assert changes[name] == value
+    [(event_type, data)] = events
+    assert event_type == f"workshop.{target}"
+    assert data == {k: {**request, **changes}.get(k) for k in domain.EVENT_FIELDS}
 
 
 @pytest.mark.parametrize("current,target", [p for p in ALL_PAIRS if p not in LEGAL])
@@ -118,15 +121,25 @@ def test_a_new_request_is_submitted_by_its_state_alone_in_its_own_regional_group
     assert request["articles"] == [5, 9]
 
 
+def test_filing_a_request_emits_workshop_requested_with_the_event_fields_only():
+    request, [(event_type, data)] = domain.file_request(
+        {"kind": "national_workshop", "state": "KEN", "articles": [9], "support_received": []}, NOW, "REQ-KEN-1")
+    assert event_type == "workshop.requested"
+    assert data["request_id"] == "REQ-KEN-1" and data["status"] == "submitted"
+    assert set(data) == set(domain.EVENT_FIELDS) and "proposed_participants" not in data
+    assert domain.public(request) == {**data, "proposed_participants": None}
+
+
 def test_an_ingress_seed_gives_the_same_request_id_every_time():
     assert domain.new_request_id("KEN", seed="abc") == domain.new_request_id("KEN", seed="abc")
     assert domain.new_request_id("KEN") != domain.new_request_id("KEN")
 
 
 def test_a_state_of_the_group_joins_a_regional_workshop_once():
-    changes = domain.join(a_request(), "UGA", NOW)
+    changes, [(event_type, data)] = domain.join(a_request(), "UGA", NOW)
     assert changes["states"] == ["KEN", "UGA"]
-    assert domain.join(a_request(states=["KEN", "UGA"]), "UGA", NOW) is None
+    assert event_type == "workshop.joined" and data["states"] == ["KEN", "UGA"] and data["updated_at"] == NOW
+    assert domain.join(a_request(states=["KEN", "UGA"]), "UGA", NOW) == ({}, [])
 
 
 def test_a_state_outside_the_group_may_not_join():
@@ -136,7 +149,7 @@ def test_a_state_outside_the_group_may_not_join():
 
 def test_a_network_workshop_is_open_to_the_network_states_whatever_their_group():
     request = a_request(network_id="GlobE-East", network_states=["FRA", "UGA"])
-    assert domain.join(request, "FRA", NOW)["states"] == ["KEN", "FRA"]
+    assert domain.join(request, "FRA", NOW)[0]["states"] == ["KEN", "FRA"]
     with pytest.raises(Forbidden, match="not in network GlobE-East"):
         domain.join(request, "TZA", NOW)
 

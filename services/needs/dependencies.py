@@ -1,0 +1,152 @@
+"""Needs' I/O: the ``needs`` collection behind named operations, and its storage provider.
+
+Every change goes through the domain (``domain.py``), which returns the new
+state and its events; the repository stores both in one write (the outbox)
+and relays the events. Operator commands get the same repository through
+:func:`opened`.
+"""
+from pymongo.errors import BulkWriteError
+
+from services.needs import domain
+from services.needs.schemas import NeedSchema
+from tacoord import config, store
+from tacoord.envelope import utcnow
+from tacoord.ops import metric
+from tacoord.outbox import staged, staged_insert, strip
+from tacoord.store import MongoStore, Repository
+
+SERVICE_NAME = "needs"
+NEEDS = "needs"
+IMPORT_CHUNK = 500
+LOOKUP_CHUNK = 1000
+
+
+def imported_rows():
+    return metric("counter", SERVICE_NAME, "imported_rows_total",
+                  "Checklist rows imported, by outcome (accepted, updated, unchanged, rejected)", ["outcome"])
+
+
+def import_summary(counts, errors):
+    """The answer of an import (counts and the rejected rows), counted in ``imported_rows_total``."""
+    summary = {**counts, "rejected": [e.as_dict() for e in errors]}
+    rows = imported_rows()
+    for outcome in ("accepted", "updated", "unchanged"):
+        rows.labels(outcome=outcome).inc(counts[outcome])
+    rows.labels(outcome="rejected").inc(len(errors))
+    return summary
+
+
+class NeedsRepository(Repository):
+    """Named operations on the ``needs`` collection; every change stages its events in the outbox."""
+
+    def get(self, need_id):
+        return domain.public(self._load(NEEDS, need_id, "need"))
+
+    def file(self, filed, source, actor, cause=None):
+        """Store a filing: a new need, an update of the same need, or nothing when it repeats it.
+
+        Returns ``(need, events)``: no events when nothing changed.
+        """
+        def decide(stored):
+            return domain.file_need(stored, filed, utcnow().isoformat())
+        need_id = domain.need_id(filed["state"], filed["article"], filed["forms"])
+        need, events = self._file_and_relay(NEEDS, need_id, "need", decide, source, actor, cause)
+        return domain.public(need), events
+
+    def change(self, need_id, changes, source, actor, cause=None):
+        def decide(need):
+            return domain.change(need, changes, utcnow().isoformat())
+        need, _ = self._change_and_relay(NEEDS, need_id, "need", decide, source, actor, cause)
+        return domain.public(need)
+
+    def withdraw(self, need_id, reason, source, actor, cause=None):
+        def decide(need):
+            return domain.withdraw(need, reason, utcnow().isoformat())
+        need, _ = self._change_and_relay(NEEDS, need_id, "need", decide, source, actor, cause)
+        return domain.public(need)
+
+    def find(self, filters, limit=1000):
+        return [domain.public(d) for d in self.db[NEEDS].find(_query(filters), sort=[("_id", 1)], limit=limit)]
+
+    def overview(self, filters):
+        query = _query(filters)
+        if "status" not in filters:
+            query["status"] = {"$in": ["open", "in_progress", "met"]}
+        elif filters["status"] == "all":
+            del query["status"]
+        needs = self.db[NEEDS].find(query, {"article": 1, "regional_group": 1, "_id": 0})
+        return domain.overview(needs)
+
+    def reporting_states(self, checklist_round=None):
+        query = {"checklist_round": checklist_round} if checklist_round else {}
+        return self.db[NEEDS].distinct("state", query)
+
+    def import_needs(self, filings, source, actor):
+        """Store many validated filings at once. Returns counts {accepted, updated, unchanged}.
+
+        One query loads the stored needs the filings touch; new needs go in with
+        ``insert_many`` (each carrying its ``need.submitted`` in its outbox);
+        only true duplicates are updated, one by one. Each chunk's events are
+        then relayed in one confirmed batch (the sweeper republishes any that
+        a crash leaves behind).
+        """
+        ids = sorted({domain.need_id(f["state"], f["article"], f["forms"]) for f in filings})
+        existing = {}
+        for start in range(0, len(ids), LOOKUP_CHUNK):
+            for doc in self.db[NEEDS].find({"_id": {"$in": ids[start:start + LOOKUP_CHUNK]}}):
+                existing[doc["_id"]] = strip(doc)
+        inserts, updates, counts = domain.plan_import(filings, existing, utcnow().isoformat())
+        for start in range(0, len(inserts), IMPORT_CHUNK):
+            documents, relayed = [], []
+            for need, events in inserts[start:start + IMPORT_CHUNK]:
+                envelopes = self._envelopes(events, source, actor)
+                relayed += [(need["need_id"], event) for event in envelopes]
+                documents.append(staged_insert({"_id": need["need_id"], **need}, envelopes))
+            try:
+                self.db[NEEDS].insert_many(documents, ordered=False)
+            except BulkWriteError as exc:
+                relayed = self._after_clashes(exc, documents, relayed, source, actor)
+            self.relay.relay_many([(NEEDS, need_id, event) for need_id, event in relayed])
+        for start in range(0, len(updates), IMPORT_CHUNK):
+            relayed = []
+            for need, events in updates[start:start + IMPORT_CHUNK]:
+                envelopes = self._envelopes(events, source, actor)
+                self.db[NEEDS].update_one({"_id": need["need_id"]}, staged({"$set": need}, envelopes))
+                relayed += [(need["need_id"], event) for event in envelopes]
+            self.relay.relay_many([(NEEDS, need_id, event) for need_id, event in relayed])
+        return counts
+
+    def _after_clashes(self, exc, documents, relayed, source, actor):
+        """Needs filed by someone else since the lookup: file those one by one instead."""
+        errors = exc.details.get("writeErrors", [])
+        if any(e.get("code") != 11000 for e in errors):
+            raise exc
+        clashes = {e["op"]["_id"] for e in errors}
+        for document in documents:
+            if document["_id"] in clashes:
+                self.file({k: document[k] for k in NeedSchema().fields if k in document}, source, actor)
+        return [(nid, event) for nid, event in relayed if nid not in clashes]
+
+
+def _query(filters):
+    """The MongoDB query of checked filters (``domain.check_filters``)."""
+    query = {}
+    for key in ("state", "regional_group", "status", "checklist_round"):
+        if key in filters:
+            query[key] = filters[key]
+    for key in ("article", "chapter", "priority"):
+        if key in filters:
+            query[key] = int(filters[key])
+    if "form" in filters:
+        query["forms"] = filters["form"]
+    return query
+
+
+class NeedsStore(MongoStore):
+    repository = NeedsRepository
+    outbox_collections = (NEEDS,)
+
+
+def opened():
+    """The repository a needs worker gets, for an operator command on this host (closed on leaving)."""
+    return store.opened(NeedsStore, config.service_config(SERVICE_NAME))

@@ -1,0 +1,106 @@
+"""Requests' I/O: the ``workshop_requests`` collection behind named operations, and its storage provider.
+
+The lifecycle rules are the domain's (``domain.py``): it returns the changes
+and their events; the repository stores both in one write (the outbox),
+guarded by the status and ``updated_at`` it read, and relays the events.
+"""
+from pymongo.errors import DuplicateKeyError
+
+from services.requests import domain
+from services.requests.schemas import KINDS, STATUSES
+from tacoord import reference
+from tacoord.envelope import utcnow
+from tacoord.errors import Rejected
+from tacoord.ops import metric
+from tacoord.store import MongoStore, Repository
+
+SERVICE_NAME = "requests"
+REQUESTS = "workshop_requests"
+# A step is written only if the request is still as it was read: a concurrent step makes it miss.
+GUARD = ("status", "updated_at")
+TRANSITIONS = metric("counter", SERVICE_NAME, "transitions_total",
+                     "Request lifecycle transitions, by target status", ["to"])
+
+
+class RequestsRepository(Repository):
+
+    def get(self, request_id):
+        return domain.public(self._load(REQUESTS, request_id, "request"))
+
+    def file(self, filed, request_id, source, actor, cause=None):
+        """Store a new request and its ``workshop.requested``. Returns (request, created).
+
+        The id is the ``_id``: filing the same id twice (a redelivered ingress
+        message) stores nothing and emits nothing the second time.
+        """
+        request, events = domain.file_request(filed, utcnow().isoformat(), request_id)
+        try:
+            self._insert_and_relay(REQUESTS, {"_id": request_id, **request}, events, source, actor, cause)
+        except DuplicateKeyError:
+            return self.get(request_id), False
+        return domain.public(request), True
+
+    def transition(self, request_id, target, params, principal):
+        def decide(request):
+            return domain.transition(domain.public(request), target, principal.role, principal.subject, params,
+                                     utcnow().isoformat())
+        request, _ = self._change_and_relay(REQUESTS, request_id, "request", decide, SERVICE_NAME,
+                                            principal.actor, guard=GUARD)
+        TRANSITIONS.labels(to=target).inc()
+        return domain.public(request)
+
+    def join(self, request_id, state, actor):
+        """``state`` joins the request. Returns ``(request, events)``: none when it had joined already."""
+        def decide(request):
+            return domain.join(domain.public(request), state, utcnow().isoformat())
+        request, events = self._change_and_relay(REQUESTS, request_id, "request", decide, SERVICE_NAME, actor,
+                                                 guard=GUARD)
+        return domain.public(request), events
+
+    def propose_participants(self, proposal, event):
+        participants = domain.proposed_participants(proposal, event["id"], utcnow().isoformat())
+        result = self.db[REQUESTS].update_one({"_id": proposal["request_id"]},
+                                              {"$set": {"proposed_participants": participants}})
+        if result.matched_count == 0:
+            raise Rejected(f"no request {proposal['request_id']!r} to attach proposed participants to",
+                           "request_id")
+
+    def visible(self, filters, principal, limit=1000):
+        """``GET /requests``: the requests matching ``filters`` that ``principal`` may see."""
+        query, joinable = _list_query(filters, principal)
+        found = [domain.public(d) for d in self.db[REQUESTS].find(query, sort=[("created_at", 1), ("_id", 1)],
+                                                                   limit=limit)]
+        if joinable:
+            found = [r for r in found if principal.subject not in r["states"]
+                     and principal.subject in domain.eligible_states(r)]
+        return found
+
+
+def _list_query(filters, principal):
+    """The MongoDB query for ``GET /requests``: filters within what the principal may see."""
+    for key, allowed in (("kind", KINDS), ("status", STATUSES), ("regional_group", tuple(reference.regional_groups())),
+                         ("joinable", ("true", "false"))):
+        if key in filters and filters[key] not in allowed:
+            raise Rejected(f"{key} must be one of {', '.join(allowed)}", key)
+    query = {k: filters[k] for k in ("kind", "status", "regional_group") if k in filters}
+    if "state" in filters:
+        query["state"] = filters["state"].upper()
+    joinable = filters.get("joinable") == "true"
+    if principal.role == "state":
+        if joinable:
+            # eligibility is filtered in Python (domain.eligible_states): nx-27017 matches no
+            # ``null`` inside ``$or``, so "group members unless a network" is not one query there.
+            query.update({"kind": "regional_workshop", "status": {"$in": list(domain.OPEN)}})
+        else:
+            # ``$in`` rather than equality: nx-27017 answers an equality on an indexed array wrongly
+            query["states"] = {"$in": [principal.subject]}
+    elif principal.role == "network":
+        query["$or"] = [{"network_id": principal.subject}, {"regional_group": principal.subject}]
+    elif joinable:
+        raise Rejected("joinable is for State credentials", "joinable")
+    return query, joinable
+
+
+class RequestsStore(MongoStore):
+    repository = RequestsRepository
+    outbox_collections = (REQUESTS,)
