@@ -14,11 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 PACKAGES = ("tacoord", "services", "infra")
 CORE_MAY_NOT_IMPORT = ("services", "infra")
 
-# Circles other branches of issue 15 are removing (matching's rebuild.py imports its service.py, whose
-# replay-on-start imports rebuild; supply's iati.py opens the repository in service.py, which imports iati).
-# Expected to be removed: empty this when they are; the test fails on an entry that is no longer a circle.
-KNOWN_CIRCLES_TO_REMOVE = {
-}
+# Circles known and being removed (none now); the test fails on an entry that is no longer a circle.
+KNOWN_CIRCLES_TO_REMOVE = set()
 
 
 def module_name(path):
