@@ -8,6 +8,7 @@ additive change upstream never dead-letters the matching queue.
 """
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from services.matching import lifecycle
 from tacoord import envelope, reference
 from tacoord.fields import GroupId, StateCode
 
@@ -25,7 +26,8 @@ class ExplanationSchema(Strict):
     score_parts = fields.Dict(keys=fields.String(), values=fields.Float(), required=True)
 
 
-class MatchProposedSchema(Strict):
+class MatchPairSchema(Strict):
+    """What names a match and who is on each side: every match.* event but ``match.retracted`` carries it."""
     match_id = fields.String(required=True)
     need_id = fields.String(required=True)
     offer_id = fields.String()
@@ -34,17 +36,23 @@ class MatchProposedSchema(Strict):
     state = fields.String(required=True)
     regional_group = fields.String(allow_none=True, required=True)
     article = fields.Integer(required=True, strict=True)
-    chapter = fields.Integer(required=True, strict=True, allow_none=True)
-    forms = fields.List(fields.String(), required=True)
-    priority = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=3))
-    level = fields.String(required=True, validate=validate.OneOf(MATCH_LEVELS))
-    score = fields.Float(required=True, validate=validate.Range(min=0, max=1))
-    explanation = fields.Nested(ExplanationSchema, required=True)
 
     @validates_schema
     def one_supplier(self, data, **kwargs):
         if bool(data.get("offer_id")) == bool(data.get("expert_id")):
             raise ValidationError("exactly one of offer_id and expert_id", "offer_id")
+
+
+class MatchSchema(MatchPairSchema):
+    chapter = fields.Integer(required=True, strict=True, allow_none=True)
+    forms = fields.List(fields.String(), required=True)
+    priority = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=3))
+    level = fields.String(required=True, validate=validate.OneOf(MATCH_LEVELS))
+    score = fields.Float(required=True, validate=validate.Range(min=0, max=1))
+
+
+class MatchProposedSchema(MatchSchema):
+    explanation = fields.Nested(ExplanationSchema, required=True)
 
 
 class MatchRetractedSchema(Strict):
@@ -53,6 +61,31 @@ class MatchRetractedSchema(Strict):
     offer_id = fields.String()
     expert_id = fields.String()
     reason = fields.String(required=True)
+
+
+class MatchStepSchema(MatchSchema):
+    """A person's step on a match (``match.accepted`` … ``match.cancelled``): the pair, the step, why, who."""
+    status = fields.String(required=True, validate=validate.OneOf(lifecycle.TARGETS))
+    previous_status = fields.String(required=True, validate=validate.OneOf(lifecycle.STATUSES))
+    reason = fields.String(allow_none=True, required=True)
+    by = fields.String(required=True)
+    at = fields.String(required=True)
+
+
+class MatchWithdrawnSchema(MatchPairSchema):
+    """An agreed match, or one in delivery, whose need or supply was withdrawn."""
+    previous_status = fields.String(required=True, validate=validate.OneOf(lifecycle.WITHDRAWABLE))
+    reason = fields.String(required=True)
+
+
+class MatchRescoredSchema(MatchPairSchema):
+    """A match whose score, priority or forms changed with its need or supply."""
+    status = fields.String(required=True, validate=validate.OneOf(lifecycle.HELD))
+    score = fields.Float(required=True, validate=validate.Range(min=0, max=1))
+    previous_score = fields.Float(required=True, validate=validate.Range(min=0, max=1))
+    priority = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=3))
+    previous_priority = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=3))
+    forms = fields.List(fields.String(), required=True)
 
 
 class DuplicationSchema(Strict):
@@ -84,6 +117,10 @@ class ParticipantsSchema(Strict):
 
 envelope.register("match.proposed", MatchProposedSchema())
 envelope.register("match.retracted", MatchRetractedSchema())
+for _step_event in lifecycle.STEP_EVENTS:
+    envelope.register(_step_event, MatchStepSchema())
+envelope.register("match.withdrawn", MatchWithdrawnSchema())
+envelope.register("match.rescored", MatchRescoredSchema())
 envelope.register("duplication.detected", DuplicationSchema())
 envelope.register("gap.detected", GapSchema())
 envelope.register("workshop.participants_proposed", ParticipantsSchema())
@@ -127,8 +164,15 @@ class MatchesQuerySchema(Strict):
     need_id = fields.String(validate=validate.Length(max=80))
     offer_id = fields.String(validate=validate.Length(max=80))
     expert_id = fields.String(validate=validate.Length(max=80))
-    status = fields.String(validate=validate.OneOf(("active", "retracted")))
+    status = fields.String(validate=validate.OneOf((lifecycle.ACTIVE,) + lifecycle.STATUSES))
 
 
 class AlertsQuerySchema(Strict):
     kind = fields.String(validate=validate.OneOf(("gap", "duplication")))
+
+
+class TransitionSchema(Strict):
+    """``POST /matches/<id>/transitions``: ``{"to": "accepted", "reason": "…"}`` (a reason is required to
+    decline or cancel)."""
+    to = fields.String(required=True, validate=validate.OneOf(lifecycle.TARGETS))
+    reason = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
