@@ -1,8 +1,9 @@
 """The needs-vs-supply matrix over the read model, its cells and its reference labels (pure).
 
 :func:`matrix` counts, per row (article or chapter) × column (State or
-regional group), the open needs, the offers reaching the cell and the active
-matches, and gives the cell a status; :func:`matrix_cell` is one of them with
+regional group), the open needs, the offers reaching the cell and the
+matches that stand, and the needs at each level a match reached (with a
+proposal, agreed — "met" — and delivered), and gives the cell a status; :func:`matrix_cell` is one of them with
 what is behind its counts, :func:`matrix_csv` the table as CSV, and
 :func:`matrix_reference` the labels and filter choices the page shows.
 """
@@ -10,6 +11,7 @@ import csv
 import io
 from collections import defaultdict
 
+from services.matching.lifecycle import COMMITTED
 from services.matching.read_model import match_combos
 from services.matching.scoring import (LEVELS, MATCHABLE_OFFER, OPEN_NEED, REGIONAL_GROUPS, chapter_of, group_of,
                                        offer_articles, offer_groups)
@@ -30,17 +32,22 @@ def _need_in(need, filters):
 def matrix(model, rows="article", cols="state", level=None, filters=None):
     """Needs vs supply: one cell per (row, col) with counts and a status.
 
-    Needs: open needs. Matches: active matches (offers of ``level`` when
-    given; experts only without a level). ``filters`` may name an
+    Needs: open needs. Matches: the matches that stand, proposed to delivered
+    (offers of ``level`` when given; experts only without a level). Levels,
+    each within the one before: ``proposed_needs`` (with a match at any of
+    those statuses), ``agreed_needs`` (with one agreed, in delivery or
+    delivered: the needs that are *met*), ``delivered_needs``. ``filters`` may name an
     ``article``, ``chapter``, ``state``, ``regional_group`` and a ``form``
     (then only needs, offers and matches with that form of assistance, and
     duplication on that form). Offers: matchable offers (of
     ``level``) reaching the cell: for State columns an offer counts where
     its scope names the State, and a regional or global offer counts in the
     cells that have needs; for group columns, where its scope reaches the
-    group. Status: ``unmet`` (no need matched), ``partly_met``, ``met``,
-    ``duplicated`` (two or more providers committed to one State × article ×
-    form in the cell), ``no_need`` (supply only).
+    group. Status (:func:`coverage`): ``unmet`` (no proposal), ``proposed``
+    (proposals, nothing agreed), ``partly_met`` (some needs met), ``met``
+    (every need met), ``delivered`` (every need delivered), ``duplicated``
+    (two or more providers committed to one State × article × form in the
+    cell), ``no_need`` (supply only).
     """
     filters = dict(filters or {})
     form = filters.get("form")
@@ -48,8 +55,9 @@ def matrix(model, rows="article", cols="state", level=None, filters=None):
 
     def cell(row, col):
         if (row, col) not in cells:
-            cells[(row, col)] = {"row": row, "col": col, "needs": set(), "offers": set(),
-                                 "matches": set(), "matched_needs": set(), "duplicated": False}
+            cells[(row, col)] = {"row": row, "col": col, "needs": set(), "offers": set(), "matches": set(),
+                                 "proposed_needs": set(), "agreed_needs": set(), "delivered_needs": set(),
+                                 "duplicated": False}
         return cells[(row, col)]
 
     def col_of(state, group):
@@ -69,7 +77,11 @@ def matrix(model, rows="article", cols="state", level=None, filters=None):
             if form and form not in match["forms"]:
                 continue
             c["matches"].add(mid)
-            c["matched_needs"].add(need["need_id"])
+            c["proposed_needs"].add(need["need_id"])
+            if match["status"] in COMMITTED:
+                c["agreed_needs"].add(need["need_id"])
+            if match["status"] == "delivered":
+                c["delivered_needs"].add(need["need_id"])
             if match.get("offer_id"):
                 combos = [combo for combo in match_combos(match) if not form or combo[2] == form]
                 if any(len(model.committed_providers(combo, level)) >= 2 for combo in combos):
@@ -112,25 +124,32 @@ def matrix(model, rows="article", cols="state", level=None, filters=None):
     result = []
     for key in sorted(cells, key=lambda k: (k[0] if k[0] is not None else -1, str(k[1]))):
         c = cells[key]
-        needs, matched = len(c["needs"]), len(c["matched_needs"])
-        if not needs:
-            status = "no_need"
-        elif c["duplicated"]:
-            status = "duplicated"
-        elif not matched:
-            status = "unmet"
-        elif matched < needs:
-            status = "partly_met"
-        else:
-            status = "met"
-        result.append({"row": c["row"], "col": c["col"], "needs": needs, "offers": len(c["offers"]),
-                       "matches": len(c["matches"]), "matched_needs": matched, "status": status,
+        levels = {name: len(c[name]) for name in LEVEL_COUNTS}
+        status = "duplicated" if c["duplicated"] and c["needs"] else coverage(len(c["needs"]), **levels)
+        result.append({"row": c["row"], "col": c["col"], "needs": len(c["needs"]), "offers": len(c["offers"]),
+                       "matches": len(c["matches"]), **levels, "status": status,
                        "_ids": {"needs": sorted(c["needs"]), "offers": sorted(c["offers"]),
                                 "matches": sorted(c["matches"])}})
     return result
 
 
-EMPTY_CELL = {"needs": 0, "offers": 0, "matches": 0, "matched_needs": 0, "status": "empty",
+LEVEL_COUNTS = ("proposed_needs", "agreed_needs", "delivered_needs")
+
+
+def coverage(needs, proposed_needs, agreed_needs, delivered_needs):
+    """The level a cell's open needs reached: "met" means agreed (or later), not proposed."""
+    if not needs:
+        return "no_need"
+    if delivered_needs == needs:
+        return "delivered"
+    if agreed_needs == needs:
+        return "met"
+    if agreed_needs:
+        return "partly_met"
+    return "proposed" if proposed_needs else "unmet"
+
+
+EMPTY_CELL = {"needs": 0, "offers": 0, "matches": 0, **{name: 0 for name in LEVEL_COUNTS}, "status": "empty",
               "_ids": {"needs": [], "offers": [], "matches": []}}
 
 
@@ -140,8 +159,7 @@ def matrix_cell(model, rows, cols, row, col, level=None, filters=None):
     cell = next((c for c in cells if c["row"] == row and c["col"] == col), EMPTY_CELL)
     ids = cell["_ids"]
     return {"row": {rows: row}, "col": {cols: col}, "level": level,
-            "status": cell["status"], "counts": {k: cell[k] for k in ("needs", "offers", "matches",
-                                                                       "matched_needs")},
+            "status": cell["status"], "counts": {k: cell[k] for k in ("needs", "offers", "matches") + LEVEL_COUNTS},
             "needs": [model.needs[n] for n in ids["needs"]],
             "offers": [model.offers[o] for o in ids["offers"]],
             "matches": [model.matches[m] for m in ids["matches"]]}
@@ -151,10 +169,10 @@ def matrix_csv(cells, rows, cols, level=None):
     """The cells of :func:`matrix` as CSV text, one header line."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([rows, cols, "level", "needs", "offers", "matches", "matched_needs", "status"])
+    writer.writerow([rows, cols, "level", "needs", "offers", "matches", *LEVEL_COUNTS, "status"])
     for c in cells:
         writer.writerow([c["row"], c["col"], level or "all", c["needs"], c["offers"],
-                         c["matches"], c["matched_needs"], c["status"]])
+                         c["matches"], *(c[name] for name in LEVEL_COUNTS), c["status"]])
     return buffer.getvalue()
 
 
@@ -173,9 +191,11 @@ def _state_passes(state, filters):
 
 
 MATRIX_STATUSES = (
-    ("unmet", "Unmet", "open needs, none of them matched"),
-    ("partly_met", "Partly met", "some open needs matched, some not"),
-    ("met", "Met", "every open need has at least one active match"),
+    ("unmet", "Unmet", "open needs, none of them with a proposal"),
+    ("proposed", "Proposed", "proposals for open needs, none agreed yet"),
+    ("partly_met", "Partly met", "some open needs have an agreed match, some not"),
+    ("met", "Met", "every open need has an agreed match (or one in delivery or delivered)"),
+    ("delivered", "Delivered", "every open need's assistance was delivered"),
     ("duplicated", "Duplicated", "two or more providers committed to one State × article × form"),
     ("no_need", "Supply only", "offers reach the cell but no State has an open need there"),
 )
