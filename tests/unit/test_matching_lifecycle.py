@@ -205,6 +205,10 @@ def test_an_update_that_changes_no_score_emits_nothing():
     model = kenya_matched()
     assert run(model, event("need.updated", {**need(), "description": "new words"})) == []
     assert run(model, event("offer.updated", offer(capacity=2, states=("KEN", "UGA")))) == []
+    outcome = model.apply(event("need.updated", need(status="in_progress")))   # a new explanation, same score
+    assert outcome.events() == []
+    assert "status: need in_progress, offer active" in outcome.docs[("matches", KEN)][0]["explanation"][
+        "constraints_met"]
 
 
 def test_an_offer_change_rescores_its_matches():
