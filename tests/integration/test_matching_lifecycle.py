@@ -308,3 +308,14 @@ def test_a_step_is_stored_only_on_the_status_it_was_decided_on(sandbox, start):
     assert refused.value.current == "declined"   # decided again on what is stored now
     stored = sandbox.db("matching").matches.find_one({"_id": match_id})
     assert (stored["status"], stored["reason"], stored["steps"]) == ("declined", "no budget", [])
+
+
+def test_a_match_stored_before_the_lifecycle_is_a_proposal(sandbox, start):
+    old = {"_id": "m-old", "match_id": "m-old", "need_id": "KEN-9-n1", "offer_id": "GB-1-o1", "provider": "GB-GOV-1",
+           "state": "KEN", "regional_group": "AFRICAN", "article": 9, "chapter": 2, "forms": ["LEGAL_ADVICE"],
+           "priority": 1, "level": "bilateral", "score": 1.0, "status": "active", "reason": None,
+           "explanation": {"constraints_met": [], "score_parts": {}}}
+    sandbox.db("matching").matches.insert_one(old)
+    start(MatchingService)
+    assert get(sandbox, "/matches/m-old").json()["status"] == "proposed"
+    assert moved(sandbox, "m-old", "accepted")["status"] == "accepted"
