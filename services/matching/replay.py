@@ -23,8 +23,9 @@ def model_from_events(events, settings=None):
     """The model after a list of events (e.g. the audit log, in order).
 
     Only need.*, offer.*, expert.* and workshop.* events and people's steps on
-    matches (``match.accepted`` …) change it; others are skipped. The result equals the live model after the same events (ids are
-    deterministic); nothing is emitted, the caller may store it.
+    matches (``match.accepted`` …) change it; others are skipped. The result
+    equals the live model after the same events (ids are deterministic);
+    nothing is emitted, the caller may store it.
     """
     model = Matcher(settings)
     for event in events:
