@@ -50,7 +50,7 @@ FREEZE_FROM_ITEMS = 10_000
 MODEL_SIZE = metric("gauge", "matching", "read_model_items", "Items held in the in-memory read model", ["kind"])
 MATCH_CHANGES = metric("counter", "matching", "matches_total",
                        "Match events emitted: proposed, retracted, withdrawn, rescored, and people's steps", ["change"])
-STEPS_MISSED = metric("counter", "matching", "match_writes_missed_total",
+WRITES_MISSED = metric("counter", "matching", "match_writes_missed_total",
                       "Writes of a match the model skipped because a person had moved it meanwhile")
 GAPS = metric("counter", "matching", "gaps_detected_total", "Assistance gaps detected, by kind", ["kind"])
 DUPLICATIONS = metric("counter", "matching", "duplications_detected_total",
@@ -273,7 +273,7 @@ class MatchingStore(MongoStore):
             errors = exc.details.get("writeErrors") or []
             if any(e.get("code") not in DUPLICATE_KEY_CODES for e in errors):
                 raise
-            STEPS_MISSED.inc(len(errors))
+            WRITES_MISSED.inc(len(errors))
             log.info("%d match write(s) skipped: a person moved the match meanwhile; its step's event "
                      "settles the model", len(errors))
             return {envelope["id"] for e in errors for envelope in writes[e["index"]][1]}
