@@ -42,6 +42,7 @@ from tacoord.store import DUPLICATE_KEY_CODES, MongoStore, Repository
 log = logging.getLogger(__name__)
 
 SOURCE = "matching"
+LEGACY_ACTIVE = "active"   # the stored status of a standing match before matches had a lifecycle
 ACTOR = "service:matching"
 
 APPLY_SECONDS = metric("histogram", "matching", "apply_seconds",
@@ -109,7 +110,14 @@ class MatchingRepository(Repository):
                 outcomes.append((outcome, event))
             self.provider.persist_many(outcomes)
 
+    def _started(self):
+        """Wait for the store's start-up (a restore from the audit feed, the migration of old matches,
+        the model's load): before it, the collections may not be what the service serves."""
+        if self.provider is not None:
+            self.provider.loaded.wait()
+
     def matches(self, filters, limit=1000):
+        self._started()
         if filters.get("status") == lifecycle.ACTIVE:
             filters = {**filters, "status": {"$in": list(lifecycle.HELD)}}
         return [public(d) for d in self.db[MATCHES].find(filters, sort=[("_id", 1)], limit=limit)]
@@ -118,6 +126,8 @@ class MatchingRepository(Repository):
         """A person's step: checked by :func:`lifecycle.move`, written only if the match's status is still
         the one read (else read and decided again), its event staged in the same write, then relayed.
         ``NotFound``, ``Forbidden``, :class:`lifecycle.IllegalMove` or ``Rejected`` when refused."""
+        self._started()
+
         def decide(match):
             return lifecycle.move(match, target, principal.role, principal.subject, reason, principal.actor,
                                   utcnow().isoformat())
@@ -152,6 +162,8 @@ class MatchingStore(MongoStore):
         if replay_url:  # before loading: consumers wait for `loaded`, so nothing is applied meanwhile
             restore.restore_if_empty(self.database, replay_url,
                                      setting(self.container.config, REPLAY_KEY_KEY, ""), self.settings)
+        # Before the lifecycle a match that stood was stored as "active": it is a proposal.
+        self.database[MATCHES].update_many({"status": LEGACY_ACTIVE}, {"$set": {"status": "proposed"}})
         self.reload()
         self.loaded.send(True)
         self.background(self._sweep_forever, "gap-sweeper")
