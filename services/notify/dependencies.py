@@ -58,6 +58,7 @@ SMTP_STARTTLS_KEY = "TACOORD_SMTP_STARTTLS"
 PUBLIC_URL_KEY = "TACOORD_NOTIFY_PUBLIC_URL"
 DIGEST_SECONDS_KEY = "TACOORD_NOTIFY_DIGEST_SECONDS"
 ROUTING_CACHE_SECONDS_KEY = "TACOORD_NOTIFY_ROUTING_CACHE_SECONDS"
+LEASE_SECONDS_KEY = "TACOORD_NOTIFY_LEASE_SECONDS"
 
 
 # -- metrics (created once per process) ----------------------------------------
@@ -389,8 +390,10 @@ class Channels(DependencyProvider):
         self.smtp_starttls = str(setting(cfg, SMTP_STARTTLS_KEY, "")).lower() in ("1", "true", "yes")
         self.digest_period = float(setting(cfg, DIGEST_SECONDS_KEY, 86400))
         # The lease of a worker sending a notification: still pending after every try and
-        # backoff could have run, its worker died (and another may send it again).
-        self.lease_seconds = max(1.0, 2 * self.max_seconds + self.max_tries * self.timeout)
+        # backoff could have run, its worker died (and another may send it again). Shorter
+        # than one delivery can take, a slow delivery would be sent twice.
+        self.lease_seconds = float(setting(cfg, LEASE_SECONDS_KEY,
+                                           max(1.0, 2 * self.max_seconds + self.max_tries * self.timeout)))
         address = cfg.get("WEB_SERVER_ADDRESS", "127.0.0.1:8004")
         self.public_url = str(setting(cfg, PUBLIC_URL_KEY, f"http://{address}")).rstrip("/")
         self.exchange = Exchange(domain.NOTIFY_EXCHANGE, type="direct", durable=True)
