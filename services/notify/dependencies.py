@@ -248,7 +248,7 @@ class NotifyRepository(Repository):
             {"$set": {"claimed_at": now.isoformat()}})
         if not taken.modified_count:
             return IN_FLIGHT
-        log.warning("notification %s was still pending %gs after it was claimed (its worker died); "
+        log.warning("notification %s was still pending past its sender's lease (%gs: that worker died); "
                     "sending it again under the same id", existing["_id"], lease_seconds)
         return {**strip(existing), "claimed_at": now.isoformat()}
 
