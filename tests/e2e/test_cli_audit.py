@@ -51,7 +51,7 @@ def test_audit_history_shows_what_happened_to_a_need(sandbox, start):
 
 def cli_process(sandbox, *args):
     """`tacoord …` as an operator runs it: its own process, this checkout's code."""
-    return subprocess.run([sys.executable, "-m", "tacoord.cli", "--vhost", sandbox.vhost,
+    return subprocess.run([sys.executable, "-m", "services.cli", "--vhost", sandbox.vhost,
                            "--db-prefix", sandbox.prefix, *args],
                           cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=60)
 
