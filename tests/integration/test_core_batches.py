@@ -9,9 +9,10 @@ from prometheus_client import REGISTRY
 from pymongo.errors import AutoReconnect
 
 from tacoord import topology
-from tacoord.consumer import ALONE_HEADER, REASON_HEADER, apply_each, consume_events
+from tacoord.consumer import apply_each, consume_events
 from tacoord.errors import Rejected
 from tacoord.envelope import new_event
+from tacoord.headers import ALONE, KIND, REASON
 from tacoord.indexes import PROCESSED
 from tacoord.testing import wait_until
 
@@ -56,8 +57,8 @@ def test_a_poison_message_in_a_batch_is_parked_alone_and_the_others_are_handled_
     wait_until(lambda: len(HANDLED) >= len(good), message="good events handled")
     [(body, headers)] = sandbox.get_messages(topology.DEAD_LETTERS_QUEUE)
     assert body["id"] == poison["id"]
-    assert headers[REASON_HEADER] == f"failed 3 time(s); last error: Exception: poison pill {poison['id']}"
-    assert headers[ALONE_HEADER] == 1
+    assert headers[REASON] == f"failed 3 time(s); last error: Exception: poison pill {poison['id']}"
+    assert headers[ALONE] == 1
     assert Counter(HANDLED) == Counter(e["id"] for e in good)  # each exactly once
     assert BATCHES[0] == len(good) + 1  # all together first, then each on its own
     assert BATCHES[1:].count(1) == len(BATCHES) - 1
@@ -225,8 +226,8 @@ def test_a_poison_event_in_an_inbox_batch_is_parked_alone_and_the_inbox_holds_on
 
     [(body, headers)] = sandbox.get_messages(topology.DEAD_LETTERS_QUEUE)
     assert body["id"] == poison["id"]
-    assert headers[REASON_HEADER] == f"failed 3 time(s); last error: Exception: poison pill {poison['id']}"
-    assert headers[ALONE_HEADER] == 1
+    assert headers[REASON] == f"failed 3 time(s); last error: Exception: poison pill {poison['id']}"
+    assert headers[ALONE] == 1
     assert Counter(INBOX_HANDLED) == Counter(e["id"] for e in good)
     assert any(poison["id"] in batch and len(batch) > 1 for batch in INBOX_BATCHES)  # failed with others first
     assert inbox_claims(inbox, "done") == sorted(e["id"] for e in good)
@@ -264,7 +265,7 @@ def test_events_a_batch_handler_reports_as_failed_are_settled_alone_and_the_rest
     assert sandbox.left_after_stopping(containers, PICKY.name, PICKY.retry_name) == 0  # the rest acked
     [(body, headers)] = sandbox.get_messages(topology.DEAD_LETTERS_QUEUE)
     assert body["id"] == bad["id"]
-    assert headers[REASON_HEADER] == "this one cannot be applied" and headers["x-tacoord-kind"] == "rejected"
+    assert headers[REASON] == "this one cannot be applied" and headers[KIND] == "rejected"
     assert Counter(PICKY_SEEN) == Counter(e["id"] for e in good + [bad])  # each applied once, no retry
     inbox = {d["_id"].split(":", 1)[1]: d["state"] for d in sandbox.db("probe").processed_events.find()}
     assert inbox == {e["id"]: "done" for e in good}  # the bad one's claim released

@@ -9,8 +9,9 @@ from services.audit.service import AuditService
 from services.needs.domain import new_need
 from services.needs.service import NeedsService
 from tacoord import topology
-from tacoord.consumer import REASON_HEADER, consume_events
+from tacoord.consumer import consume_events
 from tacoord.envelope import new_event, utcnow
+from tacoord.headers import QUEUE, REASON
 from tacoord.outbox import staged_insert
 from tacoord.testing import wait_until
 
@@ -68,8 +69,8 @@ def test_a_handler_that_keeps_failing_is_parked_with_its_reason_after_the_last_t
     wait_until(lambda: sandbox.queue_depth("tacoord.dead-letters") == 1, message="parked message")
     [(body, headers)] = sandbox.get_messages("tacoord.dead-letters")
     assert len(CALLS) == 3
-    assert headers[REASON_HEADER] == "failed 3 time(s); last error: RuntimeError: downstream unavailable"
-    assert headers["x-tacoord-queue"] == "matching.events"
+    assert headers[REASON] == "failed 3 time(s); last error: RuntimeError: downstream unavailable"
+    assert headers[QUEUE] == "matching.events"
     assert body["type"] == "need.submitted"
 
 
@@ -79,7 +80,7 @@ def test_an_ingress_message_without_user_id_is_refused(sandbox, start):
                     user_id="")
     wait_until(lambda: sandbox.queue_depth("tacoord.dead-letters") == 1, message="parked message")
     [(_, headers)] = sandbox.get_messages("tacoord.dead-letters")
-    assert "user_id" in headers[REASON_HEADER]
+    assert "user_id" in headers[REASON]
 
 
 def test_a_message_nobody_is_bound_for_is_kept_not_dropped(sandbox):
