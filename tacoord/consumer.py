@@ -44,10 +44,10 @@ same batch too (they find it done when they come back); if the claim itself
 fails, every message goes round waiting. Failure of the handler → the claims
 released, then: a transient error → every message round the retry queue,
 keeping its tries. Any other error in a batch of several → every message
-round the retry queue without using a try, marked ``x-tacoord-alone``
-(``headers.ALONE``), and handled in a batch of its own when it comes back; a
-batch of one fails like a single message (parked, or retried and parked after
-the last try). A poison message so only uses up its own tries. A batch
+round the retry queue without using a try, marked alone (``headers.ALONE``),
+and handled in a batch of its own when it comes back; a batch of one fails
+like a single message (parked, or retried and parked after the last try). A
+poison message so only uses up its own tries. A batch
 handler that knows which events failed returns ``{event id: exception}``
 (:func:`apply_each`): only those are settled as failures, each like a single
 message. With ``keyed_by_event_id=True`` there is no inbox (the handler's
