@@ -188,3 +188,14 @@ def wait_until(predicate, timeout=15.0, interval=0.05, message="condition"):
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}; last value: {last!r}")
+
+
+def consumed(service, outcome):
+    """How many messages the consumers of ``service`` in this process settled with ``outcome``
+    (``ok``, ``duplicate``, ``retried``, ``dead_lettered``), all types together: the consumer's own
+    counter, which counts a copy as ``duplicate`` only once the inbox says its id is done. The
+    counter lives as long as the process: compare it with its value before the test published."""
+    from prometheus_client import REGISTRY
+    name = f"tacoord_{service}_events_consumed_total"
+    return sum(sample.value for family in REGISTRY.collect() for sample in family.samples
+               if sample.name == name and sample.labels.get("outcome") == outcome)

@@ -17,7 +17,7 @@ would be dropped) and the flags never disagree between declarers.
   through ``tacoord.requeue`` (direct, key = ``Q``). No user but the admin may
   publish to that exchange, so what arrives through it was put round the
   retry queue by the broker itself: the consumer trusts its partner header
-  (``x-tacoord-user-id``) only then. Services put a message round through
+  (``headers.PARTNER``) only then. Services put a message round through
   ``tacoord.retry`` (topic, key = ``Q.retry``), where each service's topic
   permission names only its own retry queues; no service may write the
   default exchange, which would reach any queue by name.

@@ -30,7 +30,7 @@ from services.notify import domain
 from tacoord import config, headers, topology
 from tacoord.config import setting
 from tacoord.envelope import new_event, utcnow
-from tacoord.errors import Conflict, NotFound
+from tacoord.errors import Busy, Conflict, NotFound
 from tacoord.ops import metric
 from tacoord.outbox import strip
 from tacoord.publisher import ConfirmedPublisher, encode
@@ -116,12 +116,11 @@ def pending_delivery(notification_id, subscription, event_id, event_type, digest
             "created_at": now, "claimed_at": now, "finished_at": None}
 
 
-class DeliveryInFlight(TimeoutError):
+class DeliveryInFlight(Busy):
     """A copy of an event came while a worker (of this instance or another) is still sending
     its notification: claimed less than a lease ago, not finished. It is not sent again now.
 
-    The batch handler returns it for that event; being a ``TimeoutError`` (one of the core
-    consumer's transient errors), the copy goes round the retry queue without using a try and
+    The batch handler returns it for that event; being ``tacoord.errors.Busy``, the copy goes round the retry queue without using a try and
     comes back to find the delivery finished (nothing to send) or, when that worker died, its
     lease over (taken over and sent again under the same notification id: at least once)."""
 
