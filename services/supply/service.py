@@ -1,14 +1,14 @@
 """Supply service: donors' offers (HTTP, AMQP, bulk, IATI XML) and the expert roster.
 
 Entrypoints only: the ingress consumer, the HTTP routes and the expiry timer. The rules are in
-``domain``, the I/O in ``dependencies``, the request formats in ``schemas``, ``filters``,
+``domain`` (offers) and ``experts`` (the roster), the I/O in ``dependencies``, the request formats in ``schemas``, ``filters``,
 ``bulk`` and ``iati``.
 """
 import uuid
 
 from nameko.timer import timer
 
-from services.supply import bulk, domain, iati
+from services.supply import bulk, experts, iati
 from services.supply.dependencies import LIST_LIMIT, SupplySettings, SupplyStore
 from services.supply.filters import EXPERT_FILTERS, OFFER_FILTERS, check_expert_filters, check_offer_filters
 from services.supply.schemas import (ExpertSchema, ExpertUpdateSchema, OfferSchema, OfferUpdateSchema,
@@ -130,7 +130,7 @@ class SupplyService:
         principal = request.principal
         if not principal.is_operator() and "vetting_status" in filters:
             raise Forbidden("only operators filter by vetting_status; others see active experts only")
-        found = domain.visible_experts(self.store.experts(), filters, principal.role, principal.subject,
+        found = experts.visible_experts(self.store.experts(), filters, principal.role, principal.subject,
                                        utcnow(), LIST_LIMIT)
         return {"count": len(found), "experts": found}
 
@@ -138,8 +138,8 @@ class SupplyService:
     def balance(self, request):
         now = utcnow()
         nationalities = [e["nationality"] for e in self.store.experts({"vetting_status": "active"})
-                         if domain.searchable(e, now)]
-        return domain.balance(nationalities)
+                         if experts.searchable(e, now)]
+        return experts.balance(nationalities)
 
     @api("POST", "/experts/expire-due", roles=("operator",))
     def expire_due_now(self, request):
@@ -149,7 +149,7 @@ class SupplyService:
     @api("GET", "/experts/<string:expert_id>")
     def get_expert(self, request, expert_id):
         principal = request.principal
-        view = domain.expert_view(self.store.get_expert(expert_id), principal.role, principal.subject, utcnow())
+        view = experts.expert_view(self.store.get_expert(expert_id), principal.role, principal.subject, utcnow())
         if view is None:
             raise NotFound(f"no expert {expert_id!r}")
         return view

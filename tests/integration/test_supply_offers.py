@@ -3,8 +3,11 @@
 import pytest
 import requests
 
+from services.supply.dependencies import SupplyStore
+from services.supply.schemas import OfferSchema
 from services.supply.service import SupplyService
 from tacoord import envelope
+from tacoord.store import opened
 from tacoord.testing import consumed, wait_until
 
 UK = "GB-GOV-1"
@@ -171,6 +174,27 @@ def test_an_offer_submitted_on_ingress_is_published_once_even_when_redelivered(s
     more = collect(sandbox, 2)
     assert [e["type"] for e in more] == ["offer.updated", "offer.withdrawn"]
     assert sandbox.db("supply").offers.count_documents({}) == 1
+
+
+def test_an_ingress_event_filed_again_after_a_lost_inbox_record_writes_and_emits_nothing(sandbox, start):
+    """A crash between the offer's write and the inbox's "done" record redelivers an event the
+    inbox does not know: the offer itself remembers the event that filed it."""
+    start(SupplyService)
+    with opened(SupplyStore, sandbox.config("supply")) as repository:
+        for data in (AFRICA_OFFER, {**AFRICA_OFFER, "external_ref": "UNDP-AFR-8"}):
+            event = envelope.new_event("offer.submitted", data, "partner")
+            key = data.get("external_ref") or f"event:{event['id']}"
+            filed = OfferSchema().load(data)
+            offer, published = repository.file_offer(filed, key, "partner", cause=event)
+            again, nothing = repository.file_offer(filed, key, "partner", cause=event)
+            assert published["type"] == "offer.published" and nothing is None
+            assert again == offer
+            _, updated = repository.file_offer(filed, key, "partner",
+                                               cause=envelope.new_event("offer.submitted", data, "partner"))
+            assert updated["type"] == "offer.updated"   # another event for the same offer is filed
+    emitted = [body["type"] for body, _ in sandbox.get_messages("matching.events")]
+    assert emitted == ["offer.published", "offer.updated"] * 2
+    assert sandbox.db("supply").offers.count_documents({}) == 2
 
 
 def test_a_bad_ingress_offer_is_dead_lettered_with_the_reason(sandbox, start):
