@@ -61,7 +61,7 @@ import random
 import time
 import uuid
 from datetime import datetime, timezone
-from functools import partial
+from functools import partial, wraps
 from typing import NamedTuple
 
 import eventlet
@@ -556,3 +556,22 @@ class EventConsumer(Consumer):
 
 
 consume_events = EventConsumer.decorator
+
+INGRESS_BATCH = 50
+
+
+def consume_each(spec, batch_size=INGRESS_BATCH):
+    """Handle one event at a time, consumed in batches of what the broker has handed over (one
+    inbox claim and one record per batch); each event is applied and settled on its own
+    (:func:`apply_each`)::
+
+        @consume_each(topology.NEEDS_INGRESS)
+        def on_ingress(self, message):     # one validated envelope
+            ...
+    """
+    def decorate(handle_one):
+        @wraps(handle_one)
+        def handle_batch(self, events):
+            return apply_each(events, lambda event: handle_one(self, event))
+        return consume_events(spec, batch_size=batch_size, batch_wait=0)(handle_batch)
+    return decorate

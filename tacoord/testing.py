@@ -13,6 +13,7 @@ import uuid
 import requests
 from kombu import Connection, Producer
 from pymongo import MongoClient
+from pymongo.errors import PyMongoError
 
 from tacoord import auth, config, envelope, topology
 
@@ -150,9 +151,17 @@ class Sandbox:
 
     def close(self):
         delete_vhost(self.vhost)
-        for name in self.mongo.list_database_names():
-            if name.startswith(self.prefix + "_"):
-                self.mongo.drop_database(name)
+        # Listing every database is slow and racy on a server that many test runs share (one
+        # dropped meanwhile fails the listing); so first the databases a sandbox makes, by name,
+        # then any other with its prefix, as far as the listing goes.
+        for service in (*config.SERVICES, "auth"):
+            self.mongo.drop_database(config.db_name(service, self.prefix))
+        try:
+            others = [n for n in self.mongo.list_database_names() if n.startswith(self.prefix + "_")]
+        except PyMongoError:
+            others = []
+        for name in others:
+            self.mongo.drop_database(name)
         self.mongo.close()
 
 

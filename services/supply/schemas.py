@@ -9,7 +9,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from services.supply import domain, experts
 from tacoord import envelope, reference
-from tacoord.fields import GroupId, Language, OrgId, StateCode
+from tacoord.fields import EntityId, GroupId, Language, OrgId, Reason, StateCode
 
 
 # --- fields ---------------------------------------------------------------------------------
@@ -134,8 +134,8 @@ class OfferWithdrawSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    offer_id = fields.String(required=True, validate=validate.Length(min=1, max=80))
-    reason = fields.String(load_default="", validate=validate.Length(max=1000))
+    offer_id = EntityId(required=True)
+    reason = Reason()
 
 
 envelope.register("offer.submitted", OfferSchema(), channel=envelope.INGRESS)

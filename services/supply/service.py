@@ -14,13 +14,12 @@ from services.supply.filters import EXPERT_FILTERS, OFFER_FILTERS, check_expert_
 from services.supply.schemas import (ExpertSchema, ExpertUpdateSchema, OfferSchema, OfferUpdateSchema,
                                      TransitionSchema)
 from tacoord import topology
-from tacoord.consumer import apply_each, consume_events
+from tacoord.consumer import consume_each
 from tacoord.envelope import utcnow
 from tacoord.errors import Conflict, Forbidden, NotFound, Rejected
 from tacoord.ops import OpsServer
 from tacoord.web import BadRequest, api, query_args, read_body, read_json, require_scope
 
-INGRESS_BATCH = 50
 EXPIRY_CHECK_SECONDS = 3600
 
 
@@ -33,12 +32,8 @@ class SupplyService:
 
     # -- AMQP ingress ---------------------------------------------------------------------------
 
-    # In batches of what the broker has handed over: one inbox claim and one record per batch.
-    @consume_events(topology.SUPPLY_INGRESS, batch_size=INGRESS_BATCH, batch_wait=0)
-    def on_ingress(self, messages):
-        return apply_each(messages, self._ingress_one)
-
-    def _ingress_one(self, message):
+    @consume_each(topology.SUPPLY_INGRESS)
+    def on_ingress(self, message):
         data = message["data"]
         if message["type"] == "offer.submitted":
             key = data.get("external_ref") or f"event:{message['id']}"

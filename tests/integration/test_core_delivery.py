@@ -118,11 +118,11 @@ class FlakyNeeds(NeedsService):
     """The needs service, with a store that fails on the first try of each filing."""
     failures = set()
 
-    def _ingress_one(self, message):
+    def _ingress(self, message):
         if message["id"] not in self.failures:
             self.failures.add(message["id"])
             raise RuntimeError("database hiccup")
-        return super()._ingress_one(message)
+        return super()._ingress(message)
 
 
 def test_a_partner_message_that_failed_once_keeps_its_partner_on_retry(sandbox, start):
