@@ -13,7 +13,9 @@ def stored(sandbox):
 
 
 def processed(sandbox, event):
-    return sandbox.db("needs").processed_events.find_one({"_id": f"needs.ingress:{event['id']}"})
+    """Handled and recorded done (a claim is stored as 'processing' before its handler runs)."""
+    return sandbox.db("needs").processed_events.find_one({"_id": f"needs.ingress:{event['id']}",
+                                                           "state": "done"})
 
 
 def test_a_partner_files_updates_and_withdraws_a_need(sandbox, start):
