@@ -187,7 +187,7 @@ def test_the_matrix_page_shows_live_needs_against_supply(sandbox, start):
         with page.expect_download() as download:
             page.click("#csv-link")
         csv_lines = Path(download.value.path()).read_text().splitlines()
-        assert csv_lines[0] == "article,state,level,needs,offers,matches,matched_needs,status"
+        assert csv_lines[0] == "article,state,level,needs,offers,matches,matched_needs,status,coverage,duplicated"
         assert sorted(line.split(",")[1] for line in csv_lines[1:]) == ["BRA", "CHL"]
         assert "regional_group=GRULAC" in page.url
 
