@@ -197,7 +197,7 @@ EXAMPLES = {
                     "level": "regional", "forms": ["LEGAL_ADVICE"], "period_start": "2026-06-01",
                     "period_end": "2027-06-30"},
                    {"offer_id": OFFER_ID, "provider": "GB-GOV-1", "provider_name": "FCDO", "level": "bilateral",
-                    "forms": ["LEGAL_ADVICE", "ON_SITE_EXPERT"], "period_start": "2026-01-01",
+                    "forms": ["LEGAL_ADVICE", "ONSITE_EXPERT"], "period_start": "2026-01-01",
                     "period_end": "2027-12-31"}],
         "period": {"start": "2026-06-01", "end": "2027-06-30"}},
     (envelope.EVENTS, "alert.acknowledged"): {**ALERT_STEP, "status": "acknowledged", "actor": "donor:GB-GOV-1",

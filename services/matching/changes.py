@@ -5,7 +5,7 @@ since ``T``, within a scope (:func:`scope_of`):
 
 - a State: its needs, the offers that reach it, the matches of its needs, the alerts about it
   (its duplications and gaps, and the no_supply gaps of its regional group);
-- a donor: its offers, their matches, the needs of those matches, the duplication alerts naming it;
+- a donor: its offers, their matches, the needs those matches name, the duplication alerts naming it;
 - a network: its members' needs, the offers reaching any of them, their matches and alerts.
   Matching knows the members of the five UN regional groups (reference data) and of the
   networks named in workshop requests (their ``network_states``, from ``workshop.*`` events);
@@ -74,14 +74,15 @@ def reaches(offer, states):
 
 
 def needs_changed(model, scope, states, since, need_ids=()):
-    """Needs filed or changed since ``since`` (a donor: those its matches name)."""
+    """Needs filed or changed since ``since``; for a donor, the needs its new or changed matches
+    name (new to the donor, however old they are). ``new``: filed since then."""
     if "donor" in scope:
-        candidates = [model.needs[n] for n in sorted(need_ids) if n in model.needs]
+        found = [model.needs[n] for n in sorted(need_ids) if n in model.needs]
     else:
-        candidates = [n for n in model.needs.values() if states is None or n["state"] in states]
-    found = [{**n, "new": _since(n.get("created_at"), since)} for n in candidates
-             if _since(n.get("updated_at"), since) or _since(n.get("created_at"), since)]
-    return sorted(found, key=lambda n: (n["updated_at"], n["need_id"]))
+        found = [n for n in model.needs.values() if (states is None or n["state"] in states)
+                 and (_since(n.get("updated_at"), since) or _since(n.get("created_at"), since))]
+    return sorted(({**n, "new": _since(n.get("created_at"), since)} for n in found),
+                  key=lambda n: (n["updated_at"], n["need_id"]))
 
 
 def offers_changed(model, scope, states, since):
