@@ -5,7 +5,7 @@ import time
 import requests
 
 from services.matching.service import MatchingService
-from tacoord.testing import wait_until
+from tacoord.testing import free_port, wait_until
 from tests.integration.test_matching_service import Collector, emit, get, need_data, offer_data
 
 GB = dict(offer_id="GB-1-o1", provider="GB-GOV-1", period_start="2026-01-01", period_end="2027-12-31")
@@ -215,3 +215,20 @@ def test_alerts_are_listed_by_status_state_article_provider_and_kind(sandbox, st
     assert ids(provider="US-GOV-1") == [] and ids(status="resolved") == []
     bad = get(sandbox, "/alerts", status="closed", state="XXX", provider="nobody")
     assert bad.status_code == 422 and set(bad.json()["fields"]) == {"status", "state", "provider"}
+
+
+def test_a_second_instance_raising_a_gap_again_never_reopens_what_a_person_acknowledged(sandbox, start):
+    settings = dict(TACOORD_GAP_AFTER_SECONDS=1, TACOORD_GAP_SWEEP_SECONDS=3600)
+    start(MatchingService, **settings)
+    emit(sandbox, "need.submitted", need_data(priority=2))   # a no_supply gap only
+    wait_until(lambda: sandbox.db("matching").needs_view.find_one({"_id": "KEN-9-n1"}), message="need")
+    port = free_port()
+    start(MatchingService, WEB_SERVER_ADDRESS=f"127.0.0.1:{port}", **settings)   # loads the need, no gap yet
+    time.sleep(1.2)
+    gap, = post(sandbox, "/gaps/detect").json()["detected"]
+    assert post(sandbox, f"/alerts/{gap['alert_id']}/acknowledge", {"note": "asking donors"}).status_code == 200
+
+    other = requests.post(f"http://127.0.0.1:{port}/gaps/detect", timeout=10, headers=sandbox.headers("operator"))
+    assert [g["alert_id"] for g in other.json()["detected"]] == [gap["alert_id"]]   # its model had not seen it
+    stored = get(sandbox, f"/alerts/{gap['alert_id']}").json()
+    assert stored["status"] == "acknowledged" and stored["acknowledged"]["note"] == "asking donors"
