@@ -134,6 +134,11 @@ def test_a_late_acknowledgement_never_reopens_an_alert_matching_has_resolved():
                                                                     "gone", "service:matching", T1)[1][1], T1))
     model.apply(event("alert.acknowledged", acknowledged, T2))
     assert dup["duplication_id"] not in model.alert_book.items
+    model, dup = duplicated_model()   # a person resolved it; the acknowledgement arrives after
+    _, ((_, resolved),) = alerts.resolve({**dup, "alert": "duplication"}, "operator", "*", "work_split", None, T1)
+    model.apply(event("alert.resolved", resolved, T1))
+    model.apply(event("alert.acknowledged", acknowledged, T2))
+    assert model.alert_book.items[dup["duplication_id"]]["status"] == "resolved"
 
 
 def test_gaps_resolve_themselves_when_the_need_is_matched_or_supply_comes_and_a_new_gap_is_raised_later():
