@@ -5,10 +5,10 @@ import pytest
 from services.matching import alerts
 from services.matching.alert_rules import overlap
 from services.matching.domain import Matcher
+from services.matching.payloads import parse_time
 from services.matching.replay import StoreReplay
 from services.matching.scoring import Settings
 from services.matching.worklists import unmet_needs
-from services.matching.payloads import parse_time
 from tacoord.errors import Conflict, Forbidden, Rejected
 from tests.unit.test_matching_domain import Store, event, need, offer, run
 
