@@ -157,6 +157,11 @@ NOTIFICATION = {"notification_id": f"sub_5c1e9a:{MATCH_ID}", "subscription_id": 
                 "source_event_id": "0b6f4d0e-6a41-4c4e-9d51-2b1f3c9a7e10", "source_event_type": "match.proposed",
                 "channel": "webhook", "attempts": 1, "error": None}
 
+ALERT_STEP = {"alert_id": "dup-f8760a73c399df632672", "alert": "duplication",
+              "duplication_id": "dup-f8760a73c399df632672", "gap_kind": None, "state": "KEN",
+              "regional_group": "AFRICAN", "article": 9, "form": "LEGAL_ADVICE",
+              "providers": ["DE-BMZ-1", "GB-GOV-1"], "need_id": None, "at": "2026-11-02T09:30:00+00:00"}
+
 EXAMPLES = {
     (envelope.INGRESS, "need.submitted"): NEED_FILED,
     (envelope.INGRESS, "need.updated"): {"need_id": NEED_ID, "status": "in_progress", "priority": 2},
@@ -186,8 +191,21 @@ EXAMPLES = {
     (envelope.EVENTS, "match.retracted"): {"match_id": MATCH_ID, "need_id": NEED_ID, "offer_id": OFFER_ID,
                                            "reason": "need withdrawn"},
     (envelope.EVENTS, "duplication.detected"): {
-        "duplication_id": "dup-f8760a73c399df632672", "state": "KEN", "article": 9, "form": "LEGAL_ADVICE",
-        "providers": ["DE-BMZ-1", "GB-GOV-1"], "offer_ids": ["off-7a1b2c3d4e5f60", OFFER_ID]},
+        "duplication_id": "dup-f8760a73c399df632672", "state": "KEN", "regional_group": "AFRICAN", "article": 9,
+        "form": "LEGAL_ADVICE", "providers": ["DE-BMZ-1", "GB-GOV-1"], "offer_ids": ["off-7a1b2c3d4e5f60", OFFER_ID],
+        "offers": [{"offer_id": "off-7a1b2c3d4e5f60", "provider": "DE-BMZ-1", "provider_name": "BMZ",
+                    "level": "regional", "forms": ["LEGAL_ADVICE"], "period_start": "2026-06-01",
+                    "period_end": "2027-06-30"},
+                   {"offer_id": OFFER_ID, "provider": "GB-GOV-1", "provider_name": "FCDO", "level": "bilateral",
+                    "forms": ["LEGAL_ADVICE", "ONSITE_EXPERT"], "period_start": "2026-01-01",
+                    "period_end": "2027-12-31"}],
+        "period": {"start": "2026-06-01", "end": "2027-06-30"}},
+    (envelope.EVENTS, "alert.acknowledged"): {**ALERT_STEP, "status": "acknowledged", "actor": "donor:GB-GOV-1",
+                                              "note": "Talking to BMZ", "reason": "Talking to BMZ"},
+    (envelope.EVENTS, "alert.resolved"): {**ALERT_STEP, "status": "resolved", "actor": "operator:*",
+                                          "note": "GB: legislation, DE: training", "resolution": "work_split",
+                                          "reason": "the providers agreed to split the work: GB: legislation, "
+                                                    "DE: training", "automatic": False},
     (envelope.EVENTS, "gap.detected"): {
         "gap_id": "gap-0c1d5e7f9a", "kind": "unmatched_priority_need", "need_id": NEED_ID, "state": "KEN",
         "article": 9, "regional_group": "AFRICAN", "since": "2026-11-01T00:00:00+00:00"},
@@ -210,6 +228,7 @@ def example_envelope(channel, event_type, version):
     ingress = channel == envelope.INGRESS
     owner = event_type.split(".")[0]
     source = "partner:acme" if ingress else {"match": "matching", "gap": "matching", "duplication": "matching",
+                                             "alert": "matching",
                                              "notification": "notify", "offer": "supply", "expert": "supply",
                                              "workshop": "requests"}.get(owner, "needs")
     if event_type == "workshop.participants_proposed":

@@ -109,9 +109,9 @@ def kombu_retry_queue(spec, passive_exchange=False):
 NEEDS_INGRESS = QueueSpec("needs.ingress", INGRESS, ("need.*",))
 SUPPLY_INGRESS = QueueSpec("supply.ingress", INGRESS, ("offer.*", "expert.*"))
 REQUESTS_INGRESS = QueueSpec("requests.ingress", INGRESS, ("workshop.*", "checklist_assistance.*"))
-MATCHING_EVENTS = QueueSpec(
+MATCHING_EVENTS = QueueSpec(   # alert.*: matching's own, so its model learns of the steps people take
     "matching.events", EVENTS,
-    ("need.*", "offer.*", "expert.*", "workshop.*", "checklist_assistance.*"))
+    ("need.*", "offer.*", "expert.*", "workshop.*", "checklist_assistance.*", "alert.*"))
 NOTIFY_EVENTS = QueueSpec(
     "notify.events", EVENTS,
     ("match.*", "gap.*", "duplication.*", "workshop.*", "need.*", "offer.*"))

@@ -18,6 +18,7 @@ model (:mod:`services.matching.replay`).
 """
 from datetime import timedelta
 
+from services.matching.alert_rules import settle_duplications, settle_gaps, touched_needs
 from services.matching.payloads import (normalize_expert, normalize_need, normalize_offer, normalize_workshop,
                                         parse_time)
 from services.matching.read_model import ReadModel, match_combos, match_id, stable_id
@@ -154,18 +155,7 @@ class Matcher(ReadModel):
 
     def _check_duplications(self, out, combos, now, cause=None):
         for combo in sorted(combos):
-            providers = self.committed_providers(combo)
-            if len(providers) < 2:
-                continue
-            names = sorted(providers)
-            state, article, form = combo
-            dup_id = stable_id("dup", state, article, form, *names)
-            if dup_id in self.alerts:
-                continue
-            self.alerts.add(dup_id)
-            data = {"duplication_id": dup_id, "state": state, "article": article, "form": form,
-                    "providers": names, "offer_ids": sorted(o for p in names for o in providers[p])}
-            out.alert(dup_id, "duplication", "duplication.detected", data, now, cause)
+            settle_duplications(self, out, combo, now, cause)
 
     # -- applying events ---------------------------------------------------------
 
@@ -190,6 +180,9 @@ class Matcher(ReadModel):
             pass  # our own answer
         elif family == "workshop":
             self._apply_workshop(out, normalize_workshop(data, event), kind, now)
+        elif family == "alert":
+            self.alert_book.learn(data)  # a step taken over HTTP (or our own): the store has it already
+        settle_gaps(self, out, now, touched_needs(out))
         return out
 
     def _apply_need(self, out, need, now):
@@ -319,21 +312,26 @@ class Matcher(ReadModel):
                     "state": need["state"], "article": need["article"],
                     "regional_group": need["regional_group"], "since": since}
             out.alert(gap_id, "gap", "gap.detected", data, stamp, need.get("cause"))
+            self.alert_book.add(gap_id, {**data, "alert": "gap"})
         for (article, group), need_ids in sorted(self.open_by_group.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
-            if not need_ids or self.supply.get((article, group), 0) > 0:
-                continue
-            gap_id = stable_id("gap", "no_supply", article, group)
-            if gap_id in self.alerts:
+            if not need_ids or self.supply.get((article, group), 0) > 0 or self.alert_book.no_supply.get(
+                    (article, group)):
                 continue
             oldest = min((self.needs[n] for n in need_ids), key=lambda n: (n["opened_at"], n["need_id"]))
             since = max((oldest["opened_at"], self.supply_lost_at.get((article, group)) or oldest["opened_at"]),
                         key=parse_time)
-            if parse_time(since) > cutoff:
+            if parse_time(since) > cutoff or since in self.alert_book.no_supply_since.get((article, group), ()):
                 continue
+            gap_id = stable_id("gap", "no_supply", article, group)
+            if gap_id in self.alerts:  # the article × group had a gap that was closed: this one is new
+                gap_id = stable_id("gap", "no_supply", article, group, since)
+                if gap_id in self.alerts:
+                    continue
             self.alerts.add(gap_id)
             data = {"gap_id": gap_id, "kind": "no_supply", "need_id": None, "state": None,
                     "article": article, "regional_group": group, "since": since}
             out.alert(gap_id, "gap", "gap.detected", data, stamp, oldest.get("cause"))
+            self.alert_book.add(gap_id, {**data, "alert": "gap"})
         return out
 
 
@@ -359,6 +357,7 @@ class Outcome:
     def __init__(self):
         self.entities = {}   # (collection, id) -> document
         self.docs = {}       # (collection, id) -> [document, [(type, data, cause)]]
+        self.steps = []      # [(alert id, changes, (type, data, cause))]: stored only while the alert is unresolved
 
     def entity(self, kind, document):
         key_field = {"needs": "need_id", "offers": "offer_id", "experts": "expert_id",
@@ -374,17 +373,22 @@ class Outcome:
         self._doc("matches", stored["match_id"], stored, (event_type, data, None))
 
     def alert(self, alert_id, kind, event_type, data, now, cause=None):
-        self._doc("alerts", alert_id, {**data, "alert": kind, "detected_at": now}, (event_type, data, cause))
+        self._doc("alerts", alert_id, {**data, "alert": kind, "detected_at": now, "status": "open"},
+                  (event_type, data, cause))
+
+    def alert_step(self, alert_id, changes, event_type, data, cause=None):
+        """Matching closes an alert: a guarded change (see :mod:`services.matching.alert_rules`)."""
+        self.steps.append((alert_id, changes, (event_type, data, cause)))
 
     def proposal(self, request_id, data):
         self._doc("proposals", request_id, dict(data), ("workshop.participants_proposed", data, None))
 
     def events(self):
-        return [event for _, events in self.docs.values() for event in events]
+        return [event for _, events in self.docs.values() for event in events] + [e for _, _, e in self.steps]
 
     def proposed(self):
         return [doc for (collection, _), (doc, events) in self.docs.items()
                 if collection == "matches" and doc["status"] == "active"]
 
     def __bool__(self):
-        return bool(self.entities or self.docs)
+        return bool(self.entities or self.docs or self.steps)

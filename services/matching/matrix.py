@@ -32,15 +32,18 @@ def matrix(model, rows="article", cols="state", level=None, filters=None):
 
     Needs: open needs. Matches: active matches (offers of ``level`` when
     given; experts only without a level). ``filters`` may name an
-    ``article``, ``chapter``, ``state``, ``regional_group`` and a ``form``
+    ``article``, ``chapter``, ``state``, ``regional_group``, a ``priority``
+    (needs of that priority only) and a ``form``
     (then only needs, offers and matches with that form of assistance, and
-    duplication on that form). Offers: matchable offers (of
+    duplication on that form); ``status`` keeps the cells of that coverage, or the
+    duplicated ones. Offers: matchable offers (of
     ``level``) reaching the cell: for State columns an offer counts where
     its scope names the State, and a regional or global offer counts in the
     cells that have needs; for group columns, where its scope reaches the
-    group. Status: ``unmet`` (no need matched), ``partly_met``, ``met``,
-    ``duplicated`` (two or more providers committed to one State × article ×
-    form in the cell), ``no_need`` (supply only).
+    group. Coverage: ``unmet`` (no need matched), ``partly_met``, ``met``,
+    ``no_need`` (supply only); ``duplicated``: two or more providers committed
+    to one State × article × form in the cell. Status: the coverage, or
+    ``duplicated`` when the cell is (as before the coverage was given apart).
     """
     filters = dict(filters or {})
     form = filters.get("form")
@@ -55,7 +58,8 @@ def matrix(model, rows="article", cols="state", level=None, filters=None):
     def col_of(state, group):
         return state if cols == "state" else group
 
-    need_filters = {k: v for k, v in filters.items() if k in ("article", "chapter", "state", "regional_group")}
+    need_filters = {k: v for k, v in filters.items()
+                    if k in ("article", "chapter", "state", "regional_group", "priority")}
     for need in model.needs.values():
         if need["status"] not in OPEN_NEED or not _need_in(need, need_filters):
             continue
@@ -113,24 +117,29 @@ def matrix(model, rows="article", cols="state", level=None, filters=None):
     for key in sorted(cells, key=lambda k: (k[0] if k[0] is not None else -1, str(k[1]))):
         c = cells[key]
         needs, matched = len(c["needs"]), len(c["matched_needs"])
-        if not needs:
-            status = "no_need"
-        elif c["duplicated"]:
-            status = "duplicated"
-        elif not matched:
-            status = "unmet"
-        elif matched < needs:
-            status = "partly_met"
-        else:
-            status = "met"
+        coverage = _coverage(needs, matched)
+        wanted = filters.get("status")
+        if wanted and wanted != coverage and not (wanted == "duplicated" and c["duplicated"]):
+            continue
         result.append({"row": c["row"], "col": c["col"], "needs": needs, "offers": len(c["offers"]),
-                       "matches": len(c["matches"]), "matched_needs": matched, "status": status,
+                       "matches": len(c["matches"]), "matched_needs": matched,
+                       "status": "duplicated" if c["duplicated"] else coverage,
+                       "coverage": coverage, "duplicated": c["duplicated"],
                        "_ids": {"needs": sorted(c["needs"]), "offers": sorted(c["offers"]),
                                 "matches": sorted(c["matches"])}})
     return result
 
 
-EMPTY_CELL = {"needs": 0, "offers": 0, "matches": 0, "matched_needs": 0, "status": "empty",
+def _coverage(needs, matched):
+    if not needs:
+        return "no_need"
+    if not matched:
+        return "unmet"
+    return "partly_met" if matched < needs else "met"
+
+
+EMPTY_CELL = {"needs": 0, "offers": 0, "matches": 0, "matched_needs": 0, "status": "empty", "coverage": "empty",
+              "duplicated": False,
               "_ids": {"needs": [], "offers": [], "matches": []}}
 
 
@@ -140,7 +149,8 @@ def matrix_cell(model, rows, cols, row, col, level=None, filters=None):
     cell = next((c for c in cells if c["row"] == row and c["col"] == col), EMPTY_CELL)
     ids = cell["_ids"]
     return {"row": {rows: row}, "col": {cols: col}, "level": level,
-            "status": cell["status"], "counts": {k: cell[k] for k in ("needs", "offers", "matches",
+            "status": cell["status"], "coverage": cell["coverage"], "duplicated": cell["duplicated"],
+            "counts": {k: cell[k] for k in ("needs", "offers", "matches",
                                                                        "matched_needs")},
             "needs": [model.needs[n] for n in ids["needs"]],
             "offers": [model.offers[o] for o in ids["offers"]],
@@ -151,10 +161,12 @@ def matrix_csv(cells, rows, cols, level=None):
     """The cells of :func:`matrix` as CSV text, one header line."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([rows, cols, "level", "needs", "offers", "matches", "matched_needs", "status"])
+    writer.writerow([rows, cols, "level", "needs", "offers", "matches", "matched_needs", "status", "coverage",
+                     "duplicated"])
     for c in cells:
         writer.writerow([c["row"], c["col"], level or "all", c["needs"], c["offers"],
-                         c["matches"], c["matched_needs"], c["status"]])
+                         c["matches"], c["matched_needs"], c["status"], c["coverage"],
+                         "yes" if c["duplicated"] else "no"])
     return buffer.getvalue()
 
 

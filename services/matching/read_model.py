@@ -23,6 +23,7 @@ import hashlib
 import heapq
 from collections import defaultdict
 
+from services.matching.alert_book import AlertBook
 from services.matching.allocation import allocate
 from services.matching.scoring import (AVAILABILITY, COMMITTED_OFFER, GLOBAL, LEVELS, MATCHABLE_EXPERT,
                                        MATCHABLE_OFFER, OPEN_NEED, Settings, expert_constraints, expert_groups,
@@ -91,11 +92,13 @@ class ReadModel:
         self.supply_lost_at = {}                           # (article, group) -> when its supply went to 0
         self.alerts = set()                                # ids of gaps/duplications already emitted
         self.proposals = set()                             # workshop request ids already answered
+        self.alert_book = AlertBook()                      # the alerts that can still change
 
     # -- loading ---------------------------------------------------------------
 
-    def load(self, needs=(), offers=(), experts=(), workshops=(), matches=(), alerts=(), proposals=()):
-        """Restore a stored model (no matching, no events)."""
+    def load(self, needs=(), offers=(), experts=(), workshops=(), matches=(), alerts=(), proposals=(),
+             alert_docs=()):
+        """Restore a stored model (no matching, no events). ``alert_docs``: stored alerts with their ``_id``."""
         for need in needs:
             self._put_need(need)
         for offer in offers:
@@ -109,6 +112,7 @@ class ReadModel:
                 self._add_match(match)
         self.unmatched_p1 = {n for n, need in self.needs.items() if self._is_unmatched_p1(need)}
         self.alerts.update(alerts)
+        self.alert_book.load(alert_docs)
         self.proposals.update(proposals)
         return self
 

@@ -8,26 +8,28 @@
 """
 from copy import deepcopy
 
+from services.matching import alerts
 from services.matching.domain import Matcher
 from services.matching.scoring import OPEN_NEED
 
 CONSUMED_FAMILIES = ("need", "offer", "expert", "workshop")   # the events that change the model
 VIEW_KINDS = ("needs", "offers", "experts", "workshops")
 REPLAYED = ("need.*", "offer.*", "expert.*", "workshop.*", "checklist_assistance.*",
-            "match.*", "gap.*", "duplication.*")   # what a replay reads (topic patterns)
+            "match.*", "gap.*", "duplication.*", "alert.*")   # what a replay reads (topic patterns)
+ALERT_STEPS = ("alert.acknowledged", "alert.resolved")
 OWN_ALERTS = {"gap.detected": ("gap", "gap_id"), "duplication.detected": ("duplication", "duplication_id")}
 
 
 def model_from_events(events, settings=None):
     """The model after a list of events (e.g. the audit log, in order).
 
-    Only need.*, offer.*, expert.* and workshop.* events change it; others are
+    Only need.*, offer.*, expert.*, workshop.* and alert.* events change it; others are
     skipped. The result equals the live model after the same events (ids are
     deterministic); nothing is emitted, the caller may store it.
     """
     model = Matcher(settings)
     for event in events:
-        if event.get("type", "").split(".", 1)[0] in CONSUMED_FAMILIES:
+        if event.get("type", "").split(".", 1)[0] in CONSUMED_FAMILIES or event.get("type") in ALERT_STEPS:
             model.apply(event)
     return model
 
@@ -42,7 +44,9 @@ class StoreReplay:
     holds; nothing is emitted. The service's own events restore what a replay of
     consumed events cannot: gaps (found by a timer, not by an event), and any
     duplication or workshop proposal the replay does not reproduce, so that a
-    restarted service never emits them again. ``match.*`` events are only
+    restarted service never emits them again; and the steps people took on
+    alerts (``alert.*``: the HTTP route stored them, the model learnt of them
+    from the event), applied forward only, as the service does. ``match.*`` events are only
     compared (:meth:`differences`): the matches the live service had active
     against the replayed ones (they differ only if the audit log's order of
     events differs from the order matching consumed them in).
@@ -65,8 +69,15 @@ class StoreReplay:
             alert_id = event["data"][key]
             if alert_id not in self.docs["alerts"]:
                 self.docs["alerts"][alert_id] = {**deepcopy(event["data"]), "alert": alert,
-                                                 "detected_at": event["occurred_at"]}
+                                                 "detected_at": event["occurred_at"], "status": "open"}
+                self.model.alert_book.add(alert_id, self.docs["alerts"][alert_id])
             self.model.alerts.add(alert_id)
+        elif kind in ALERT_STEPS:
+            alert_id, changes = alerts.step_from_event(event["data"])
+            stored = self.docs["alerts"].get(alert_id)
+            if stored is not None and alerts.moves_forward(stored, changes):
+                stored.update(deepcopy(changes))
+            self.model.apply(event)
         elif kind == "workshop.participants_proposed":
             request_id = event["data"]["request_id"]
             self.docs["proposals"].setdefault(request_id, deepcopy(event["data"]))
@@ -84,7 +95,15 @@ class StoreReplay:
         for (kind, entity_id), document in outcome.entities.items():
             self.views[kind][entity_id] = deepcopy(document)
         for (collection, doc_id), (document, _) in outcome.docs.items():
-            self.docs[collection].setdefault(doc_id, {}).update(deepcopy(document))
+            stored = self.docs[collection].setdefault(doc_id, {})
+            if collection == "alerts":
+                alerts.merged(stored, deepcopy(document))   # a status once stored is the steps' to change
+            else:
+                stored.update(deepcopy(document))
+        for alert_id, changes, _ in outcome.steps:  # guarded, as the service writes them
+            stored = self.docs["alerts"].get(alert_id)
+            if stored is not None and alerts.status_of(stored) in alerts.UNRESOLVED:
+                stored.update(deepcopy(changes))
 
     def differences(self):
         """Match ids active live but not replayed (``only_live``), and replayed but not active live

@@ -22,7 +22,8 @@ NEED = {"article": 9, "forms": ["LEGAL_ADVICE"], "priority": 1, "description": "
         "languages": ["en"]}
 OFFER = {"articles": [9], "forms": ["LEGAL_ADVICE"], "capacity": 5, "period_start": "2026-01-01",
          "period_end": "2027-12-31", "languages": ["en"]}
-OWN = ("match.proposed", "match.retracted", "duplication.detected", "gap.detected", "workshop.participants_proposed")
+OWN = ("match.proposed", "match.retracted", "duplication.detected", "gap.detected", "workshop.participants_proposed",
+       "alert.acknowledged", "alert.resolved")
 
 
 def read(sandbox, path, **params):
@@ -74,10 +75,16 @@ def test_a_lost_matching_store_is_rebuilt_from_the_audit_feed_and_nothing_is_emi
                                 headers=sandbox.headers("operator"))
     assert withdrawn.status_code in (200, 204), withdrawn.text
     out.wait_for("match.retracted")
+    duplication = out.of_type("duplication.detected")[0]["data"]["duplication_id"]
+    acknowledged = requests.post(sandbox.url("matching", f"/alerts/{duplication}/acknowledge"), timeout=10,
+                                 json={"note": "asking both donors"}, headers=sandbox.headers("donor", "GB-GOV-1"))
+    assert acknowledged.status_code == 200, acknowledged.text
     wait_until(lambda: (audited(sandbox, "match.proposed"), audited(sandbox, "match.retracted"),
-                        audited(sandbox, "duplication.detected")) == (3, 1, 1), message="matching's events audited")
+                        audited(sandbox, "duplication.detected"), audited(sandbox, "alert.acknowledged")) ==
+               (3, 1, 1, 1), message="matching's events audited")
     before = snapshot(sandbox)
     assert before["matches"]["count"] == 3 and before["alerts"]["count"] == 1
+    assert before["alerts"]["alerts"][0]["acknowledged"]["by"] == "donor:GB-GOV-1"   # restored from its event
     assert {c["status"] for c in before["matrix"]["cells"] if c["col"] == "KEN"} == {"duplicated"}
 
     feed = restore.AuditFeed(sandbox.url("audit", ""), operator, page_size=2)

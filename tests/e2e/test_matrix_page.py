@@ -162,6 +162,10 @@ def test_the_matrix_page_shows_live_needs_against_supply(sandbox, start):
             assert f"{c['matched_needs']}/{c['needs']} · {c['offers']}" in text, (c, text)
         assert {c["status"] for c in cells} >= {"met", "unmet", "duplicated", "no_need"}
         assert shown["31|TZA"][0] == "unmet" and shown["36|BRA"][0] == "duplicated"
+        # a duplicated cell says its coverage too: Brazil's one need is met, by two providers
+        assert shown["36|BRA"][1].startswith("✓‼ 1/1") and shown["31|KEN"][1].startswith("✓ 1/1")
+        expect(cell(page, 36, "BRA")).to_have_attribute("data-coverage", "met")
+        assert "Duplicated, met" in cell(page, 36, "BRA").get_attribute("title")
         assert shown["35|CHL"][0] == "no_need"
         assert "empty" in {status for status, _ in shown.values()}   # e.g. KEN × 36
         assert cell(page, 31, "KEN").get_attribute("title").startswith(
@@ -187,7 +191,7 @@ def test_the_matrix_page_shows_live_needs_against_supply(sandbox, start):
         with page.expect_download() as download:
             page.click("#csv-link")
         csv_lines = Path(download.value.path()).read_text().splitlines()
-        assert csv_lines[0] == "article,state,level,needs,offers,matches,matched_needs,status"
+        assert csv_lines[0] == "article,state,level,needs,offers,matches,matched_needs,status,coverage,duplicated"
         assert sorted(line.split(",")[1] for line in csv_lines[1:]) == ["BRA", "CHL"]
         assert "regional_group=GRULAC" in page.url
 

@@ -59,6 +59,13 @@ EXPECTED = {
     ("matching", "GET", "/matches/<string:match_id>"): ALL,
     ("matching", "GET", "/alerts"): ALL,
     ("matching", "GET", "/allocations"): ALL,
+    ("matching", "GET", "/alerts/<string:alert_id>"): ALL,
+    ("matching", "POST", "/alerts/<string:alert_id>/acknowledge"): ("operator", "donor", "state"),  # + scope
+    ("matching", "POST", "/alerts/<string:alert_id>/resolve"): ("operator", "donor", "state"),      # + scope
+    ("matching", "POST", "/gaps/detect"): ("operator",),
+    ("matching", "GET", "/worklist"): ALL,
+    ("matching", "GET", "/worklist.csv"): ALL,
+    ("matching", "GET", "/changes"): ("state", "donor", "network", "operator"),                     # + scope
     ("notify", "POST", "/subscriptions"): SUBSCRIBERS,
     ("notify", "GET", "/subscriptions"): SUBSCRIBERS,
     ("notify", "GET", "/subscriptions/<string:subscription_id>"): SUBSCRIBERS,
@@ -197,3 +204,20 @@ def test_a_state_cannot_file_a_need_or_nominate_an_expert_for_another_state(worl
                            json={"family_name": "Doe", "given_names": "Jo", "nationality": "FRA",
                                  "nominated_by": "KEN"})
     assert expert.status_code == 403 and "own name" in expert.json()["error"], expert.text
+
+
+def test_a_donor_or_state_acts_only_on_the_alerts_that_name_it_and_sees_only_its_own_changes(world):
+    sandbox, keys = world
+    sandbox.db("matching").alerts.insert_one({
+        "_id": "dup-roles", "duplication_id": "dup-roles", "alert": "duplication", "state": "KEN", "article": 9,
+        "form": "LEGAL_ADVICE", "providers": ["DE-BMZ-1", "GB-GOV-1"], "offer_ids": ["a", "b"], "status": "open"})
+    other = {"Authorization": f"Bearer {sandbox.api_key('donor', 'US-GOV-1')}"}
+    for step, body in (("acknowledge", {}), ("resolve", {"resolution": "work_split"})):
+        refused = requests.post(sandbox.url("matching", f"/alerts/dup-roles/{step}"), headers=other, timeout=10,
+                                json=body)
+        assert refused.status_code == 403 and "donor:US-GOV-1 may not act on duplication alert dup-roles" in \
+            refused.json()["error"], refused.text
+        assert call(world, "matching", "POST", f"/alerts/dup-roles/{step}", "state", json=body).status_code == 403
+    assert call(world, "matching", "POST", "/alerts/dup-roles/acknowledge", "donor", json={}).status_code == 200
+    changes = call(world, "matching", "GET", "/changes?since=2026-01-01T00:00:00Z&donor=US-GOV-1", "donor")
+    assert changes.status_code == 403 and "donor:GB-GOV-1 may see only" in changes.json()["error"]

@@ -272,13 +272,24 @@
     return found ? found.label : status;
   }
 
+  // A duplicated cell shows its coverage too: "◐‼" is partly met and duplicated.
+  function coverageOf(cell) {
+    return cell.coverage || (cell.status === "duplicated" ? "met" : cell.status);
+  }
+
   function cellText(cell) {
-    return SYMBOLS[cell.status] + " " + cell.matched_needs + "/" + cell.needs + " · " + cell.offers;
+    const symbol = cell.duplicated ? SYMBOLS[coverageOf(cell)] + SYMBOLS.duplicated : SYMBOLS[cell.status];
+    return symbol + " " + cell.matched_needs + "/" + cell.needs + " · " + cell.offers;
+  }
+
+  function describeStatus(cell) {
+    return cell.duplicated ? statusLabel("duplicated") + ", " + statusLabel(coverageOf(cell)).toLowerCase()
+      : statusLabel(cell.status);
   }
 
   function cellTitle(rows, cols, cell) {
     const where = rowLabel(rows, cell.row).long + " × " + colLabel(cols, cell.col).long;
-    return where + " — " + statusLabel(cell.status) + ": " + cell.needs + " open need(s), " +
+    return where + " — " + describeStatus(cell) + ": " + cell.needs + " open need(s), " +
       cell.matched_needs + " matched, " + cell.offers + " offer(s), " + cell.matches + " active match(es)";
   }
 
@@ -313,7 +324,8 @@
             JSON.stringify(previous || null) !== JSON.stringify(byKey.get(row + "|" + col) || null);
           const selected = openCell && openCell.row === row && openCell.col === col;
           const td = el("td", { class: "status-" + cell.status + (changed ? " changed" : "") + (selected ? " selected" : ""),
-            "data-row": row, "data-col": col, "data-status": cell.status, title: title });
+            "data-row": row, "data-col": col, "data-status": cell.status, "data-coverage": coverageOf(cell),
+            title: title });
           if (cell.status !== "empty") {
             td.append(el("button", { type: "button", "aria-label": title,
               onclick: () => openPanel({ row: row, col: col }, td) }, cellText(cell)));
@@ -337,7 +349,8 @@
     items.push(el("span", { class: "item", title: "No open needs and no offers" },
       el("span", { class: "swatch status-empty", "aria-hidden": "true" }, "\u00a0"), "Empty"));
     items.push(el("span", { class: "note" },
-      "Cell text: symbol, matched needs / open needs · offers reaching the cell. Hover for details; click for the lists."));
+      "Cell text: symbol, matched needs / open needs · offers reaching the cell; a duplicated cell shows its " +
+      "coverage too (◐‼: partly met and duplicated). Hover for details; click for the lists."));
     $("legend").replaceChildren(...items);
   }
 
@@ -403,7 +416,7 @@
     }
     if (mine !== generation || !openCell || openCell.row !== cell.row || openCell.col !== cell.col) return;
     const counts = data.counts;
-    $("cell-title").textContent = label + " — " + statusLabel(data.status);
+    $("cell-title").textContent = label + " — " + describeStatus(data);
     $("cell-body").replaceChildren(
       el("p", {}, counts.needs + " open need(s), " + counts.matched_needs + " matched, " + counts.offers +
         " offer(s), " + counts.matches + " active match(es)" + (data.level ? " (" + data.level + " offers)" : "")),
