@@ -39,7 +39,7 @@ SERVICE_EMITS = {
     "needs": r"need\.[a-z_]+",
     "supply": r"(offer|expert)\.[a-z_]+",
     "requests": r"workshop\.(requested|under_review|approved|scheduled|held|declined|cancelled|joined)",
-    "matching": r"(match|gap|duplication)\.[a-z_]+|workshop\.participants_proposed",
+    "matching": r"(match|gap|duplication|alert)\.[a-z_]+|workshop\.participants_proposed",
     "notify": r"notification\.[a-z_]+",
     "audit": None,
 }

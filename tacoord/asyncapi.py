@@ -9,7 +9,7 @@ Everything comes from the code that the services run:
   registers every service's first: ``services.register_schemas()``), the
   envelope from ``EnvelopeSchema``;
 - the exchanges, their types and the routing keys from ``tacoord.topology``;
-- the dead-letter headers from ``tacoord.consumer``.
+- the dead-letter headers from ``tacoord.headers``.
 
 marshmallow fields become JSON Schema through apispec's marshmallow
 converter (maintained by the marshmallow team; OpenAPI 3.1 flavour, i.e.
@@ -30,12 +30,12 @@ import uuid
 import warnings
 from pathlib import Path
 
-# tacoord.consumer imports nameko, hence eventlet, which warns on every import.
+# Imported modules may import nameko, hence eventlet, which warns on every import.
 warnings.filterwarnings("ignore", message="\\s*Eventlet is deprecated")
 
 from apispec.ext.marshmallow import OpenAPIConverter
 
-from tacoord import consumer, envelope, topology
+from tacoord import envelope, headers, topology
 from tacoord.fields import TacoordField
 
 ASYNCAPI_VERSION = "2.6.0"
@@ -173,6 +173,11 @@ NOTIFICATION = {"notification_id": f"sub_5c1e9a:{MATCH_ID}", "subscription_id": 
                 "source_event_id": "0b6f4d0e-6a41-4c4e-9d51-2b1f3c9a7e10", "source_event_type": "match.proposed",
                 "channel": "webhook", "attempts": 1, "error": None}
 
+ALERT_STEP = {"alert_id": "dup-f8760a73c399df632672", "alert": "duplication",
+              "duplication_id": "dup-f8760a73c399df632672", "gap_kind": None, "state": "KEN",
+              "regional_group": "AFRICAN", "article": 9, "form": "LEGAL_ADVICE",
+              "providers": ["DE-BMZ-1", "GB-GOV-1"], "need_id": None, "at": "2026-11-02T09:30:00+00:00"}
+
 EXAMPLES = {
     (envelope.INGRESS, "need.submitted"): NEED_FILED,
     (envelope.INGRESS, "need.updated"): {"need_id": NEED_ID, "status": "in_progress", "priority": 2},
@@ -206,8 +211,21 @@ EXAMPLES = {
     (envelope.EVENTS, "match.rescored"): {**MATCH_PAIR, "status": "proposed", "score": 0.79, "previous_score": 0.91,
                                           "priority": 2, "previous_priority": 1, "forms": ["LEGAL_ADVICE"]},
     (envelope.EVENTS, "duplication.detected"): {
-        "duplication_id": "dup-f8760a73c399df632672", "state": "KEN", "article": 9, "form": "LEGAL_ADVICE",
-        "providers": ["DE-BMZ-1", "GB-GOV-1"], "offer_ids": ["off-7a1b2c3d4e5f60", OFFER_ID]},
+        "duplication_id": "dup-f8760a73c399df632672", "state": "KEN", "regional_group": "AFRICAN", "article": 9,
+        "form": "LEGAL_ADVICE", "providers": ["DE-BMZ-1", "GB-GOV-1"], "offer_ids": ["off-7a1b2c3d4e5f60", OFFER_ID],
+        "offers": [{"offer_id": "off-7a1b2c3d4e5f60", "provider": "DE-BMZ-1", "provider_name": "BMZ",
+                    "level": "regional", "forms": ["LEGAL_ADVICE"], "period_start": "2026-06-01",
+                    "period_end": "2027-06-30"},
+                   {"offer_id": OFFER_ID, "provider": "GB-GOV-1", "provider_name": "FCDO", "level": "bilateral",
+                    "forms": ["LEGAL_ADVICE", "ONSITE_EXPERT"], "period_start": "2026-01-01",
+                    "period_end": "2027-12-31"}],
+        "period": {"start": "2026-06-01", "end": "2027-06-30"}},
+    (envelope.EVENTS, "alert.acknowledged"): {**ALERT_STEP, "status": "acknowledged", "actor": "donor:GB-GOV-1",
+                                              "note": "Talking to BMZ", "reason": "Talking to BMZ"},
+    (envelope.EVENTS, "alert.resolved"): {**ALERT_STEP, "status": "resolved", "actor": "operator:*",
+                                          "note": "GB: legislation, DE: training", "resolution": "work_split",
+                                          "reason": "the providers agreed to split the work: GB: legislation, "
+                                                    "DE: training", "automatic": False},
     (envelope.EVENTS, "gap.detected"): {
         "gap_id": "gap-0c1d5e7f9a", "kind": "unmatched_priority_need", "need_id": NEED_ID, "state": "KEN",
         "article": 9, "regional_group": "AFRICAN", "since": "2026-11-01T00:00:00+00:00"},
@@ -230,6 +248,7 @@ def example_envelope(channel, event_type, version):
     ingress = channel == envelope.INGRESS
     owner = event_type.split(".")[0]
     source = "partner:acme" if ingress else {"match": "matching", "gap": "matching", "duplication": "matching",
+                                             "alert": "matching",
                                              "notification": "notify", "offer": "supply", "expert": "supply",
                                              "workshop": "requests"}.get(owner, "needs")
     if event_type == "workshop.participants_proposed":
@@ -266,29 +285,27 @@ def consumers_of(exchange, key):
 
 
 DEAD_LETTER_HEADERS = {
-    consumer.REASON_HEADER: "why it was parked, field by field for invalid messages "
-                            "('data.article: UNCAC article must be between 5 and 62')",
-    consumer.DEAD_LETTER_ID_HEADER: "id of this dead letter (for `tacoord deadletters show|replay|discard ID`)",
-    "x-tacoord-queue": "the consumer queue that parked it",
-    "x-tacoord-routing-key": "the routing key it was published with",
-    "x-tacoord-exchange": "the exchange it was published to",
-    "x-tacoord-failed-at": "when it was parked (ISO 8601, UTC)",
-    "x-tacoord-kind": "invalid (envelope or payload failed validation, or no user_id), rejected (the service "
-                      "refused it: unknown id, illegal transition…), exhausted (failed "
-                      "TACOORD_MAX_ATTEMPTS times)",
-    consumer.PARTNER_HEADER: "the partner's broker user, for ingress messages",
-    consumer.ATTEMPT_HEADER: "how many times it was tried (present once it went through the retry queue)",
+    headers.REASON: "why it was parked, field by field for invalid messages "
+                    "('data.article: UNCAC article must be between 5 and 62')",
+    headers.DEAD_LETTER_ID: "id of this dead letter (for `tacoord deadletters show|replay|discard ID`)",
+    headers.QUEUE: "the consumer queue that parked it",
+    headers.ROUTING_KEY: "the routing key it was published with",
+    headers.EXCHANGE: "the exchange it was published to",
+    headers.FAILED_AT: "when it was parked (ISO 8601, UTC)",
+    headers.KIND: "invalid (envelope or payload failed validation, or no user_id), rejected (the service "
+                  "refused it: unknown id, illegal transition…), exhausted (failed "
+                  "TACOORD_MAX_ATTEMPTS times), undeliverable (notify: a notification that failed on every try)",
+    headers.PARTNER: "the partner's broker user, for ingress messages",
+    headers.ATTEMPT: "how many times it was tried (present once it went through the retry queue)",
 }
 
 
 def _dead_letter_headers_schema():
     props = {name: {"type": "string", "description": text} for name, text in DEAD_LETTER_HEADERS.items()}
-    props["x-tacoord-kind"]["enum"] = ["invalid", "rejected", "exhausted"]
-    props[consumer.ATTEMPT_HEADER] = {"type": "integer", "minimum": 1,
-                                      "description": DEAD_LETTER_HEADERS[consumer.ATTEMPT_HEADER]}
+    props[headers.KIND]["enum"] = list(headers.DEAD_LETTER_KINDS)
+    props[headers.ATTEMPT] = {"type": "integer", "minimum": 1, "description": DEAD_LETTER_HEADERS[headers.ATTEMPT]}
     return {"type": "object", "properties": props,
-            "required": [consumer.REASON_HEADER, consumer.DEAD_LETTER_ID_HEADER, "x-tacoord-queue",
-                         "x-tacoord-failed-at", "x-tacoord-kind"]}
+            "required": [headers.REASON, headers.DEAD_LETTER_ID, headers.QUEUE, headers.FAILED_AT, headers.KIND]}
 
 
 def _info_description():
@@ -351,11 +368,11 @@ def build():
         "headers": _dead_letter_headers_schema(),
         "payload": {"description": "the original message body, unchanged"},
         "examples": [{"name": "invalid-need", "headers": {
-            consumer.REASON_HEADER: "data.article: UNCAC article must be between 5 and 62 (chapters II–VI)",
-            consumer.DEAD_LETTER_ID_HEADER: str(uuid.uuid5(NAMESPACE, "dead-letter")),
-            "x-tacoord-queue": topology.NEEDS_INGRESS.name, "x-tacoord-routing-key": "need.submitted",
-            "x-tacoord-exchange": topology.INGRESS, "x-tacoord-failed-at": EXAMPLE_TIME,
-            "x-tacoord-kind": "invalid", consumer.PARTNER_HEADER: "acme"},
+            headers.REASON: "data.article: UNCAC article must be between 5 and 62 (chapters II–VI)",
+            headers.DEAD_LETTER_ID: str(uuid.uuid5(NAMESPACE, "dead-letter")),
+            headers.QUEUE: topology.NEEDS_INGRESS.name, headers.ROUTING_KEY: "need.submitted",
+            headers.EXCHANGE: topology.INGRESS, headers.FAILED_AT: EXAMPLE_TIME,
+            headers.KIND: "invalid", headers.PARTNER: "acme"},
             "payload": {**example_envelope(envelope.INGRESS, "need.submitted", 1),
                         "data": {**NEED_FILED, "article": 99}}}],
         "bindings": {"amqp": {"bindingVersion": AMQP_BINDING_VERSION}},

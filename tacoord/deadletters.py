@@ -8,9 +8,9 @@
         dlq.replay_all()
 
 Parked messages sit in ``tacoord.dead-letters`` (see ``tacoord.topology``)
-with the headers ``tacoord.consumer`` adds when it parks one: the
-dead-letter id, the reason, the queue that gave up, and the original
-exchange and routing key.
+with the headers (``tacoord.headers``) the consumer or notify adds when it
+parks one: the dead-letter id, the reason, the queue that gave up, and the
+original exchange and routing key. A replay drops those (``headers.PARKING``).
 
 Peeking takes messages with ``basic.get`` without acknowledging them, then
 rejects them all with ``requeue=True``: RabbitMQ puts a requeued message back
@@ -27,15 +27,8 @@ from datetime import datetime, timezone
 
 from kombu import Connection, Exchange, Producer, Queue
 
-from tacoord import topology
-from tacoord.consumer import ATTEMPT_HEADER, DEAD_LETTER_ID_HEADER, REASON_HEADER
+from tacoord import headers, topology
 
-REPLAY_OF_HEADER = "x-tacoord-replay-of"
-REPLAYED_AT_HEADER = "x-tacoord-replayed-at"
-# Headers the consumer adds when it retries or parks a message: dropped on replay.
-PARKING_HEADERS = (ATTEMPT_HEADER, REASON_HEADER, DEAD_LETTER_ID_HEADER, "x-tacoord-queue",
-                   "x-tacoord-routing-key", "x-tacoord-exchange", "x-tacoord-failed-at",
-                   "x-tacoord-kind", "x-tacoord-user-id")
 PEEK_LIMIT = 100
 SCAN_LIMIT = 100_000
 
@@ -70,18 +63,18 @@ class DeadLetter:
 
     @classmethod
     def from_message(cls, message):
-        headers = {k: _text(v) for k, v in (message.headers or {}).items()}
+        received = {k: _text(v) for k, v in (message.headers or {}).items()}
         properties = message.properties or {}
         return cls(
-            id=headers.get(DEAD_LETTER_ID_HEADER), reason=headers.get(REASON_HEADER),
-            kind=headers.get("x-tacoord-kind"), queue=headers.get("x-tacoord-queue"),
-            exchange=headers.get("x-tacoord-exchange"), routing_key=headers.get("x-tacoord-routing-key"),
-            failed_at=headers.get("x-tacoord-failed-at"), user_id=headers.get("x-tacoord-user-id"),
+            id=received.get(headers.DEAD_LETTER_ID), reason=received.get(headers.REASON),
+            kind=received.get(headers.KIND), queue=received.get(headers.QUEUE),
+            exchange=received.get(headers.EXCHANGE), routing_key=received.get(headers.ROUTING_KEY),
+            failed_at=received.get(headers.FAILED_AT), user_id=received.get(headers.PARTNER),
             message_id=properties.get("message_id"),
             content_type=message.content_type or "application/json",
             content_encoding=message.content_encoding or "utf-8",
             body=message.body if isinstance(message.body, bytes) else str(message.body).encode(),
-            headers=headers)
+            headers=received)
 
     @property
     def payload(self):
@@ -161,7 +154,7 @@ class DeadLetters:
                 self._requeue(held)
 
     def get(self, dead_letter_id):
-        """One dead letter by its id (``x-tacoord-dead-letter-id``), left in the queue."""
+        """One dead letter by its id (header ``headers.DEAD_LETTER_ID``), left in the queue."""
         with self.connection.channel() as channel:
             held = self._held(channel, min(self.depth(), SCAN_LIMIT))
             try:
@@ -217,14 +210,14 @@ class DeadLetters:
 
     def _republish(self, letter, body=None):
         if letter.exchange is None:
-            raise DeadLetterError(f"dead letter {letter.id} has no x-tacoord-exchange header; "
+            raise DeadLetterError(f"dead letter {letter.id} has no {headers.EXCHANGE} header; "
                                   "it cannot be replayed")
         if letter.exchange and letter.exchange not in topology.EXCHANGES:
             raise DeadLetterError(f"dead letter {letter.id} came from unknown exchange {letter.exchange!r}")
-        headers = {k: v for k, v in letter.headers.items()
-                   if k not in PARKING_HEADERS and not k.startswith("x-death")}
-        headers[REPLAY_OF_HEADER] = letter.id
-        headers[REPLAYED_AT_HEADER] = datetime.now(timezone.utc).isoformat()
+        sent = {k: v for k, v in letter.headers.items()
+                if k not in headers.PARKING and not k.startswith("x-death")}
+        sent[headers.REPLAY_OF] = letter.id
+        sent[headers.REPLAYED_AT] = datetime.now(timezone.utc).isoformat()
         if body is None:
             payload, content_type, content_encoding = letter.body, letter.content_type, letter.content_encoding
         else:
@@ -235,6 +228,6 @@ class DeadLetters:
             # user_id must be the connection's own user (RabbitMQ checks it); ingress
             # consumers require it. The original sender stays in the audit log.
             Producer(channel).publish(
-                payload, exchange=exchange, routing_key=letter.routing_key or "", headers=headers,
+                payload, exchange=exchange, routing_key=letter.routing_key or "", headers=sent,
                 content_type=content_type, content_encoding=content_encoding, delivery_mode=2,
                 message_id=letter.message_id, user_id=self.connection.userid, retry=False)

@@ -27,3 +27,8 @@ class Conflict(Exception):
 
 class Forbidden(Exception):
     pass
+
+
+class Busy(Exception):
+    """Someone else is on it right now (another worker holds the claim or the delivery is in
+    flight): send the message round again later without using up a try."""

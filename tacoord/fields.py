@@ -13,7 +13,7 @@ the AsyncAPI document (``tacoord.asyncapi``) and any other generator.
 """
 import re
 
-from marshmallow import ValidationError, fields
+from marshmallow import ValidationError, fields, validate
 
 from tacoord import reference
 
@@ -23,6 +23,21 @@ from tacoord import reference
 ORG_ID_PATTERN = r"^[A-Z]{2}-[A-Z0-9]{1,12}-[A-Za-z0-9][A-Za-z0-9_-]{0,80}$"
 ORG_ID = re.compile(ORG_ID_PATTERN)
 LANGUAGE = re.compile(r"^[a-z]{2}$")
+
+
+class EntityId(fields.String):
+    """The id of an entity a service owns (need, offer, expert, request, match…), 1–80 characters."""
+
+    def __init__(self, **kwargs):
+        super().__init__(validate=validate.Length(min=1, max=80), **kwargs)
+
+
+class Reason(fields.String):
+    """Why a person did something (withdrew, declined, resolved…), in their words; at most 1,000 characters."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("load_default", "")
+        super().__init__(validate=validate.Length(max=1000), **kwargs)
 
 
 class TacoordField(fields.String):

@@ -22,6 +22,7 @@ from tacoord.publisher import ConfirmedPublisher
 
 
 DUPLICATE_KEY_CODES = (11000, 11001)
+CAUSE_ID = "cause_id"   # see Repository._file_and_relay(once_per_cause=True)
 
 
 def inserted_or_existing(collection, documents):
@@ -103,16 +104,27 @@ class Repository:
                 return changed, envelopes
         raise Conflict(f"{what} {document_id} kept changing; try again")
 
-    def _file_and_relay(self, collection, document_id, what, decide, source, actor, cause=None, tries=3):
+    def _file_and_relay(self, collection, document_id, what, decide, source, actor, cause=None, tries=3,
+                        once_per_cause=False):
         """Store a filing that may exist already. ``decide(stored or None)`` (pure) returns
         ``(document, events)``: a new document is inserted, a stored one ``$set``, its events staged
         in the same write, then relayed. Another writer inserting the same id first makes it read
-        and decide again (``Conflict`` after ``tries``). Returns ``(document, envelopes)``."""
+        and decide again (``Conflict`` after ``tries``). Returns ``(document, envelopes)``.
+
+        ``once_per_cause``, for a domain where filing the same content again is itself an event: the
+        document keeps the id of the event that last filed it (``cause_id``), and that event filed
+        again (redelivered after a crash between this write and the inbox's record) writes and
+        emits nothing: ``(the stored document, [])``.
+        """
+        marker = {CAUSE_ID: cause["id"]} if once_per_cause and cause is not None else {}
         for _ in range(tries):
             stored = strip(self.db[collection].find_one({"_id": document_id}))
+            if marker and stored is not None and stored.get(CAUSE_ID) == marker[CAUSE_ID]:
+                return stored, []
             document, events = decide(stored)
             if not events:
                 return document, []
+            document = {**document, **marker}
             if stored is not None:
                 envelopes = self._update_and_relay(collection, {"_id": document_id}, document, events,
                                                    source, actor, cause)

@@ -13,6 +13,7 @@ import uuid
 import requests
 from kombu import Connection, Producer
 from pymongo import MongoClient
+from pymongo.errors import PyMongoError
 
 from tacoord import auth, config, envelope, topology
 
@@ -150,9 +151,17 @@ class Sandbox:
 
     def close(self):
         delete_vhost(self.vhost)
-        for name in self.mongo.list_database_names():
-            if name.startswith(self.prefix + "_"):
-                self.mongo.drop_database(name)
+        # Listing every database is slow and racy on a server that many test runs share (one
+        # dropped meanwhile fails the listing); so first the databases a sandbox makes, by name,
+        # then any other with its prefix, as far as the listing goes.
+        for service in (*config.SERVICES, "auth"):
+            self.mongo.drop_database(config.db_name(service, self.prefix))
+        try:
+            others = [n for n in self.mongo.list_database_names() if n.startswith(self.prefix + "_")]
+        except PyMongoError:
+            others = []
+        for name in others:
+            self.mongo.drop_database(name)
         self.mongo.close()
 
 
@@ -188,3 +197,14 @@ def wait_until(predicate, timeout=15.0, interval=0.05, message="condition"):
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}; last value: {last!r}")
+
+
+def consumed(service, outcome):
+    """How many messages the consumers of ``service`` in this process settled with ``outcome``
+    (``ok``, ``duplicate``, ``retried``, ``dead_lettered``), all types together: the consumer's own
+    counter, which counts a copy as ``duplicate`` only once the inbox says its id is done. The
+    counter lives as long as the process: compare it with its value before the test published."""
+    from prometheus_client import REGISTRY
+    name = f"tacoord_{service}_events_consumed_total"
+    return sum(sample.value for family in REGISTRY.collect() for sample in family.samples
+               if sample.name == name and sample.labels.get("outcome") == outcome)

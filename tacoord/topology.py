@@ -17,7 +17,7 @@ would be dropped) and the flags never disagree between declarers.
   through ``tacoord.requeue`` (direct, key = ``Q``). No user but the admin may
   publish to that exchange, so what arrives through it was put round the
   retry queue by the broker itself: the consumer trusts its partner header
-  (``x-tacoord-user-id``) only then. Services put a message round through
+  (``headers.PARTNER``) only then. Services put a message round through
   ``tacoord.retry`` (topic, key = ``Q.retry``), where each service's topic
   permission names only its own retry queues; no service may write the
   default exchange, which would reach any queue by name.
@@ -109,13 +109,13 @@ def kombu_retry_queue(spec, passive_exchange=False):
 NEEDS_INGRESS = QueueSpec("needs.ingress", INGRESS, ("need.*",))
 SUPPLY_INGRESS = QueueSpec("supply.ingress", INGRESS, ("offer.*", "expert.*"))
 REQUESTS_INGRESS = QueueSpec("requests.ingress", INGRESS, ("workshop.*", "checklist_assistance.*"))
-# Matching also consumes the steps people take on its matches (over HTTP, on any instance), so that the
-# model that applies events learns of each in order (services/matching/README.md).
+# Matching also consumes the steps people take on its matches and its alerts (over HTTP, on any instance),
+# so that the model that applies events learns of each in order (services/matching/README.md).
 MATCH_STEPS = ("match.accepted", "match.declined", "match.agreed", "match.delivery_started", "match.delivered",
                "match.cancelled")
 MATCHING_EVENTS = QueueSpec(
     "matching.events", EVENTS,
-    ("need.*", "offer.*", "expert.*", "workshop.*", "checklist_assistance.*") + MATCH_STEPS)
+    ("need.*", "offer.*", "expert.*", "workshop.*", "checklist_assistance.*", "alert.*") + MATCH_STEPS)
 NOTIFY_EVENTS = QueueSpec(
     "notify.events", EVENTS,
     ("match.*", "gap.*", "duplication.*", "workshop.*", "need.*", "offer.*"))

@@ -13,8 +13,8 @@ def audit():
     """Read the audit log (directly from the audit database)."""
 
 
-def _audit_collection(settings, client):
-    return client[config.db_name("audit", settings.db_prefix)]["audit"]
+def _audit_database(settings, client):
+    return client[config.db_name("audit", settings.db_prefix)]
 
 
 @audit.command("history")
@@ -23,12 +23,14 @@ def _audit_collection(settings, client):
 @click.option("--json", "as_json", is_flag=True, help="Print the full records as JSON.")
 @click.pass_obj
 def audit_history(settings, entity_type, entity_id, as_json):
-    """Every audit record about one entity, oldest first (e.g. `audit history need KEN-9-2026-1`)."""
+    """Every audit record about one entity in the order things happened (e.g. `audit history need KEN-9-2026-1`)."""
+    from services.audit import dependencies
     client = settings.mongo()
     entity = f"{entity_type}:{entity_id}"
-    records = [{k: v for k, v in r.items() if k != "_id"}
-               for r in _audit_collection(settings, client).find({"entities": entity}, sort=[("seq", 1)])]
-    client.close()
+    try:
+        records = dependencies.history(_audit_database(settings, client), entity, limit=None)
+    finally:
+        client.close()
     if as_json:
         emit({"entity": entity, "count": len(records), "records": records})
         return
@@ -43,13 +45,16 @@ def audit_history(settings, entity_type, entity_id, as_json):
 @audit.command("verify")
 @click.pass_obj
 def audit_verify(settings):
-    """Check the audit log's hash chain; exit 1 at the first altered, missing or reordered record."""
-    from services.audit import domain
+    """Check the audit log's hash chain and its head anchor; exit 1 at the first altered, missing
+    or reordered record, or an end deleted or rewritten."""
+    from services.audit import dependencies
     client = settings.mongo()
-    collection = _audit_collection(settings, client)
-    problem = domain.verify_chain(collection.find({}, sort=[("seq", 1)]))
-    count = collection.count_documents({})
-    client.close()
+    try:
+        database = _audit_database(settings, client)
+        problem = dependencies.verify(database)
+        count = database[dependencies.AUDIT].count_documents({})
+    finally:
+        client.close()
     if problem:
         raise click.ClickException(f"audit chain broken at seq {problem['seq']}: {problem['problem']}")
     click.echo(f"audit chain intact ({count} records)")

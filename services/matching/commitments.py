@@ -93,7 +93,7 @@ class Commitments(ReadModel):
         elif match["status"] in WITHDRAWABLE and hard:
             self._withdraw(out, match, reason, now)
 
-    def _rescore(self, out, match, result, need):
+    def _rescore(self, out, match, result, need, now):
         """Store a match's new score, priority and forms: ``match.rescored`` when one of them changed
         (a new explanation alone is stored quietly)."""
         score, explanation, common = result
@@ -105,6 +105,7 @@ class Commitments(ReadModel):
             event = ("match.rescored", {**pair_of(match), **about(match), "status": match["status"], "score": score,
                                         "priority": need["priority"], "forms": common,
                                         "previous_score": match["score"], "previous_priority": match["priority"]})
+            changes["updated_at"] = now   # a change people see (GET /changes); a new explanation alone is not
         if changes["forms"] != match["forms"]:
             self._drop_match(match)
             match.update(changes)
@@ -123,7 +124,7 @@ class Commitments(ReadModel):
                 continue
             result = self.score_offer(need, offer)
             if result is not None:
-                self._rescore(out, match, result, need)
+                self._rescore(out, match, result, need, now)
 
     def _note_unmatched(self, out, match, now):
         need = self.needs.get(match["need_id"])
@@ -137,8 +138,8 @@ class Commitments(ReadModel):
 
     def _take_step(self, out, data, now):
         """A person moved a match (the step is stored already): hold it at its new status, use or free its
-        offer's capacity, and settle a match whose pair went meanwhile. Returns ``(need to refill or None,
-        match held again or None)``: the rules (``domain.Matcher``) refill the need and look for duplication.
+        offer's capacity, and settle a match whose pair went meanwhile. Returns the need to refill (or
+        None): the rules (``domain.Matcher``) refill it and settle duplication.
 
         A step on a match the model had let go of (its retraction missed the stored document because
         the person was quicker, see :mod:`services.matching.match_writes`) holds it again from the
@@ -149,19 +150,19 @@ class Commitments(ReadModel):
         if status in REFUSED:
             self.refused.add(mid)
             if match is None:
-                return None, None
+                return None
             self._drop_match(match)
             self._note_unmatched(out, match, now)
             if match["status"] in COMMITTED and match.get("offer_id"):
                 self._rescore_offer(out, match["offer_id"], now)
             need = self.needs.get(match["need_id"])
-            return (need if need is not None and need["status"] in OPEN_NEED else None), None
+            return need if need is not None and need["status"] in OPEN_NEED else None
         if status not in HELD:
-            return None, None
+            return None
         held = match is not None
         match = match if held else self._held_from_step(data)
         if match is None or (match["status"] == status and (match.get("steps") or [{}])[-1].get("at") == data["at"]):
-            return None, None  # a pair the model never knew, or a step it holds already (loaded from the store)
+            return None  # a pair the model never knew, or a step it holds already (loaded from the store)
         before = match["status"]
         if held:
             self._drop_match(match)
@@ -169,8 +170,7 @@ class Commitments(ReadModel):
         self._add_match(match)
         if match.get("offer_id") and (before in COMMITTED) != (status in COMMITTED):
             self._rescore_offer(out, match["offer_id"], now)
-        refill = self._settle(out, match, now)
-        return refill, (match if not held and mid in self.matches else None)
+        return self._settle(out, match, now)
 
     def _held_from_step(self, data):
         need = self.needs.get(data["need_id"])

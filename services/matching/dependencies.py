@@ -20,6 +20,7 @@ conditional on the status it believes is stored
 import gc
 import logging
 import time
+from datetime import timezone
 
 import eventlet
 from eventlet.event import Event
@@ -27,7 +28,10 @@ from eventlet.semaphore import Semaphore
 from pymongo import ReplaceOne, UpdateOne
 from pymongo.errors import BulkWriteError
 
+from services.matching import alerts as alert_steps
+from services.matching import changes as changes_since
 from services.matching import lifecycle, restore
+from services.matching.alert_book import KEPT_FIELDS as ALERT_FIELDS
 from services.matching.domain import Matcher
 from services.matching.match_writes import Write, condition, fold
 from services.matching.settings import (ALERTS, GAP_SWEEP_KEY, MATCHES, PROPOSALS, REPLAY_KEY_KEY, REPLAY_URL_KEY,
@@ -56,6 +60,8 @@ WRITES_MISSED = metric("counter", "matching", "match_writes_missed_total",
 GAPS = metric("counter", "matching", "gaps_detected_total", "Assistance gaps detected, by kind", ["kind"])
 DUPLICATIONS = metric("counter", "matching", "duplications_detected_total",
                       "State x article x form combinations found covered by two or more providers")
+ALERT_STEPS = metric("counter", "matching", "alert_steps_total",
+                     "Alerts acknowledged or resolved, by people or by matching (their cause went)", ["step", "by"])
 
 
 def count_alerts_and_matches(envelopes):
@@ -66,6 +72,9 @@ def count_alerts_and_matches(envelopes):
             GAPS.labels(kind=event["data"]["kind"]).inc()
         elif event["type"] == "duplication.detected":
             DUPLICATIONS.inc()
+        elif event["type"] in ("alert.acknowledged", "alert.resolved"):
+            ALERT_STEPS.labels(step=event["data"]["status"], by="matching" if event["data"].get("automatic")
+                               else "people").inc()
 
 
 def public(document):
@@ -137,8 +146,53 @@ class MatchingRepository(Repository):
         return public(match)
 
     def alerts(self, filters, limit=1000):
-        query = {"alert": filters["kind"]} if "kind" in filters else {}
-        return [public(d) for d in self.db[ALERTS].find(query, sort=[("_id", 1)], limit=limit)]
+        self._started()
+        query = alert_steps.alerts_query(filters)
+        return [alert_steps.public(public(d)) for d in self.db[ALERTS].find(query, sort=[("_id", 1)], limit=limit)]
+
+    def alert(self, alert_id):
+        self._started()
+        return alert_steps.public(public(self._load(ALERTS, alert_id, "alert")))
+
+    def take_alert_step(self, alert_id, principal, step, **params):
+        """A person acknowledges or resolves an alert: one write guarded by the status it was read
+        with, the event staged in it (``alert_steps.acknowledge``/``resolve`` decide, and raise
+        403, 409 or 422). The read model learns of it from the event."""
+        self._started()
+        decide_step = getattr(alert_steps, step)
+
+        def decide(alert):
+            return decide_step(alert, principal.role, principal.subject, now=utcnow().isoformat(), **params)
+        alert, envelopes = self._change_and_relay(ALERTS, alert_id, "alert", decide, SOURCE, principal.actor,
+                                                  guard=("status",))
+        count_alerts_and_matches(envelopes)
+        return alert_steps.public(public(alert))
+
+    def changes(self, principal, query):
+        """``GET /changes``: what is new or changed since ``query["since"]`` in the principal's scope
+        (:mod:`services.matching.changes`)."""
+        asked = {k: query[k] for k in ("state", "donor", "network") if k in query}
+        scope = changes_since.scope_of(principal.role, principal.subject, asked)
+        since = query["since"].astimezone(timezone.utc)
+        model, limit = self.model, query["limit"]
+        states = changes_since.states_of(model, scope)
+        matches = [public(d) for d in self.db[MATCHES].find(
+            changes_since.matches_query(scope, states, since.isoformat()), sort=[("proposed_at", 1), ("_id", 1)],
+            limit=limit)]
+        alerts = [alert_steps.public(public(d)) for d in self.db[ALERTS].find(
+            changes_since.alerts_query(scope, states, since.isoformat()), sort=[("detected_at", 1), ("_id", 1)],
+            limit=limit)]
+        needs = changes_since.needs_changed(model, scope, states, since, {m["need_id"] for m in matches})[:limit]
+        offers = changes_since.offers_changed(model, scope, states, since)[:limit]
+        return {"since": since.isoformat(), "scope": scope, **({"states": states} if "network" in scope else {}),
+                "counts": {"needs": len(needs), "offers": len(offers), "matches": len(matches), "alerts": len(alerts)},
+                "needs": needs, "offers": offers, "matches": matches, "alerts": alerts}
+
+    def detect_gaps(self):
+        """Sweep for gaps now; returns the gap alerts raised by this sweep."""
+        outcome = self.provider.sweep()
+        return [alert_steps.public(dict(doc)) for (collection, _), (doc, _) in
+                (outcome.docs.items() if outcome else ()) if collection == ALERTS]
 
 
 class MatchingStore(MongoStore):
@@ -179,6 +233,7 @@ class MatchingStore(MongoStore):
             needs=docs(VIEWS["needs"]), offers=docs(VIEWS["offers"]), experts=docs(VIEWS["experts"]),
             workshops=docs(VIEWS["workshops"]), matches=docs(MATCHES, {"status": {"$in": list(lifecycle.HELD)}}),
             alerts=[d["_id"] for d in db[ALERTS].find({}, {"_id": 1})],
+            alert_docs=db[ALERTS].find({}, {field: 1 for field in (*ALERT_FIELDS, "resolved")}),
             proposals=[d["_id"] for d in db[PROPOSALS].find({}, {"_id": 1})],
             refused=[d["_id"] for d in db[MATCHES].find({"status": {"$in": list(lifecycle.REFUSED)}}, {"_id": 1})])
         for kind in ("needs", "offers", "experts", "matches"):
@@ -217,8 +272,10 @@ class MatchingStore(MongoStore):
         own event), then relay every event in the order one-by-one handling would have: one confirmed
         publish, one bulk pull per collection. A match's writes are folded into one conditional write
         (:func:`match_writes.fold`); one that misses the stored document (a person moved the match
-        meanwhile) is skipped with its events, and the step's event settles the model."""
-        entities, docs, match_entries, relayed = {}, {}, {}, []
+        meanwhile) is skipped with its events, and the step's event settles the model. Matching's
+        closings of alerts are written last, each only while the alert is unresolved
+        (:meth:`_write_steps`)."""
+        entities, docs, match_entries, relayed, steps = {}, {}, {}, [], []
         for outcome, cause in outcomes:
             entities.update(outcome.entities)
             # in the outcome's order of documents (as one-by-one handling relayed them); steps alone last
@@ -237,13 +294,18 @@ class MatchingStore(MongoStore):
                 slot[0] = document
                 slot[1].extend(envelopes)
                 relayed.extend((collection, doc_id, envelope) for envelope in envelopes)
+            for alert_id, changes, event in outcome.steps:
+                envelope = self._envelope(event, cause)
+                steps.append((alert_id, changes, envelope))
+                relayed.append((ALERTS, alert_id, envelope))
         views, collections = {}, {}
         for (kind, entity_id), document in entities.items():
             views.setdefault(VIEWS[kind], []).append(
                 ReplaceOne({"_id": entity_id}, {**document, "_id": entity_id}, upsert=True))
         for (collection, doc_id), (document, envelopes) in docs.items():
+            update = alert_steps.upsert(document) if collection == ALERTS else {"$set": document}
             collections.setdefault(collection, []).append(
-                UpdateOne({"_id": doc_id}, staged({"$set": document}, envelopes), upsert=True))
+                UpdateOne({"_id": doc_id}, staged(update, envelopes), upsert=True))
         match_writes, skipped = [], set()
         for match_id, entries in match_entries.items():
             folded = fold(entries)
@@ -259,6 +321,7 @@ class MatchingStore(MongoStore):
             for collection, writes in (*views.items(), *collections.items()):
                 self.database[collection].bulk_write(writes, ordered=False)
             skipped.update(self._write_matches(match_writes))
+            skipped.update(self._write_steps(steps))
         except Exception:
             log.warning("could not store an outcome; reloading the read model from the store")
             self.reload_after_failure()
@@ -290,6 +353,19 @@ class MatchingStore(MongoStore):
                      "settles the model", len(errors))
             return {envelope["id"] for e in errors for envelope in writes[e["index"]][1]}
         return set()
+
+    def _write_steps(self, steps):
+        """Matching's own closings, each guarded by the alert being still unresolved: a person who
+        resolved it meanwhile wins, and the step is neither stored nor relayed. Returns the ids of
+        the events refused so."""
+        refused = set()
+        for alert_id, changes, envelope in steps:
+            written = self.database[ALERTS].update_one(
+                {"_id": alert_id, "status": {"$in": [*alert_steps.UNRESOLVED, None]}},
+                staged({"$set": changes}, [envelope]))
+            if written.matched_count == 0:
+                refused.add(envelope["id"])
+        return refused
 
     def sweep(self, now=None):
         self.loaded.wait()

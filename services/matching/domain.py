@@ -24,6 +24,7 @@ model (:mod:`services.matching.replay`).
 """
 from datetime import timedelta
 
+from services.matching.alert_rules import settle_duplications, settle_gaps, touched_needs
 from services.matching.commitments import Commitments, worst_proposal
 from services.matching.lifecycle import STEP_EVENTS, SUPERSEDABLE
 from services.matching.match_writes import Stepped, Write
@@ -78,7 +79,7 @@ class Matcher(Commitments):
                     self._retract(out, match, "superseded by a better match", now)
             for entity_id, result in results.items():
                 if mine[entity_id]["match_id"] in self.matches:
-                    self._rescore(out, mine[entity_id], result, need)
+                    self._rescore(out, mine[entity_id], result, need, now)
             for entity_id, _ in ranked:
                 if entity_id not in mine:
                     entity = table[entity_id]
@@ -134,30 +135,26 @@ class Matcher(Commitments):
     # -- people's steps ----------------------------------------------------------
 
     def _apply_step(self, out, data, now):
-        """A person's step on a match: the model follows it, refills the need it freed and looks for a
-        duplication when it holds a match again."""
-        refill, held_again = self._take_step(out, data, now)
+        """A person's step on a match: the model follows it, refills the need it freed and settles the
+        duplications on the need's State × article × forms (a match declined or cancelled may end one;
+        a refill, or a match held again, may start one)."""
+        combos = self._need_combos(data["need_id"])
+        if data.get("offer_id") and data.get("forms"):
+            combos |= match_combos(data)
+        refill = self._take_step(out, data, now)
         if refill is not None:
             self._rematch_need(out, refill, now)
-        if held_again is not None and held_again.get("offer_id"):
-            self._check_duplications(out, match_combos(held_again), now)
+        self._check_duplications(out, combos | self._need_combos(data["need_id"]), now)
 
     # -- duplication -----------------------------------------------------------
 
+    def _need_combos(self, need_id):
+        """The State × article × forms the need's offer matches stand on."""
+        return {c for m in self.need_matches.get(need_id, {}).values() if m.get("offer_id") for c in match_combos(m)}
+
     def _check_duplications(self, out, combos, now, cause=None):
         for combo in sorted(combos):
-            providers = self.committed_providers(combo)
-            if len(providers) < 2:
-                continue
-            names = sorted(providers)
-            state, article, form = combo
-            dup_id = stable_id("dup", state, article, form, *names)
-            if dup_id in self.alerts:
-                continue
-            self.alerts.add(dup_id)
-            data = {"duplication_id": dup_id, "state": state, "article": article, "form": form,
-                    "providers": names, "offer_ids": sorted(o for p in names for o in providers[p])}
-            out.alert(dup_id, "duplication", "duplication.detected", data, now, cause)
+            settle_duplications(self, out, combo, now, cause)
 
     # -- applying events ---------------------------------------------------------
 
@@ -184,6 +181,9 @@ class Matcher(Commitments):
             pass  # our own answer
         elif family == "workshop":
             self._apply_workshop(out, normalize_workshop(data, event), kind, now)
+        elif family == "alert":
+            self.alert_book.learn(data)  # a step taken over HTTP (or our own): the store has it already
+        settle_gaps(self, out, now, touched_needs(self, out))
         return out
 
     def _apply_need(self, out, need, now):
@@ -194,13 +194,10 @@ class Matcher(Commitments):
             need["unmatched_since"] = now  # reopened
         self._put_need(need)
         out.entity("needs", need)
-        before = {c for m in self.need_matches.get(need["need_id"], {}).values() if m.get("offer_id")
-                  for c in match_combos(m)}
+        before = self._need_combos(need["need_id"])
         reason = "need withdrawn" if need["status"] == "withdrawn" else "need changed"
         self._rematch_need(out, need, now, reason=reason)
-        after = {c for m in self.need_matches.get(need["need_id"], {}).values() if m.get("offer_id")
-                 for c in match_combos(m)}
-        self._check_duplications(out, before | after, now)
+        self._check_duplications(out, before | self._need_combos(need["need_id"]), now)
 
     def _note_supply_loss(self, keys, now):
         for key in keys:
@@ -225,7 +222,7 @@ class Matcher(Commitments):
                 self._release(out, match, reason, offer["status"] not in MATCHABLE_OFFER, now)
                 touched.append(match["need_id"])
             elif match["match_id"] in self.matches:
-                self._rescore(out, match, result, need)
+                self._rescore(out, match, result, need, now)
         for need_id in sorted(set(touched)):  # refill what lost a match
             self._rematch_need(out, self.needs[need_id], now)
         if offer["status"] in MATCHABLE_OFFER:
@@ -252,7 +249,7 @@ class Matcher(Commitments):
                 self._release(out, match, reason, expert["vetting_status"] not in MATCHABLE_EXPERT, now)
                 touched.append(match["need_id"])
             elif match["match_id"] in self.matches:
-                self._rescore(out, match, result, need)
+                self._rescore(out, match, result, need, now)
         for need_id in sorted(set(touched)):
             self._rematch_need(out, self.needs[need_id], now)
         if expert["vetting_status"] in MATCHABLE_EXPERT:
@@ -319,21 +316,26 @@ class Matcher(Commitments):
                     "state": need["state"], "article": need["article"],
                     "regional_group": need["regional_group"], "since": since}
             out.alert(gap_id, "gap", "gap.detected", data, stamp, need.get("cause"))
+            self.alert_book.add(gap_id, {**data, "alert": "gap"})
         for (article, group), need_ids in sorted(self.open_by_group.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
-            if not need_ids or self.supply.get((article, group), 0) > 0:
-                continue
-            gap_id = stable_id("gap", "no_supply", article, group)
-            if gap_id in self.alerts:
+            if not need_ids or self.supply.get((article, group), 0) > 0 or self.alert_book.no_supply.get(
+                    (article, group)):
                 continue
             oldest = min((self.needs[n] for n in need_ids), key=lambda n: (n["opened_at"], n["need_id"]))
             since = max((oldest["opened_at"], self.supply_lost_at.get((article, group)) or oldest["opened_at"]),
                         key=parse_time)
-            if parse_time(since) > cutoff:
+            if parse_time(since) > cutoff or since in self.alert_book.no_supply_since.get((article, group), ()):
                 continue
+            gap_id = stable_id("gap", "no_supply", article, group)
+            if gap_id in self.alerts:  # the article × group had a gap that was closed: this one is new
+                gap_id = stable_id("gap", "no_supply", article, group, since)
+                if gap_id in self.alerts:
+                    continue
             self.alerts.add(gap_id)
             data = {"gap_id": gap_id, "kind": "no_supply", "need_id": None, "state": None,
                     "article": article, "regional_group": group, "since": since}
             out.alert(gap_id, "gap", "gap.detected", data, stamp, oldest.get("cause"))
+            self.alert_book.add(gap_id, {**data, "alert": "gap"})
         return out
 
 
@@ -364,6 +366,7 @@ class Outcome:
         self.entities = {}   # (collection, id) -> document
         self.docs = {}       # (collection, id) -> [document fields, [(type, data, cause)]]
         self.writes = {}     # match_id -> [Write | Stepped] in order
+        self.steps = []      # [(alert id, changes, (type, data, cause))]: stored only while the alert is unresolved
 
     def entity(self, kind, document):
         key_field = {"needs": "need_id", "offers": "offer_id", "experts": "expert_id",
@@ -387,17 +390,22 @@ class Outcome:
         self.writes.setdefault(match_id, []).append(Stepped(status))
 
     def alert(self, alert_id, kind, event_type, data, now, cause=None):
-        self._doc("alerts", alert_id, {**data, "alert": kind, "detected_at": now}, (event_type, data, cause))
+        self._doc("alerts", alert_id, {**data, "alert": kind, "detected_at": now, "status": "open"},
+                  (event_type, data, cause))
+
+    def alert_step(self, alert_id, changes, event_type, data, cause=None):
+        """Matching closes an alert: a guarded change (see :mod:`services.matching.alert_rules`)."""
+        self.steps.append((alert_id, changes, (event_type, data, cause)))
 
     def proposal(self, request_id, data):
         self._doc("proposals", request_id, dict(data), ("workshop.participants_proposed", data, None))
 
     def events(self):
-        return [event for _, events in self.docs.values() for event in events]
+        return [event for _, events in self.docs.values() for event in events] + [e for _, _, e in self.steps]
 
     def proposed(self):
         return [doc for (collection, _), (doc, events) in self.docs.items()
                 if collection == "matches" and doc.get("status") == "proposed"]
 
     def __bool__(self):
-        return bool(self.entities or self.docs or self.writes)
+        return bool(self.entities or self.docs or self.writes or self.steps)

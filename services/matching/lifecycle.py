@@ -49,6 +49,10 @@ REFUSED = ("declined", "cancelled")     # people said no: never proposed again
 FINAL = tuple(s for s in STATUSES if s not in HELD) + ("delivered",)
 NEEDS_REASON = ("declined", "cancelled")
 
+# The level a need reached, from the statuses of its matches that stand (the matrix counts and the
+# worklist use these words): "met" means agreed (or in delivery), never only proposed.
+LEVELS = ("unmet", "proposed", "met", "delivered")
+
 EVENT_OF = {"accepted": "match.accepted", "declined": "match.declined", "agreed": "match.agreed",
             "in_delivery": "match.delivery_started", "delivered": "match.delivered",
             "cancelled": "match.cancelled"}
@@ -74,6 +78,17 @@ class IllegalMove(Conflict):
     def body(self):
         return {"error": str(self), "status": 409, "current": self.current, "target": self.target,
                 "allowed": self.allowed}
+
+
+def need_level(statuses):
+    """``unmet`` (no match stands), ``proposed`` (proposed or accepted only), ``met`` (one agreed or in
+    delivery), ``delivered`` (one delivered), from the statuses of a need's matches that stand."""
+    statuses = set(statuses)
+    if "delivered" in statuses:
+        return "delivered"
+    if statuses & set(COMMITTED):
+        return "met"
+    return "proposed" if statuses else "unmet"
 
 
 def parties(match, role, subject):
@@ -125,7 +140,8 @@ def step_changes(match, data):
     """What a step stores on the match, from its event's data (the route, the model and the replay agree)."""
     step = {"from": data["previous_status"], "to": data["status"], "by": data["by"], "at": data["at"],
             "reason": data.get("reason")}
-    return {"status": data["status"], "reason": data.get("reason"), "steps": list(match.get("steps") or []) + [step]}
+    return {"status": data["status"], "reason": data.get("reason"), "updated_at": data["at"],
+            "steps": list(match.get("steps") or []) + [step]}
 
 
 def move(match, target, role, subject, reason, actor, now):

@@ -3,15 +3,17 @@
 :func:`matrix` counts, per row (article or chapter) × column (State or
 regional group), the open needs, the offers reaching the cell and the
 matches that stand, and the needs at each level a match reached (with a
-proposal, agreed — "met" — and delivered), and gives the cell a status; :func:`matrix_cell` is one of them with
-what is behind its counts, :func:`matrix_csv` the table as CSV, and
-:func:`matrix_reference` the labels and filter choices the page shows.
+proposal, agreed — "met" — and delivered); a cell has a coverage (the level
+its needs reached), a ``duplicated`` flag, and a status (``duplicated`` or
+the coverage); :func:`matrix_cell` is one of them with what is behind its
+counts, :func:`matrix_csv` the table as CSV, and :func:`matrix_reference`
+the labels and filter choices the page shows.
 """
 import csv
 import io
 from collections import defaultdict
 
-from services.matching.lifecycle import COMMITTED
+from services.matching.lifecycle import need_level
 from services.matching.read_model import match_combos
 from services.matching.scoring import (LEVELS, MATCHABLE_OFFER, OPEN_NEED, REGIONAL_GROUPS, chapter_of, group_of,
                                        offer_articles, offer_groups)
@@ -37,17 +39,22 @@ def matrix(model, rows="article", cols="state", level=None, filters=None):
     each within the one before: ``proposed_needs`` (with a match at any of
     those statuses), ``agreed_needs`` (with one agreed, in delivery or
     delivered: the needs that are *met*), ``delivered_needs``. ``filters`` may name an
-    ``article``, ``chapter``, ``state``, ``regional_group`` and a ``form``
+    ``article``, ``chapter``, ``state``, ``regional_group``, a ``priority``
+    (needs of that priority only) and a ``form``
     (then only needs, offers and matches with that form of assistance, and
-    duplication on that form). Offers: matchable offers (of
+    duplication on that form); ``status`` keeps the cells of that coverage, or the
+    duplicated ones. Offers: matchable offers (of
     ``level``) reaching the cell: for State columns an offer counts where
     its scope names the State, and a regional or global offer counts in the
     cells that have needs; for group columns, where its scope reaches the
-    group. Status (:func:`coverage`): ``unmet`` (no proposal), ``proposed``
-    (proposals, nothing agreed), ``partly_met`` (some needs met), ``met``
-    (every need met), ``delivered`` (every need delivered), ``duplicated``
-    (two or more providers committed to one State × article × form in the
-    cell), ``no_need`` (supply only).
+    group. Coverage (:func:`coverage`), the level the cell's needs reached:
+    ``unmet`` (no proposal), ``proposed`` (proposals, nothing agreed),
+    ``partly_met`` (some needs met), ``met`` (every need met), ``delivered``
+    (every need delivered), ``no_need`` (supply only). ``duplicated``: two or
+    more providers with a match that stands on one State × article × form in
+    the cell (:meth:`ReadModel.matched_providers`), whatever the coverage.
+    Status: ``duplicated`` when the cell is, else its coverage. A ``status``
+    filter keeps the cells of that coverage, or the duplicated ones.
     """
     filters = dict(filters or {})
     form = filters.get("form")
@@ -63,7 +70,8 @@ def matrix(model, rows="article", cols="state", level=None, filters=None):
     def col_of(state, group):
         return state if cols == "state" else group
 
-    need_filters = {k: v for k, v in filters.items() if k in ("article", "chapter", "state", "regional_group")}
+    need_filters = {k: v for k, v in filters.items()
+                    if k in ("article", "chapter", "state", "regional_group", "priority")}
     for need in model.needs.values():
         if need["status"] not in OPEN_NEED or not _need_in(need, need_filters):
             continue
@@ -71,21 +79,22 @@ def matrix(model, rows="article", cols="state", level=None, filters=None):
             continue
         c = cell(_row_of(need["article"], rows), col_of(need["state"], need["regional_group"]))
         c["needs"].add(need["need_id"])
+        statuses = []
         for mid, match in model.need_matches.get(need["need_id"], {}).items():
             if level and match["level"] != level:
                 continue
             if form and form not in match["forms"]:
                 continue
             c["matches"].add(mid)
-            c["proposed_needs"].add(need["need_id"])
-            if match["status"] in COMMITTED:
-                c["agreed_needs"].add(need["need_id"])
-            if match["status"] == "delivered":
-                c["delivered_needs"].add(need["need_id"])
+            statuses.append(match["status"])
             if match.get("offer_id"):
                 combos = [combo for combo in match_combos(match) if not form or combo[2] == form]
-                if any(len(model.committed_providers(combo, level)) >= 2 for combo in combos):
+                if any(len(model.matched_providers(combo, level)) >= 2 for combo in combos):
                     c["duplicated"] = True
+        reached = need_level(statuses)
+        for name, levels in LEVELS_COUNTED.items():
+            if reached in levels:
+                c[name].add(need["need_id"])
     need_cols_by_row = defaultdict(set)
     for (row, col) in cells:
         need_cols_by_row[row].add(col)
@@ -125,15 +134,24 @@ def matrix(model, rows="article", cols="state", level=None, filters=None):
     for key in sorted(cells, key=lambda k: (k[0] if k[0] is not None else -1, str(k[1]))):
         c = cells[key]
         levels = {name: len(c[name]) for name in LEVEL_COUNTS}
-        status = "duplicated" if c["duplicated"] and c["needs"] else coverage(len(c["needs"]), **levels)
+        cover = coverage(len(c["needs"]), **levels)
+        duplicated = c["duplicated"] and bool(c["needs"])
+        wanted = filters.get("status")
+        if wanted and wanted != cover and not (wanted == "duplicated" and duplicated):
+            continue
         result.append({"row": c["row"], "col": c["col"], "needs": len(c["needs"]), "offers": len(c["offers"]),
-                       "matches": len(c["matches"]), **levels, "status": status,
+                       "matches": len(c["matches"]), **levels,
+                       "status": "duplicated" if duplicated else cover, "coverage": cover, "duplicated": duplicated,
                        "_ids": {"needs": sorted(c["needs"]), "offers": sorted(c["offers"]),
                                 "matches": sorted(c["matches"])}})
     return result
 
 
-LEVEL_COUNTS = ("proposed_needs", "agreed_needs", "delivered_needs")
+LEVELS_COUNTED = {"proposed_needs": ("proposed", "met", "delivered"),   # each within the one before
+                  "agreed_needs": ("met", "delivered"), "delivered_needs": ("delivered",)}
+LEVEL_COUNTS = tuple(LEVELS_COUNTED)
+COVERAGES = ("unmet", "proposed", "partly_met", "met", "delivered", "no_need")
+STATUSES = COVERAGES + ("duplicated",)   # a cell's status: its coverage, or duplicated
 
 
 def coverage(needs, proposed_needs, agreed_needs, delivered_needs):
@@ -150,6 +168,7 @@ def coverage(needs, proposed_needs, agreed_needs, delivered_needs):
 
 
 EMPTY_CELL = {"needs": 0, "offers": 0, "matches": 0, **{name: 0 for name in LEVEL_COUNTS}, "status": "empty",
+              "coverage": "empty", "duplicated": False,
               "_ids": {"needs": [], "offers": [], "matches": []}}
 
 
@@ -159,7 +178,8 @@ def matrix_cell(model, rows, cols, row, col, level=None, filters=None):
     cell = next((c for c in cells if c["row"] == row and c["col"] == col), EMPTY_CELL)
     ids = cell["_ids"]
     return {"row": {rows: row}, "col": {cols: col}, "level": level,
-            "status": cell["status"], "counts": {k: cell[k] for k in ("needs", "offers", "matches") + LEVEL_COUNTS},
+            "status": cell["status"], "coverage": cell["coverage"], "duplicated": cell["duplicated"],
+            "counts": {k: cell[k] for k in ("needs", "offers", "matches") + LEVEL_COUNTS},
             "needs": [model.needs[n] for n in ids["needs"]],
             "offers": [model.offers[o] for o in ids["offers"]],
             "matches": [model.matches[m] for m in ids["matches"]]}
@@ -169,10 +189,12 @@ def matrix_csv(cells, rows, cols, level=None):
     """The cells of :func:`matrix` as CSV text, one header line."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([rows, cols, "level", "needs", "offers", "matches", *LEVEL_COUNTS, "status"])
+    writer.writerow([rows, cols, "level", "needs", "offers", "matches", *LEVEL_COUNTS, "status", "coverage",
+                     "duplicated"])
     for c in cells:
         writer.writerow([c["row"], c["col"], level or "all", c["needs"], c["offers"],
-                         c["matches"], *(c[name] for name in LEVEL_COUNTS), c["status"]])
+                         c["matches"], *(c[name] for name in LEVEL_COUNTS), c["status"], c["coverage"],
+                         "yes" if c["duplicated"] else "no"])
     return buffer.getvalue()
 
 
@@ -196,7 +218,8 @@ MATRIX_STATUSES = (
     ("partly_met", "Partly met", "some open needs have an agreed match, some not"),
     ("met", "Met", "every open need has an agreed match (or one in delivery or delivered)"),
     ("delivered", "Delivered", "every open need's assistance was delivered"),
-    ("duplicated", "Duplicated", "two or more providers committed to one State × article × form"),
+    ("duplicated", "Duplicated", "two or more providers have a match (proposed to delivered) on one State × article × "
+                                 "form; shown with the coverage"),
     ("no_need", "Supply only", "offers reach the cell but no State has an open need there"),
 )
 

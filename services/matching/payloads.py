@@ -47,7 +47,7 @@ def normalize_offer(data, event):
         "forms": sorted(set(data.get("forms") or [])), "capacity": max(1, int(data.get("capacity") or 1)),
         "languages": sorted(set(data.get("languages") or [])), "status": data.get("status") or "active",
         "period_start": data.get("period_start"), "period_end": data.get("period_end"),
-        "updated_at": data.get("updated_at") or event["occurred_at"],
+        "created_at": data.get("created_at"), "updated_at": data.get("updated_at") or event["occurred_at"],
     }
     if event["type"] == "offer.withdrawn":
         offer["status"] = "withdrawn"
@@ -82,4 +82,5 @@ def normalize_workshop(data, event):
         "regional_group": data.get("regional_group") or (group_of(data["state"]) if data.get("state") else None),
         "states": sorted(set(data.get("states") or [])), "articles": sorted(set(data.get("articles") or [])),
         "status": data.get("status") or event["type"].split(".", 1)[1],
+        "network_id": data.get("network_id"), "network_states": sorted(set(data.get("network_states") or [])),
     }

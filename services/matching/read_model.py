@@ -1,7 +1,7 @@
 """The read model: what matching knows, indexed so that one event never scans everything (pure).
 
 :class:`ReadModel` holds the open needs, offers, experts and workshop
-requests seen on ``tacoord.events`` and the active matches, with indexes:
+requests seen on ``tacoord.events`` and the matches that stand, with indexes:
 
 - offers by ``(article, form, geography, level)`` × language, where
   geography is a State (``("S", "KEN")``), a regional group
@@ -25,6 +25,7 @@ import hashlib
 import heapq
 from collections import defaultdict
 
+from services.matching.alert_book import AlertBook
 from services.matching.allocation import allocate
 from services.matching.lifecycle import COMMITTED, HELD, RETRACTABLE
 from services.matching.scoring import (AVAILABILITY, COMMITTED_OFFER, GLOBAL, LEVELS, MATCHABLE_EXPERT,
@@ -96,11 +97,13 @@ class ReadModel:
         self.supply_lost_at = {}                           # (article, group) -> when its supply went to 0
         self.alerts = set()                                # ids of gaps/duplications already emitted
         self.proposals = set()                             # workshop request ids already answered
+        self.alert_book = AlertBook()                      # the alerts that can still change
 
     # -- loading ---------------------------------------------------------------
 
-    def load(self, needs=(), offers=(), experts=(), workshops=(), matches=(), alerts=(), proposals=(), refused=()):
-        """Restore a stored model (no matching, no events)."""
+    def load(self, needs=(), offers=(), experts=(), workshops=(), matches=(), alerts=(), proposals=(), refused=(),
+             alert_docs=()):
+        """Restore a stored model (no matching, no events). ``alert_docs``: stored alerts with their ``_id``."""
         for need in needs:
             self._put_need(need)
         for offer in offers:
@@ -115,6 +118,7 @@ class ReadModel:
         self.refused.update(refused)
         self.unmatched_p1 = {n for n, need in self.needs.items() if self._is_unmatched_p1(need)}
         self.alerts.update(alerts)
+        self.alert_book.load(alert_docs)
         self.proposals.update(proposals)
         return self
 
@@ -433,8 +437,10 @@ class ReadModel:
 
     # -- queries ---------------------------------------------------------------
 
-    def committed_providers(self, combo, level=None):
-        """provider -> offer ids committed (active offer, a match that stands) to State × article × form."""
+    def matched_providers(self, combo, level=None):
+        """provider -> offer ids matched to State × article × form: active offers (not pipeline ones) with a
+        match that stands there (:data:`~services.matching.lifecycle.HELD`, proposed to delivered). Two
+        providers or more are a duplication (:mod:`services.matching.alert_rules`, the matrix)."""
         providers = defaultdict(set)
         for mid in self.combo_matches.get(combo, ()):
             match = self.matches[mid]

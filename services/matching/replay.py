@@ -8,6 +8,7 @@
 """
 from copy import deepcopy
 
+from services.matching import alerts
 from services.matching.domain import Matcher
 from services.matching.lifecycle import HELD, STEP_EVENTS, step_changes
 from services.matching.scoring import OPEN_NEED
@@ -15,22 +16,23 @@ from services.matching.scoring import OPEN_NEED
 CONSUMED_FAMILIES = ("need", "offer", "expert", "workshop")   # the events that change the model
 VIEW_KINDS = ("needs", "offers", "experts", "workshops")
 REPLAYED = ("need.*", "offer.*", "expert.*", "workshop.*", "checklist_assistance.*",
-            "match.*", "gap.*", "duplication.*")   # what a replay reads (topic patterns)
+            "match.*", "gap.*", "duplication.*", "alert.*")   # what a replay reads (topic patterns)
+ALERT_STEPS = ("alert.acknowledged", "alert.resolved")
 OWN_ALERTS = {"gap.detected": ("gap", "gap_id"), "duplication.detected": ("duplication", "duplication_id")}
 
 
 def model_from_events(events, settings=None):
     """The model after a list of events (e.g. the audit log, in order).
 
-    Only need.*, offer.*, expert.* and workshop.* events and people's steps on
-    matches (``match.accepted`` …) change it; others are skipped. The result
-    equals the live model after the same events (ids are deterministic);
-    nothing is emitted, the caller may store it.
+    Only need.*, offer.*, expert.* and workshop.* events, people's steps on
+    matches (``match.accepted`` …) and on alerts (``alert.*``) change it;
+    others are skipped. The result equals the live model after the same
+    events (ids are deterministic); nothing is emitted, the caller may store it.
     """
     model = Matcher(settings)
     for event in events:
         kind = event.get("type", "")
-        if kind.split(".", 1)[0] in CONSUMED_FAMILIES or kind in STEP_EVENTS:
+        if kind.split(".", 1)[0] in CONSUMED_FAMILIES or kind in STEP_EVENTS or kind in ALERT_STEPS:
             model.apply(event)
     return model
 
@@ -46,8 +48,9 @@ class StoreReplay:
     consumed events cannot: gaps (found by a timer, not by an event), and any
     duplication or workshop proposal the replay does not reproduce, so that a
     restarted service never emits them again. People's steps on matches
-    (``match.accepted`` …) are stored as the HTTP route stored them
-    (:func:`lifecycle.step_changes`, from the event alone), then consumed like
+    (``match.accepted`` …) and on alerts (``alert.*``) are stored as the HTTP
+    routes stored them, from the event alone (:func:`lifecycle.step_changes`;
+    :func:`alerts.step_from_event`, applied forward only), then consumed like
     the service consumes them. The other ``match.*`` events are only compared
     (:meth:`differences`): the matches the live service held against the
     replayed ones (they differ only if the audit log's order of events differs
@@ -71,8 +74,15 @@ class StoreReplay:
             alert_id = event["data"][key]
             if alert_id not in self.docs["alerts"]:
                 self.docs["alerts"][alert_id] = {**deepcopy(event["data"]), "alert": alert,
-                                                 "detected_at": event["occurred_at"]}
+                                                 "detected_at": event["occurred_at"], "status": "open"}
+                self.model.alert_book.add(alert_id, self.docs["alerts"][alert_id])
             self.model.alerts.add(alert_id)
+        elif kind in ALERT_STEPS:
+            alert_id, changes = alerts.step_from_event(event["data"])
+            stored = self.docs["alerts"].get(alert_id)
+            if stored is not None and alerts.moves_forward(stored, changes):
+                stored.update(deepcopy(changes))
+            self._keep(self.model.apply(event))
         elif kind == "workshop.participants_proposed":
             request_id = event["data"]["request_id"]
             self.docs["proposals"].setdefault(request_id, deepcopy(event["data"]))
@@ -98,7 +108,15 @@ class StoreReplay:
         for (kind, entity_id), document in outcome.entities.items():
             self.views[kind][entity_id] = deepcopy(document)
         for (collection, doc_id), (document, _) in outcome.docs.items():
-            self.docs[collection].setdefault(doc_id, {}).update(deepcopy(document))
+            stored = self.docs[collection].setdefault(doc_id, {})
+            if collection == "alerts":
+                alerts.merged(stored, deepcopy(document))   # a status once stored is the steps' to change
+            else:
+                stored.update(deepcopy(document))
+        for alert_id, changes, _ in outcome.steps:  # guarded, as the service writes them
+            stored = self.docs["alerts"].get(alert_id)
+            if stored is not None and alerts.status_of(stored) in alerts.UNRESOLVED:
+                stored.update(deepcopy(changes))
 
     def differences(self):
         """Match ids active live but not replayed (``only_live``), and replayed but not active live

@@ -6,11 +6,17 @@ itself reads those payloads as a tolerant reader (``payloads.normalize_*``):
 it takes the fields of docs/events.md it uses and ignores the rest, so an
 additive change upstream never dead-letters the matching queue.
 """
+from datetime import timezone
+
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from services.matching import lifecycle
+from services.matching.alerts import KINDS as ALERT_KINDS
+from services.matching.alerts import STATUSES as ALERT_STATUSES
+from services.matching.matrix import STATUSES as MATRIX_STATUSES
+from services.matching.worklists import LISTED as WORKLIST_LEVELS
 from tacoord import envelope, reference
-from tacoord.fields import GroupId, StateCode
+from tacoord.fields import GroupId, OrgId, StateCode
 
 LEVELS = ("bilateral", "regional", "global")
 MATCH_LEVELS = LEVELS + ("expert",)
@@ -86,6 +92,19 @@ class MatchRescoredSchema(MatchPairSchema):
     priority = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=3))
     previous_priority = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=3))
     forms = fields.List(fields.String(), required=True)
+class DuplicatingOfferSchema(Strict):
+    offer_id = fields.String(required=True)
+    provider = fields.String(required=True)
+    provider_name = fields.String(allow_none=True, required=True)
+    level = fields.String(required=True)
+    forms = fields.List(fields.String(), required=True)
+    period_start = fields.String(allow_none=True, required=True)
+    period_end = fields.String(allow_none=True, required=True)
+
+
+class PeriodSchema(Strict):
+    start = fields.String(allow_none=True, required=True)
+    end = fields.String(allow_none=True, required=True)
 
 
 class DuplicationSchema(Strict):
@@ -95,6 +114,10 @@ class DuplicationSchema(Strict):
     form = fields.String(required=True)
     providers = fields.List(fields.String(), required=True, validate=validate.Length(min=2))
     offer_ids = fields.List(fields.String(), required=True)
+    # since the alert workflow (issue 17); absent from older events
+    regional_group = fields.String(allow_none=True)
+    offers = fields.List(fields.Nested(DuplicatingOfferSchema))
+    period = fields.Nested(PeriodSchema, allow_none=True)
 
 
 class GapSchema(Strict):
@@ -105,6 +128,28 @@ class GapSchema(Strict):
     article = fields.Integer(required=True, strict=True)
     regional_group = fields.String(allow_none=True, required=True)
     since = fields.String(required=True)
+
+
+class AlertStepSchema(Strict):
+    """``alert.acknowledged`` / ``alert.resolved``: what the alert names, and the step."""
+    alert_id = fields.String(required=True)
+    alert = fields.String(required=True, validate=validate.OneOf(ALERT_KINDS))
+    duplication_id = fields.String()
+    gap_id = fields.String()
+    gap_kind = fields.String(allow_none=True, required=True)
+    state = fields.String(allow_none=True, required=True)
+    regional_group = fields.String(allow_none=True, required=True)
+    article = fields.Integer(required=True, strict=True)
+    form = fields.String(allow_none=True, required=True)
+    providers = fields.List(fields.String(), required=True)
+    need_id = fields.String(allow_none=True, required=True)
+    status = fields.String(required=True, validate=validate.OneOf(ALERT_STATUSES[1:]))
+    actor = fields.String(required=True)
+    at = fields.String(required=True)
+    note = fields.String(allow_none=True, required=True)
+    reason = fields.String(allow_none=True, required=True)
+    resolution = fields.String()
+    automatic = fields.Boolean()
 
 
 class ParticipantsSchema(Strict):
@@ -124,6 +169,8 @@ envelope.register("match.rescored", MatchRescoredSchema())
 envelope.register("duplication.detected", DuplicationSchema())
 envelope.register("gap.detected", GapSchema())
 envelope.register("workshop.participants_proposed", ParticipantsSchema())
+envelope.register("alert.acknowledged", AlertStepSchema())
+envelope.register("alert.resolved", AlertStepSchema())
 
 
 # --- query parameters ----------------------------------------------------------
@@ -144,11 +191,14 @@ class CellFilterSchema(Strict):
     regional_group = GroupId()
     level = fields.String(validate=validate.OneOf(LEVELS))
     form = fields.String(validate=validate.OneOf(tuple(f for f in reference.assistance_forms())))
+    priority = Number(validate=validate.Range(min=1, max=3, error="priority must be 1, 2 or 3"))
 
 
 class MatrixQuerySchema(CellFilterSchema):
     rows = fields.String(load_default="article", validate=validate.OneOf(("article", "chapter")))
     cols = fields.String(load_default="state", validate=validate.OneOf(("state", "regional_group")))
+    # a coverage, or "duplicated": the cells with that coverage, or duplicated whatever their coverage
+    status = fields.String(validate=validate.OneOf(MATRIX_STATUSES))
 
 
 class CellQuerySchema(CellFilterSchema):
@@ -168,7 +218,25 @@ class MatchesQuerySchema(Strict):
 
 
 class AlertsQuerySchema(Strict):
-    kind = fields.String(validate=validate.OneOf(("gap", "duplication")))
+    kind = fields.String(validate=validate.OneOf(ALERT_KINDS))
+    status = fields.String(validate=validate.OneOf(ALERT_STATUSES))
+    state = StateCode()
+    regional_group = GroupId()
+    article = Number(validate=validate.Range(min=5, max=62, error="UNCAC article must be between 5 and 62"))
+    provider = OrgId()
+    need_id = fields.String(validate=validate.Length(max=80))
+
+
+NOTE = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+
+
+class AcknowledgeSchema(Strict):
+    note = NOTE
+
+
+class ResolveSchema(Strict):
+    resolution = fields.String(required=True, validate=validate.Length(min=1, max=40))
+    note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
 
 
 class TransitionSchema(Strict):
@@ -176,3 +244,29 @@ class TransitionSchema(Strict):
     decline or cancel)."""
     to = fields.String(required=True, validate=validate.OneOf(lifecycle.TARGETS))
     reason = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+
+
+class WorklistQuerySchema(Strict):
+    regional_group = GroupId()
+    state = StateCode()
+    article = Number(validate=validate.Range(min=5, max=62, error="UNCAC article must be between 5 and 62"))
+    chapter = Number(validate=validate.Range(min=2, max=6, error="chapter must be between 2 and 6"))
+    form = fields.String(validate=validate.OneOf(tuple(f for f in reference.assistance_forms())))
+    priority = Number(validate=validate.Range(min=1, max=3, error="priority must be 1, 2 or 3"))
+    status = fields.String(validate=validate.OneOf(WORKLIST_LEVELS))
+    limit = Number(load_default=1000, validate=validate.Range(min=1, max=10000))
+
+
+class ChangesQuerySchema(Strict):
+    since = fields.AwareDateTime(required=True, default_timezone=timezone.utc)
+    state = StateCode()
+    donor = OrgId()
+    network = fields.String(validate=validate.Regexp(r"^[A-Za-z0-9_-]{2,40}$",
+                                                     error="network id: 2–40 letters, digits, '-' or '_'"))
+    limit = Number(load_default=1000, validate=validate.Range(min=1, max=10000))
+
+    @validates_schema
+    def one_scope(self, data, **kwargs):
+        named = [k for k in ("state", "donor", "network") if k in data]
+        if len(named) > 1:
+            raise ValidationError("give at most one of state, donor and network", named[1])

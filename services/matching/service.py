@@ -12,10 +12,13 @@ from werkzeug.wrappers import Response
 from services.matching.dependencies import MatchingStore
 from services.matching.lifecycle import IllegalMove
 from services.matching.matrix import matrix, matrix_cell, matrix_csv, matrix_reference
-from services.matching.schemas import (AlertsQuerySchema, CellQuerySchema, MatchesQuerySchema,
-                                       MatrixQuerySchema, TransitionSchema)
+from services.matching.schemas import (AcknowledgeSchema, AlertsQuerySchema, CellQuerySchema, ChangesQuerySchema,
+                                       MatchesQuerySchema, MatrixQuerySchema, ResolveSchema, TransitionSchema,
+                                       WorklistQuerySchema)
+from services.matching.worklists import unmet_needs, worklist_csv
 from tacoord import topology
 from tacoord.consumer import consume_events
+from tacoord.envelope import utcnow
 from tacoord.errors import NotFound
 from tacoord.ops import OpsServer
 from tacoord.web import PUBLIC, api, json_response, query_args, read_json
@@ -44,7 +47,21 @@ def _static(name):
 
 
 def _filters(query):
-    return {k: query[k] for k in ("article", "chapter", "state", "regional_group", "form") if k in query}
+    return {k: query[k] for k in ("article", "chapter", "state", "regional_group", "form", "priority", "status")
+            if k in query}
+
+
+def _optional_json(request, schema):
+    """A JSON body that may be left out (then ``{}``)."""
+    if not request.content_length and "chunked" not in request.headers.get("Transfer-Encoding", "").lower():
+        return schema.load({})
+    return read_json(request, schema)
+
+
+def _worklist(store, request):
+    query = _load_query(request, WorklistQuerySchema())
+    filters = {k: v for k, v in query.items() if k != "limit"}
+    return filters, unmet_needs(store.model, filters, utcnow(), query["limit"])
 
 
 class MatchingService:
@@ -138,6 +155,49 @@ class MatchingService:
             return self.store.move(match_id, asked["to"], asked["reason"], request.principal)
         except IllegalMove as exc:
             return json_response(409, exc.body())
+
+    # -- the coordination workflow: alerts people close, worklists, changes since ----------
+
+    @api("GET", "/alerts/<string:alert_id>")
+    def get_alert(self, request, alert_id):
+        query_args(request, ())
+        return self.store.alert(alert_id)
+
+    @api("POST", "/alerts/<string:alert_id>/acknowledge", roles=("operator", "donor", "state"))
+    def acknowledge_alert(self, request, alert_id):
+        body = _optional_json(request, AcknowledgeSchema())
+        return self.store.take_alert_step(alert_id, request.principal, "acknowledge", note=body["note"])
+
+    @api("POST", "/alerts/<string:alert_id>/resolve", roles=("operator", "donor", "state"))
+    def resolve_alert(self, request, alert_id):
+        body = read_json(request, ResolveSchema())
+        return self.store.take_alert_step(alert_id, request.principal, "resolve", resolution=body["resolution"],
+                                          note=body["note"])
+
+    @api("POST", "/gaps/detect", roles=("operator",))
+    def detect_gaps(self, request):
+        """Sweep for gaps now instead of at the sweeper's next pass."""
+        query_args(request, ())
+        detected = self.store.detect_gaps()
+        current = self.store.alerts({"kind": "gap", "status": "open"}) + \
+            self.store.alerts({"kind": "gap", "status": "acknowledged"})
+        return {"gap_after_seconds": self.store.model.settings.gap_after_seconds, "detected": detected,
+                "count": len(current), "gaps": sorted(current, key=lambda a: a["alert_id"])}
+
+    @api("GET", "/worklist")
+    def get_worklist(self, request):
+        filters, result = _worklist(self.store, request)
+        return {"filters": filters, **result}
+
+    @api("GET", "/worklist.csv")
+    def get_worklist_csv(self, request):
+        _, result = _worklist(self.store, request)
+        return Response(worklist_csv(result["needs"]), status=200, mimetype="text/csv",
+                        headers={"Content-Disposition": "attachment; filename=worklist.csv"})
+
+    @api("GET", "/changes", roles=("state", "donor", "network", "operator"))
+    def get_changes(self, request):
+        return self.store.changes(request.principal, _load_query(request, ChangesQuerySchema()))
 
 
 SERVICE = MatchingService

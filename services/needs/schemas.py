@@ -2,7 +2,7 @@
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from tacoord import envelope, reference
-from tacoord.fields import Language, StateCode
+from tacoord.fields import EntityId, Language, Reason, StateCode
 
 STATUSES = ("open", "in_progress", "met", "withdrawn")
 
@@ -55,8 +55,8 @@ class WithdrawSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    need_id = fields.String(required=True, validate=validate.Length(min=1, max=80))
-    reason = fields.String(load_default="", validate=validate.Length(max=1000))
+    need_id = EntityId(required=True)
+    reason = Reason()
 
 
 class NeedUpdateSchema(Schema):

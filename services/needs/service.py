@@ -6,12 +6,11 @@ from services.needs import checklist, domain
 from services.needs.dependencies import SERVICE_NAME, NeedsStore, import_summary
 from services.needs.schemas import NeedSchema, NeedUpdateSchema
 from tacoord import reference, topology
-from tacoord.consumer import apply_each, consume_events
+from tacoord.consumer import consume_each
 from tacoord.errors import Conflict, NotFound, Rejected
 from tacoord.ops import OpsServer
 from tacoord.web import api, error_body, query_args, read_body, read_json, require_scope
 
-INGRESS_BATCH = 50
 FILTERS = ("state", "regional_group", "article", "chapter", "form", "status", "priority", "checklist_round")
 OVERVIEW_FILTERS = ("status", "chapter", "form", "priority", "checklist_round")
 
@@ -22,12 +21,8 @@ class NeedsService:
     store = NeedsStore()
     ops = OpsServer()
 
-    # In batches of what the broker has handed over: one inbox claim and one record per batch.
-    @consume_events(topology.NEEDS_INGRESS, batch_size=INGRESS_BATCH, batch_wait=0)
-    def on_ingress(self, messages):
-        return apply_each(messages, self._ingress_one)
-
-    def _ingress_one(self, message):
+    @consume_each(topology.NEEDS_INGRESS)
+    def on_ingress(self, message):
         try:
             self._ingress(message)
         except Conflict as exc:

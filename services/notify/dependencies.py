@@ -27,11 +27,10 @@ from tenacity import (RetryError, Retrying, retry_if_exception_type, stop_after_
                       wait_exponential_jitter)
 
 from services.notify import domain
-from tacoord import config, topology
+from tacoord import config, headers, topology
 from tacoord.config import setting
-from tacoord.consumer import DEAD_LETTER_ID_HEADER, REASON_HEADER
 from tacoord.envelope import new_event, utcnow
-from tacoord.errors import Conflict, NotFound
+from tacoord.errors import Busy, Conflict, NotFound
 from tacoord.ops import metric
 from tacoord.outbox import strip
 from tacoord.publisher import ConfirmedPublisher, encode
@@ -59,6 +58,7 @@ SMTP_STARTTLS_KEY = "TACOORD_SMTP_STARTTLS"
 PUBLIC_URL_KEY = "TACOORD_NOTIFY_PUBLIC_URL"
 DIGEST_SECONDS_KEY = "TACOORD_NOTIFY_DIGEST_SECONDS"
 ROUTING_CACHE_SECONDS_KEY = "TACOORD_NOTIFY_ROUTING_CACHE_SECONDS"
+LEASE_SECONDS_KEY = "TACOORD_NOTIFY_LEASE_SECONDS"
 
 
 # -- metrics (created once per process) ----------------------------------------
@@ -108,11 +108,24 @@ class RoutingCache:
 
 
 def pending_delivery(notification_id, subscription, event_id, event_type, digest=False):
+    now = utcnow().isoformat()
     return {"_id": notification_id, "notification_id": notification_id,
             "subscription_id": subscription["subscription_id"], "event_id": event_id,
             "event_type": event_type, "channel": subscription["channel"], "digest": digest,
             "status": "pending", "attempts": 0, "last_error": None, "latency_ms": None,
-            "created_at": utcnow().isoformat(), "finished_at": None}
+            "created_at": now, "claimed_at": now, "finished_at": None}
+
+
+class DeliveryInFlight(Busy):
+    """A copy of an event came while a worker (of this instance or another) is still sending
+    its notification: claimed less than a lease ago, not finished. It is not sent again now.
+
+    The batch handler returns it for that event; being ``tacoord.errors.Busy``, the copy goes round the retry queue without using a try and
+    comes back to find the delivery finished (nothing to send) or, when that worker died, its
+    lease over (taken over and sent again under the same notification id: at least once)."""
+
+
+IN_FLIGHT = object()  # _take_over: another worker holds the delivery's lease
 
 
 class NotifyRepository(Repository):
@@ -183,44 +196,60 @@ class NotifyRepository(Repository):
         self.routing.forget()
         return network
 
-    # deliveries: the unique _id is the notification's idempotency key
+    # deliveries: the unique _id is the notification's idempotency key; ``claimed_at`` starts
+    # the lease of the worker sending it
     def claim_delivery(self, notification_id, subscription, event_id, event_type, digest=False):
-        """Insert the pending delivery BEFORE sending. When it exists: None if it was
-        finished (a redelivered event), else the stored one, to send again under the same
-        notification id (a worker died between this insert and the outcome)."""
+        """Insert a pending delivery of a fresh notification id (a digest) BEFORE sending it."""
         doc = pending_delivery(notification_id, subscription, event_id, event_type, digest)
-        try:
-            self.db[DELIVERIES].insert_one(doc)
-        except DuplicateKeyError:
-            return self._unfinished(self.db[DELIVERIES].find_one({"_id": notification_id}))
+        self.db[DELIVERIES].insert_one(doc)
         return doc
 
-    def claim_deliveries(self, notifications):
-        """``[(subscription, event)]`` → ``[(subscription, delivery, event)]`` to send, with one
-        insert for all: the new ones, and those a dead worker left pending (sent again under
-        the same notification id). Finished ones, and copies within the list, are left out."""
+    def claim_deliveries(self, notifications, lease_seconds):
+        """``[(subscription, event)]`` → ``([(subscription, delivery, event)] to send,
+        {event id: DeliveryInFlight} to come back later)``, with one insert for all.
+
+        To send: the new deliveries, and those still pending past their lease (the worker
+        sending them died: sent again under the same notification id). Left out: finished ones
+        (a redelivered event), copies within the list (sent once), and those another worker
+        claimed less than ``lease_seconds`` ago (in flight): their events come back later."""
         claims = {}
         for subscription, event in notifications:
             notification_id = f"{subscription['subscription_id']}:{event['id']}"
             claims.setdefault(notification_id, (subscription, pending_delivery(
                 notification_id, subscription, event["id"], event["type"]), event))
         if not claims:
-            return []
+            return [], {}
         taken = inserted_or_existing(self.db[DELIVERIES], [delivery for _, delivery, _ in claims.values()])
+        in_flight = {}
         if taken:
             stored = {d["_id"]: d for d in self.db[DELIVERIES].find({"_id": {"$in": sorted(taken)}})}
             for notification_id in taken:
                 subscription, _, event = claims[notification_id]
-                resent = self._unfinished(stored.get(notification_id))
-                claims[notification_id] = (subscription, resent, event) if resent else None
-        return [claim for claim in claims.values() if claim is not None]
+                resumed = self._take_over(stored.get(notification_id), lease_seconds)
+                if resumed is IN_FLIGHT:
+                    in_flight[event["id"]] = DeliveryInFlight(
+                        f"notification {notification_id} is being sent by another worker")
+                    resumed = None
+                claims[notification_id] = (subscription, resumed, event) if resumed else None
+        return [claim for claim in claims.values() if claim is not None], in_flight
 
-    @staticmethod
-    def _unfinished(existing):
+    def _take_over(self, existing, lease_seconds):
+        """An existing delivery: None when there is nothing to send (finished, or gone),
+        IN_FLIGHT while its worker's lease runs (or another worker took it over first), else
+        the delivery, now claimed by this worker, to send again under the same id."""
         if existing is None or existing.get("status") != "pending":
             return None
-        log.warning("notification %s was left pending by an earlier worker; sending it again", existing["_id"])
-        return strip(existing)
+        now = utcnow()
+        if not domain.lease_over(existing, now, lease_seconds):
+            return IN_FLIGHT
+        taken = self.db[DELIVERIES].update_one(
+            {"_id": existing["_id"], "status": "pending", "claimed_at": existing.get("claimed_at")},
+            {"$set": {"claimed_at": now.isoformat()}})
+        if not taken.modified_count:
+            return IN_FLIGHT
+        log.warning("notification %s was still pending past its sender's lease (%gs: that worker died); "
+                    "sending it again under the same id", existing["_id"], lease_seconds)
+        return {**strip(existing), "claimed_at": now.isoformat()}
 
     def finish_delivery(self, delivery, subscription, outcome, cause=None):
         """One notification's outcome; see :meth:`finish_deliveries`."""
@@ -291,11 +320,14 @@ class NotifyRepository(Repository):
         items = self.db[DIGEST_ITEMS].find({"digest_id": notification_id}, sort=[("queued_at", 1)])
         return [item["event"] for item in items]
 
-    def stale_digest_deliveries(self, older_than_seconds):
-        """Digest deliveries still ``pending`` long after they were claimed: their worker died."""
-        cutoff = (utcnow() - timedelta(seconds=older_than_seconds)).isoformat()
-        return [self._unfinished(d) for d in self.db[DELIVERIES].find(
-            {"digest": True, "status": "pending", "created_at": {"$lt": cutoff}}, sort=[("created_at", 1)])]
+    def stale_digest_deliveries(self, lease_seconds):
+        """Digest deliveries still ``pending`` past their lease (their worker died), each now
+        claimed by this worker: another instance's timer takes none of them over at once."""
+        cutoff = (utcnow() - timedelta(seconds=lease_seconds)).isoformat()
+        candidates = self.db[DELIVERIES].find({"digest": True, "status": "pending", "created_at": {"$lt": cutoff}},
+                                              sort=[("created_at", 1)])
+        taken = [self._take_over(d, lease_seconds) for d in candidates]
+        return [d for d in taken if d is not None and d is not IN_FLIGHT]
 
     def drop_delivery(self, notification_id):
         """Forget a pending delivery that has nothing to send."""
@@ -356,8 +388,11 @@ class Channels(DependencyProvider):
         self.smtp_password = setting(cfg, SMTP_PASSWORD_KEY, None)
         self.smtp_starttls = str(setting(cfg, SMTP_STARTTLS_KEY, "")).lower() in ("1", "true", "yes")
         self.digest_period = float(setting(cfg, DIGEST_SECONDS_KEY, 86400))
-        # a delivery still pending after every try and backoff could have run: its worker died
-        self.stale_after = max(1.0, 2 * self.max_seconds + self.max_tries * self.timeout)
+        # The lease of a worker sending a notification: still pending after every try and
+        # backoff could have run, its worker died (and another may send it again). Shorter
+        # than one delivery can take, a slow delivery would be sent twice.
+        self.lease_seconds = float(setting(cfg, LEASE_SECONDS_KEY,
+                                           max(1.0, 2 * self.max_seconds + self.max_tries * self.timeout)))
         address = cfg.get("WEB_SERVER_ADDRESS", "127.0.0.1:8004")
         self.public_url = str(setting(cfg, PUBLIC_URL_KEY, f"http://{address}")).rstrip("/")
         self.exchange = Exchange(domain.NOTIFY_EXCHANGE, type="direct", durable=True)
@@ -435,7 +470,7 @@ class Channels(DependencyProvider):
             raise Permanent(f"webhook target refused: {exc}")
         body = encode(domain.webhook_body(notification_id, subscription, events,
                                           self.unsubscribe_url(subscription), digest)).encode()
-        headers = {
+        http_headers = {
             "Content-Type": "application/json",
             "User-Agent": "tacoord-notify/1",
             domain.SIGNATURE_HEADER: domain.signature_header(subscription["secret"], body, time.time()),
@@ -443,7 +478,7 @@ class Channels(DependencyProvider):
             "X-Tacoord-Event-Type": "digest" if digest else events[0]["type"],
         }
         try:
-            response = self.http.post(url, data=body, headers=headers, timeout=self.timeout, allow_redirects=False)
+            response = self.http.post(url, data=body, headers=http_headers, timeout=self.timeout, allow_redirects=False)
         except requests.Timeout as exc:
             raise Retryable(f"timed out after {self.timeout:g}s: {exc}")
         except requests.ConnectionError as exc:
@@ -490,7 +525,7 @@ class Channels(DependencyProvider):
         try:
             self.amqp.publish(body, exchange=self.exchange, routing_key=subscription["subscription_id"],
                               declare=[queue], mandatory=True, message_id=notification_id,
-                              headers={"x-tacoord-notification-id": notification_id},
+                              headers={headers.NOTIFICATION_ID: notification_id},
                               type="digest" if digest else events[0]["type"])
         except UndeliverableMessage:
             raise Retryable(f"no queue bound for subscription {subscription['subscription_id']}")
@@ -506,17 +541,10 @@ class Channels(DependencyProvider):
                 "data": {"notification_id": delivery["_id"], "subscription_id": subscription["subscription_id"],
                          "channel": subscription["channel"], "attempts": delivery.get("attempts"),
                          "source_event_id": delivery["event_id"], "events": events}}
-        headers = {
-            REASON_HEADER: f"notification undeliverable after {delivery.get('attempts')} attempt(s) "
-                           f"over {subscription['channel']}: {error}",
-            DEAD_LETTER_ID_HEADER: str(uuid.uuid4()),
-            "x-tacoord-queue": "notify.deliveries",
-            "x-tacoord-routing-key": delivery["event_type"],
-            "x-tacoord-exchange": "",
-            "x-tacoord-failed-at": utcnow().isoformat(),
-            "x-tacoord-kind": "undeliverable",
-            "x-tacoord-subscription-id": subscription["subscription_id"],
-            "x-tacoord-channel": subscription["channel"],
-        }
+        parking = headers.parking(
+            f"notification undeliverable after {delivery.get('attempts')} attempt(s) over "
+            f"{subscription['channel']}: {error}", str(uuid.uuid4()), queue="notify.deliveries",
+            routing_key=delivery["event_type"], exchange="", failed_at=utcnow().isoformat(), kind="undeliverable",
+            **{headers.SUBSCRIPTION_ID: subscription["subscription_id"], headers.CHANNEL: subscription["channel"]})
         self.dead.publish_raw(json.loads(encode(body)), exchange=topology.DEAD, routing_key=delivery["event_type"],
-                              headers=headers, message_id=delivery["_id"])
+                              headers=parking, message_id=delivery["_id"])

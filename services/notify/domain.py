@@ -6,6 +6,7 @@ import html
 import ipaddress
 import secrets
 import uuid
+from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 from tacoord import reference
@@ -276,6 +277,19 @@ def outcome_event_id(notification_id, status):
     published again (after a crash between publishing it and storing the outcome), so the audit
     log and other consumers keep one."""
     return str(uuid.uuid5(OUTCOME_NAMESPACE, f"{notification_id}:{status}"))
+
+
+def lease_over(delivery, now, lease_seconds):
+    """Has the worker that claimed this pending delivery had ``lease_seconds`` to finish it?
+    From its ``claimed_at`` (``created_at`` for a delivery stored before leases); an unreadable
+    time counts as over (at least once rather than never)."""
+    claimed = delivery.get("claimed_at") or delivery.get("created_at")
+    try:
+        at = datetime.fromisoformat(claimed)
+    except (TypeError, ValueError):
+        return True
+    at = at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+    return (now - at).total_seconds() >= lease_seconds
 
 
 def route(events, subscriptions, networks):

@@ -61,7 +61,7 @@ class NotifyService:
         subscriptions, networks = self.store.routing_table()
         immediate, digest = domain.route(events, subscriptions, networks)
         self.store.add_digest_items(digest)
-        claimed = self.store.claim_deliveries(immediate)
+        claimed, in_flight = self.store.claim_deliveries(immediate, self.channels.lease_seconds)
         pool = eventlet.GreenPool(PARALLEL_DELIVERIES)
         outcomes = list(pool.imap(lambda c: self.channels.send(c[0], c[1]["_id"], [c[2]]), claimed))
         finished = self.store.finish_deliveries([(subscription, delivery, outcome, event) for
@@ -69,6 +69,9 @@ class NotifyService:
         for (subscription, _, event), outcome, (done, recorded) in zip(claimed, outcomes, finished):
             if not outcome.ok and recorded:
                 self._park(done, subscription, [event], outcome.error)
+        # Copies of events whose notification another worker is still sending: round the retry
+        # queue (no try used); back, they find it finished, or its lease over (worker died).
+        return in_flight
 
     def _deliver(self, subscription, delivery, events, cause=None, digest=False):
         outcome = self.channels.send(subscription, delivery["_id"], events, digest)
@@ -110,7 +113,7 @@ class NotifyService:
     def _resend_stale_digests(self):
         """A digest whose worker died after claiming its items is sent again under the same
         notification id (receivers drop the repeat): digests are at least once, like the rest."""
-        for delivery in self.store.stale_digest_deliveries(self.channels.stale_after):
+        for delivery in self.store.stale_digest_deliveries(self.channels.lease_seconds):
             events = self.store.digest_events(delivery["_id"])
             if not events:
                 self.store.drop_delivery(delivery["_id"])
@@ -124,7 +127,6 @@ class NotifyService:
                 self.store.finish_delivery(delivery, subscription or {"subscription_id": delivery["subscription_id"],
                                                                       "channel": delivery["channel"]}, gone)
             else:
-                log.warning("digest %s was left pending by an earlier worker; sending it again", delivery["_id"])
                 self._deliver(subscription, delivery, events, digest=True)
 
     # -- subscriptions ----------------------------------------------------------

@@ -1,8 +1,9 @@
 """Supply's I/O: the repository over ``offers`` and ``experts`` and the service's settings.
 
-``SupplyRepository`` reads the stored state, asks ``domain`` for the new state and the events
-it causes, wraps those in envelopes and writes both in one document write (the outbox), then
-relays the events. The service's workers get it through ``SupplyStore``; the IATI command gets
+``SupplyRepository`` reads the stored state, asks ``domain`` (offers) or ``experts`` (the
+roster) for the new state and the events it causes, and hands both to the core
+``Repository`` helpers, which write them in one document write (the outbox) and relay the
+events. The service's workers get it through ``SupplyStore``; the IATI command gets
 the same one through ``tacoord.store.opened(SupplyStore, ...)``.
 """
 import json
@@ -10,15 +11,14 @@ import uuid
 
 from marshmallow import ValidationError
 from nameko.extensions import DependencyProvider
-from pymongo.errors import DuplicateKeyError
 
-from services.supply import domain
+from services.supply import domain, experts
 from services.supply.schemas import OfferSchema
 from tacoord.config import setting
-from tacoord.envelope import describe_errors, new_event, utcnow
-from tacoord.errors import Conflict, NotFound, Rejected
+from tacoord.envelope import describe_errors, utcnow
+from tacoord.errors import Conflict, Rejected
 from tacoord.ops import metric
-from tacoord.outbox import staged, staged_insert, strip
+from tacoord.outbox import strip
 from tacoord.store import MongoStore, Repository
 
 OFFERS = "offers"
@@ -47,65 +47,33 @@ def full_expert(document):
 
 class SupplyRepository(Repository):
 
-    def _envelopes(self, events, actor, cause=None):
-        return [new_event(kind, data, SOURCE, actor, cause=cause) for kind, data in events]
-
-    def _apply(self, collection, selector, changes, envelopes):
-        """``$set`` the changes with their events staged, then relay them; False when
-        ``selector`` matched nothing (then nothing was written)."""
-        result = self.db[collection].update_one(selector, staged({"$set": changes}, envelopes))
-        if result.matched_count == 0:
-            return False
-        self.relay.relay(collection, selector["_id"], envelopes)
-        return True
-
     # -- offers ------------------------------------------------------------------------------
 
-    def _offer_document(self, the_id):
-        document = self.db[OFFERS].find_one({"_id": the_id})
-        if document is None:
-            raise NotFound(f"no offer {the_id!r}")
-        return strip(document)
-
     def get_offer(self, the_id):
-        return public_offer(self._offer_document(the_id))
+        return public_offer(self._load(OFFERS, the_id, "offer"))
 
     def file_offer(self, filed, key, actor, cause=None):
-        """Store a filing: a new offer, or (same provider × key) an update. Returns (offer, event or None)."""
+        """Store a filing: a new offer, or (same provider × key) an update. Returns (offer, event or None):
+        None when ``cause`` (an ingress event) filed it already."""
         the_id = domain.filed_offer_id(filed, key)
-        now = utcnow().isoformat()
-        marker = {"cause_id": cause["id"]} if cause is not None else {}
-        for _ in range(3):
-            existing = strip(self.db[OFFERS].find_one({"_id": the_id}))
-            if existing is not None and cause is not None and existing.get("cause_id") == cause["id"]:
-                return public_offer(existing), None  # the same ingress event, redelivered
-            offer, events = domain.file_offer(existing, filed, the_id, now)
-            envelopes = self._envelopes(events, actor, cause)
-            if existing is None:
-                try:
-                    self.db[OFFERS].insert_one(staged_insert({"_id": the_id, **offer, **marker}, envelopes))
-                except DuplicateKeyError:
-                    continue
-                self.relay.relay(OFFERS, the_id, envelopes)
-            else:
-                self._apply(OFFERS, {"_id": the_id}, {**offer, **marker}, envelopes)
-            return public_offer(offer), envelopes[0]
-        raise Conflict("the offer kept changing while it was filed; try again")
 
-    def _store_offer_change(self, existing, changes, events, actor, cause):
-        if events:
-            self._apply(OFFERS, {"_id": existing["_id"]}, changes, self._envelopes(events, actor, cause))
-        return public_offer({**existing, **changes})
+        def decide(stored):
+            return domain.file_offer(stored, filed, the_id, utcnow().isoformat())
+        offer, envelopes = self._file_and_relay(OFFERS, the_id, "offer", decide, SOURCE, actor, cause,
+                                                once_per_cause=True)
+        return public_offer(offer), (envelopes[0] if envelopes else None)
 
     def change_offer(self, the_id, changes, actor, cause=None):
-        existing = self._offer_document(the_id)
-        changes, events = domain.change_offer(existing, changes, utcnow().isoformat())
-        return self._store_offer_change(existing, changes, events, actor, cause)
+        def decide(offer):
+            return domain.change_offer(offer, changes, utcnow().isoformat())
+        offer, _ = self._change_and_relay(OFFERS, the_id, "offer", decide, SOURCE, actor, cause)
+        return public_offer(offer)
 
     def withdraw_offer(self, the_id, reason, actor, cause=None):
-        existing = self._offer_document(the_id)
-        changes, events = domain.withdraw_offer(existing, reason, utcnow().isoformat())
-        return self._store_offer_change(existing, changes, events, actor, cause)
+        def decide(offer):
+            return domain.withdraw_offer(offer, reason, utcnow().isoformat())
+        offer, _ = self._change_and_relay(OFFERS, the_id, "offer", decide, SOURCE, actor, cause)
+        return public_offer(offer)
 
     def find_offers(self, filters, limit=LIST_LIMIT):
         query = {key: filters[key] for key in ("provider", "level", "status") if key in filters}
@@ -175,49 +143,41 @@ class SupplyRepository(Repository):
 
     # -- experts ------------------------------------------------------------------------------
 
-    def _expert_document(self, the_id):
-        document = self.db[EXPERTS].find_one({"_id": the_id})
-        if document is None:
-            raise NotFound(f"no expert {the_id!r}")
-        return strip(document)
-
     def get_expert(self, the_id):
-        return full_expert(self._expert_document(the_id))
+        return full_expert(self._load(EXPERTS, the_id, "expert"))
 
     def register_expert(self, cv, nominated_by, actor):
         the_id = f"exp-{uuid.uuid4().hex[:14]}"
-        expert, events = domain.register_expert(cv, the_id, nominated_by, utcnow().isoformat())
-        envelopes = self._envelopes(events, actor)
-        self.db[EXPERTS].insert_one(staged_insert({"_id": the_id, **expert}, envelopes))
-        self.relay.relay(EXPERTS, the_id, envelopes)
+        expert, events = experts.register_expert(cv, the_id, nominated_by, utcnow().isoformat())
+        self._insert_and_relay(EXPERTS, {"_id": the_id, **expert}, events, SOURCE, actor)
         return full_expert(expert)
 
     def update_expert(self, the_id, changes, actor):
-        existing = self._expert_document(the_id)
-        changes, events = domain.update_expert(existing, changes, utcnow())
-        self._apply(EXPERTS, {"_id": the_id}, changes, self._envelopes(events, actor))
-        return full_expert({**existing, **changes})
+        def decide(expert):
+            return experts.update_expert(expert, changes, utcnow())
+        expert, _ = self._change_and_relay(EXPERTS, the_id, "expert", decide, SOURCE, actor)
+        return full_expert(expert)
 
-    def transition_expert(self, the_id, to, note, principal, validity_days=domain.DEFAULT_VALIDITY_DAYS):
-        existing = self._expert_document(the_id)
-        changes, events = domain.transition(existing, to, principal.role, principal.subject == existing["owner"],
-                                            utcnow(), validity_days, by=principal.actor, note=note)
-        # Guarded by the status read above: the vetting history is $set whole, not $push'ed (the
-        # MongoDB-protocol server used in development stores $push'ed documents as JSON text).
-        if not self._apply(EXPERTS, {"_id": the_id, "vetting_status": existing["vetting_status"]}, changes,
-                           self._envelopes(events, principal.actor)):
-            raise Conflict(f"expert {the_id} changed status meanwhile; read it again")
-        return full_expert({**existing, **changes})
+    def transition_expert(self, the_id, to, note, principal, validity_days=experts.DEFAULT_VALIDITY_DAYS):
+        def decide(expert):
+            return experts.transition(expert, to, principal.role, principal.subject == expert["owner"], utcnow(),
+                                      validity_days, by=principal.actor, note=note)
+        # Guarded by the status it was decided on (decided again when another move came first): the
+        # vetting history is $set whole, not $push'ed (the MongoDB-protocol server used in
+        # development stores $push'ed documents as JSON text).
+        expert, _ = self._change_and_relay(EXPERTS, the_id, "expert", decide, SOURCE, principal.actor,
+                                           guard=("vetting_status",))
+        return full_expert(expert)
 
     def expire_due(self, actor="supply:expiry"):
         """Expire every active expert whose expires_at has passed. Returns their ids."""
         now = utcnow()
         expired = []
         for document in self.db[EXPERTS].find({"vetting_status": "active"}):
-            if domain.due_for_expiry(document, now):
-                changes, events = domain.expire(strip(document), now)
-                if self._apply(EXPERTS, {"_id": document["_id"], "vetting_status": "active"}, changes,
-                               self._envelopes(events, actor)):
+            if experts.due_for_expiry(document, now):
+                changes, events = experts.expire(strip(document), now)
+                if self._update_and_relay(EXPERTS, {"_id": document["_id"], "vetting_status": "active"}, changes,
+                                          events, SOURCE, actor) is not None:
                     expired.append(document["_id"])
         return expired
 
@@ -253,4 +213,4 @@ class Settings:
         return domain.merged_sector_map(mapping)
 
     def validity_days(self):
-        return int(setting(self.config, VALIDITY_KEY, domain.DEFAULT_VALIDITY_DAYS))
+        return int(setting(self.config, VALIDITY_KEY, experts.DEFAULT_VALIDITY_DAYS))

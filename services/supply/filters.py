@@ -1,6 +1,7 @@
 """The query filters of ``GET /offers`` and ``GET /experts``: checked and typed, or a
-rejection naming the filter. The matching itself is ``domain.offer_matches`` / ``expert_matches``."""
-from services.supply import domain
+rejection naming the filter. The matching itself is ``domain.offer_matches`` /
+``experts.expert_matches``."""
+from services.supply import domain, experts
 from tacoord import reference
 from tacoord.errors import Rejected
 
@@ -41,6 +42,6 @@ def check_expert_filters(filters):
         raise Rejected(f"region must be one of {', '.join(sorted(reference.regional_groups()))}", "region")
     if "country" in filters:
         filters["country"] = filters["country"].upper()
-    if "vetting_status" in filters and filters["vetting_status"] not in domain.VETTING_STATUSES:
-        raise Rejected(f"vetting_status must be one of {', '.join(domain.VETTING_STATUSES)}", "vetting_status")
+    if "vetting_status" in filters and filters["vetting_status"] not in experts.VETTING_STATUSES:
+        raise Rejected(f"vetting_status must be one of {', '.join(experts.VETTING_STATUSES)}", "vetting_status")
     return filters

@@ -7,9 +7,9 @@ from datetime import date
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from services.supply import domain
+from services.supply import domain, experts
 from tacoord import envelope, reference
-from tacoord.fields import GroupId, Language, OrgId, StateCode
+from tacoord.fields import EntityId, GroupId, Language, OrgId, Reason, StateCode
 
 
 # --- fields ---------------------------------------------------------------------------------
@@ -134,8 +134,8 @@ class OfferWithdrawSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    offer_id = fields.String(required=True, validate=validate.Length(min=1, max=80))
-    reason = fields.String(load_default="", validate=validate.Length(max=1000))
+    offer_id = EntityId(required=True)
+    reason = Reason()
 
 
 envelope.register("offer.submitted", OfferSchema(), channel=envelope.INGRESS)
@@ -152,16 +152,16 @@ class Strict(Schema):
 class ExpertiseSchema(Strict):
     article = Article(required=True)
     paragraph = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=40))
-    level = fields.String(required=True, validate=validate.OneOf(domain.EXPERTISE_LEVELS))
+    level = fields.String(required=True, validate=validate.OneOf(experts.EXPERTISE_LEVELS))
 
 
 class LanguageSkillSchema(Strict):
     code = Language(required=True)
-    level = fields.String(required=True, validate=validate.OneOf(domain.LANGUAGE_LEVELS))
+    level = fields.String(required=True, validate=validate.OneOf(experts.LANGUAGE_LEVELS))
 
 
 class AvailabilitySchema(Strict):
-    status = fields.String(required=True, validate=validate.OneOf(domain.AVAILABILITY))
+    status = fields.String(required=True, validate=validate.OneOf(experts.AVAILABILITY))
     from_ = IsoDate(data_key="from", load_default=None, allow_none=True)
     to = IsoDate(load_default=None, allow_none=True)
     max_days_per_year = fields.Integer(strict=True, load_default=None, allow_none=True,
@@ -235,18 +235,18 @@ class ExpertFields(Strict):
     family_name = fields.String(validate=validate.Length(min=1, max=200))
     given_names = fields.String(validate=validate.Length(min=1, max=200))
     display_name = fields.String(allow_none=True, validate=validate.Length(max=200))
-    title = fields.String(allow_none=True, validate=validate.OneOf(domain.TITLES))
-    gender = fields.String(allow_none=True, validate=validate.OneOf(domain.GENDERS))
+    title = fields.String(allow_none=True, validate=validate.OneOf(experts.TITLES))
+    gender = fields.String(allow_none=True, validate=validate.OneOf(experts.GENDERS))
     nationality = StateCode()
     country_of_residence = StateCode(allow_none=True)
     nominated_by = fields.String(allow_none=True, validate=validate.Length(max=80))
     current_position = fields.String(allow_none=True, validate=validate.Length(max=300))
     employer = fields.String(allow_none=True, validate=validate.Length(max=300))
-    employer_type = fields.String(allow_none=True, validate=validate.OneOf(domain.EMPLOYER_TYPES))
+    employer_type = fields.String(allow_none=True, validate=validate.OneOf(experts.EMPLOYER_TYPES))
     expertise = fields.List(fields.Nested(ExpertiseSchema), validate=validate.Length(max=60))
     thematic_areas = fields.List(fields.String(validate=validate.Length(max=100)), validate=validate.Length(max=15))
     forms = fields.List(Form(), validate=validate.Length(max=8))
-    legal_systems = fields.List(fields.String(validate=validate.OneOf(domain.LEGAL_SYSTEMS)))
+    legal_systems = fields.List(fields.String(validate=validate.OneOf(experts.LEGAL_SYSTEMS)))
     languages = fields.List(fields.Nested(LanguageSkillSchema), validate=validate.Length(max=12))
     regions = fields.List(GroupId(), validate=validate.Length(max=5))
     countries = fields.List(StateCode(), validate=validate.Length(max=200))
@@ -292,13 +292,13 @@ class ExpertUpdateSchema(ExpertFields):
 
 
 class TransitionSchema(Strict):
-    to = fields.String(required=True, validate=validate.OneOf(domain.VETTING_STATUSES))
+    to = fields.String(required=True, validate=validate.OneOf(experts.VETTING_STATUSES))
     note = fields.String(load_default="", validate=validate.Length(max=2000))
 
 
 class ExpertiseEventSchema(Strict):
     article = fields.Integer(strict=True, required=True)
-    level = fields.String(required=True, validate=validate.OneOf(domain.EXPERTISE_LEVELS))
+    level = fields.String(required=True, validate=validate.OneOf(experts.EXPERTISE_LEVELS))
 
 
 class LanguageEventSchema(Strict):
@@ -307,7 +307,7 @@ class LanguageEventSchema(Strict):
 
 
 class AvailabilityEventSchema(Strict):
-    status = fields.String(required=True, validate=validate.OneOf(domain.AVAILABILITY))
+    status = fields.String(required=True, validate=validate.OneOf(experts.AVAILABILITY))
     from_ = fields.String(data_key="from", allow_none=True, load_default=None)
     to = fields.String(allow_none=True, load_default=None)
 
@@ -326,10 +326,10 @@ class ExpertEventSchema(Strict):
     countries = fields.List(fields.String(), required=True)
     forms = fields.List(fields.String(), required=True)
     availability = fields.Nested(AvailabilityEventSchema, required=True, allow_none=True)
-    vetting_status = fields.String(required=True, validate=validate.OneOf(domain.VETTING_STATUSES))
+    vetting_status = fields.String(required=True, validate=validate.OneOf(experts.VETTING_STATUSES))
     expires_at = fields.String(required=True, allow_none=True)
     updated_at = fields.String(required=True)
 
 
-for _type in domain.EXPERT_EVENTS:
+for _type in experts.EXPERT_EVENTS:
     envelope.register(_type, ExpertEventSchema())

@@ -1,26 +1,25 @@
 """Supply service: donors' offers (HTTP, AMQP, bulk, IATI XML) and the expert roster.
 
 Entrypoints only: the ingress consumer, the HTTP routes and the expiry timer. The rules are in
-``domain``, the I/O in ``dependencies``, the request formats in ``schemas``, ``filters``,
+``domain`` (offers) and ``experts`` (the roster), the I/O in ``dependencies``, the request formats in ``schemas``, ``filters``,
 ``bulk`` and ``iati``.
 """
 import uuid
 
 from nameko.timer import timer
 
-from services.supply import bulk, domain, iati
+from services.supply import bulk, experts, iati
 from services.supply.dependencies import LIST_LIMIT, SupplySettings, SupplyStore
 from services.supply.filters import EXPERT_FILTERS, OFFER_FILTERS, check_expert_filters, check_offer_filters
 from services.supply.schemas import (ExpertSchema, ExpertUpdateSchema, OfferSchema, OfferUpdateSchema,
                                      TransitionSchema)
 from tacoord import topology
-from tacoord.consumer import apply_each, consume_events
+from tacoord.consumer import consume_each
 from tacoord.envelope import utcnow
 from tacoord.errors import Conflict, Forbidden, NotFound, Rejected
 from tacoord.ops import OpsServer
 from tacoord.web import BadRequest, api, query_args, read_body, read_json, require_scope
 
-INGRESS_BATCH = 50
 EXPIRY_CHECK_SECONDS = 3600
 
 
@@ -33,12 +32,8 @@ class SupplyService:
 
     # -- AMQP ingress ---------------------------------------------------------------------------
 
-    # In batches of what the broker has handed over: one inbox claim and one record per batch.
-    @consume_events(topology.SUPPLY_INGRESS, batch_size=INGRESS_BATCH, batch_wait=0)
-    def on_ingress(self, messages):
-        return apply_each(messages, self._ingress_one)
-
-    def _ingress_one(self, message):
+    @consume_each(topology.SUPPLY_INGRESS)
+    def on_ingress(self, message):
         data = message["data"]
         if message["type"] == "offer.submitted":
             key = data.get("external_ref") or f"event:{message['id']}"
@@ -130,7 +125,7 @@ class SupplyService:
         principal = request.principal
         if not principal.is_operator() and "vetting_status" in filters:
             raise Forbidden("only operators filter by vetting_status; others see active experts only")
-        found = domain.visible_experts(self.store.experts(), filters, principal.role, principal.subject,
+        found = experts.visible_experts(self.store.experts(), filters, principal.role, principal.subject,
                                        utcnow(), LIST_LIMIT)
         return {"count": len(found), "experts": found}
 
@@ -138,8 +133,8 @@ class SupplyService:
     def balance(self, request):
         now = utcnow()
         nationalities = [e["nationality"] for e in self.store.experts({"vetting_status": "active"})
-                         if domain.searchable(e, now)]
-        return domain.balance(nationalities)
+                         if experts.searchable(e, now)]
+        return experts.balance(nationalities)
 
     @api("POST", "/experts/expire-due", roles=("operator",))
     def expire_due_now(self, request):
@@ -149,7 +144,7 @@ class SupplyService:
     @api("GET", "/experts/<string:expert_id>")
     def get_expert(self, request, expert_id):
         principal = request.principal
-        view = domain.expert_view(self.store.get_expert(expert_id), principal.role, principal.subject, utcnow())
+        view = experts.expert_view(self.store.get_expert(expert_id), principal.role, principal.subject, utcnow())
         if view is None:
             raise NotFound(f"no expert {expert_id!r}")
         return view

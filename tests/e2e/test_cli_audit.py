@@ -1,12 +1,20 @@
 """`tacoord audit`: an entity's history and the chain check, read from the audit database."""
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from services.audit.service import AuditService
 from services.cli import main
 from services.needs.service import NeedsService
 from tacoord.testing import wait_until
+from tests.integration.test_audit_chain import TAMPERINGS, noted
+
+ROOT = Path(__file__).resolve().parents[2]
 
 KENYA_NEED = {"state": "KEN", "article": 9, "forms": ["LEGAL_ADVICE"], "priority": 1,
               "description": "Public procurement reform", "checklist_round": "2026-1"}
@@ -39,3 +47,28 @@ def test_audit_history_shows_what_happened_to_a_need(sandbox, start):
 
     nothing = cli(sandbox, "audit", "history", "need", "NOPE")
     assert nothing.exit_code == 1 and "no audit records about need:NOPE" in nothing.output
+
+
+def cli_process(sandbox, *args):
+    """`tacoord …` as an operator runs it: its own process, this checkout's code."""
+    return subprocess.run([sys.executable, "-m", "services.cli", "--vhost", sandbox.vhost,
+                           "--db-prefix", sandbox.prefix, *args],
+                          cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("tampering", sorted(TAMPERINGS))
+def test_audit_verify_exits_1_naming_a_changed_a_deleted_or_a_missing_last_record(sandbox, start, tampering):
+    start(AuditService)
+    sandbox.publish_events([noted(n) for n in range(5)])
+    audit = sandbox.db("audit")
+    wait_until(lambda: audit.audit.count_documents({}) == 5 and audit.audit_head.find_one({"seq": 5}),
+               message="five records, anchored")
+    intact = cli_process(sandbox, "audit", "verify")
+    assert (intact.returncode, intact.stdout.strip()) == (0, "audit chain intact (5 records)"), intact.stderr
+
+    tamper, problem = TAMPERINGS[tampering]
+    tamper(audit)
+    broken = cli_process(sandbox, "audit", "verify")
+    assert broken.returncode == 1
+    assert broken.stderr.strip().splitlines() == [
+        f"Error: audit chain broken at seq {problem['seq']}: {problem['problem']}"]

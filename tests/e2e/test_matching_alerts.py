@@ -1,6 +1,7 @@
 """Needs filed on ingress flow through the needs service into matching: duplications and gaps."""
 import time
 
+import requests
 from prometheus_client import REGISTRY
 
 from services.audit.service import AuditService
@@ -69,3 +70,34 @@ def test_an_unmatched_priority_need_and_an_unsupplied_article_raise_gap_alerts_o
 def gaps_counted(kind):
     """What operators see: the counter behind infra/alerts.yml's 'gaps keep rising' rule."""
     return REGISTRY.get_sample_value("tacoord_matching_gaps_detected_total", {"kind": kind}) or 0.0
+
+
+def test_a_duplication_acknowledged_then_resolved_is_audited_with_who_and_why(sandbox, start):
+    start(NeedsService, MatchingService, AuditService)
+    out = Collector(sandbox, "duplication.*", "alert.*")
+    sandbox.publish("need.submitted", KENYA_NEED)
+    emit(sandbox, "offer.published", offer_data(offer_id="GB-1-o1", provider="GB-GOV-1"), source="supply")
+    emit(sandbox, "offer.published", offer_data(offer_id="DE-1-o1", provider="DE-BMZ-1"), source="supply")
+    alert_id = out.wait_for("duplication.detected")[0]["data"]["duplication_id"]
+
+    def step(name, body, role, subject):
+        response = requests.post(sandbox.url("matching", f"/alerts/{alert_id}/{name}"), json=body, timeout=10,
+                                 headers=sandbox.headers(role, subject))
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    step("acknowledge", {"note": "we will call BMZ"}, "donor", "GB-GOV-1")
+    step("resolve", {"resolution": "provider_withdrew", "note": "BMZ moves to article 10"}, "operator", "*")
+    out.wait_for("alert.resolved")
+
+    history = wait_until(lambda: (lambda records: len(records) == 3 and records)(requests.get(
+        sandbox.url("audit", f"/audit/entities/duplication/{alert_id}"), timeout=10,
+        headers=sandbox.headers("donor", "GB-GOV-1")).json()["records"]), message="three audited steps")
+    by_type = {r["type"]: r for r in history}
+    assert set(by_type) == {"duplication.detected", "alert.acknowledged", "alert.resolved"}
+    assert by_type["alert.acknowledged"]["actor"] == "donor:GB-GOV-1"
+    assert by_type["alert.acknowledged"]["event"]["data"]["reason"] == "we will call BMZ"
+    resolved = by_type["alert.resolved"]
+    assert resolved["actor"] == "operator:*" and resolved["source"] == "matching"
+    assert resolved["event"]["data"]["reason"] == "one provider withdrew: BMZ moves to article 10"
+    assert get(sandbox, "/alerts", status="resolved", provider="DE-BMZ-1").json()["count"] == 1

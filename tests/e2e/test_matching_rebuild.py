@@ -22,7 +22,8 @@ NEED = {"article": 9, "forms": ["LEGAL_ADVICE"], "priority": 1, "description": "
         "languages": ["en"]}
 OFFER = {"articles": [9], "forms": ["LEGAL_ADVICE"], "capacity": 5, "period_start": "2026-01-01",
          "period_end": "2027-12-31", "languages": ["en"]}
-OWN = ("match.*", "duplication.detected", "gap.detected", "workshop.participants_proposed")
+OWN = ("match.*", "duplication.detected", "gap.detected", "workshop.participants_proposed", "alert.acknowledged",
+       "alert.resolved")
 
 
 def read(sandbox, path, **params):
@@ -81,19 +82,29 @@ def test_a_lost_matching_store_is_rebuilt_from_the_audit_feed_and_nothing_is_emi
     assert withdrawn.status_code in (200, 204), withdrawn.text
     out.wait_for("match.retracted")
     assert {c["status"] for c in read(sandbox, "/matrix")["cells"] if c["col"] == "KEN"} == {"duplicated"}
-    # People's steps are replayed too: GB's match for Kenya accepted and agreed, DE's declined.
+    duplication = out.of_type("duplication.detected")[0]["data"]["duplication_id"]
+    acknowledged = requests.post(sandbox.url("matching", f"/alerts/{duplication}/acknowledge"), timeout=10,
+                                 json={"note": "asking both donors"}, headers=sandbox.headers("donor", "GB-GOV-1"))
+    assert acknowledged.status_code == 200, acknowledged.text
+    # People's steps are replayed too: GB's match for Kenya accepted and agreed, DE's declined, which
+    # resolves the duplication (DE is no longer matched to Kenya × 9 × LEGAL_ADVICE).
     for_kenya = {m["provider"]: m for m in read(sandbox, "/matches", need_id=kenya["need_id"])["matches"]}
     move(sandbox, for_kenya["GB-GOV-1"], "accepted", "donor", "GB-GOV-1")
     move(sandbox, for_kenya["GB-GOV-1"], "agreed", "state", "KEN")
     move(sandbox, for_kenya["DE-BMZ-1"], "declined", "donor", "DE-BMZ-1", reason="GB covers it")
     wait_until(lambda: (audited(sandbox, "match.proposed"), audited(sandbox, "match.retracted"),
-                        audited(sandbox, "duplication.detected"), audited(sandbox, "match.accepted"),
-                        audited(sandbox, "match.agreed"), audited(sandbox, "match.declined")) == (3, 1, 1, 1, 1, 1),
-               message="matching's events audited")
+                        audited(sandbox, "duplication.detected"), audited(sandbox, "alert.acknowledged"),
+                        audited(sandbox, "match.accepted"), audited(sandbox, "match.agreed"),
+                        audited(sandbox, "match.declined"), audited(sandbox, "alert.resolved")) ==
+               (3, 1, 1, 1, 1, 1, 1, 1), message="matching's events audited")
     wait_until(lambda: {c["status"] for c in read(sandbox, "/matrix")["cells"] if c["col"] == "KEN"} == {"met"},
                message="the model followed the steps")
     before = snapshot(sandbox)
     assert before["matches"]["count"] == 3 and before["alerts"]["count"] == 1
+    alert = before["alerts"]["alerts"][0]
+    assert alert["acknowledged"]["by"] == "donor:GB-GOV-1"   # restored from its event
+    assert (alert["status"], alert["resolved"]["resolution"], alert["resolved"]["automatic"]) == \
+        ("resolved", "cause_gone", True)
 
     feed = restore.AuditFeed(sandbox.url("audit", ""), operator, page_size=2)
     with pytest.raises(restore.RestoreError, match="seems to be running .*consumer"):

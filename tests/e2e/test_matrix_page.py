@@ -3,7 +3,9 @@
 Needs, supply and matching run in a sandbox; demo data (infra/demo.py's generators) for a few States of
 three regional groups, plus a hand-made set in AFRICAN and GRULAC States on articles the demo data never
 touches, so that every status is known: KEN × 31 met (its match accepted by the donor and agreed by
-Kenya over HTTP), TZA × 31 unmet, BRA × 36 duplicated, CHL × 35 supply only, then proposed when a need comes. The page is opened over a real socket, a key is entered, and it is checked against the JSON API.
+Kenya over HTTP), TZA × 31 unmet, BRA × 36 met and duplicated (two donors matched, one of them agreed),
+CHL × 35 supply only, then proposed when a need comes. The page is opened over a real socket, a key is
+entered, and it is checked against the JSON API.
 A screenshot is saved to artifacts/matrix.png.
 """
 import random
@@ -142,6 +144,7 @@ def test_the_matrix_page_shows_live_needs_against_supply(sandbox, start):
     api = Api(sandbox)
     ids = file_scenario(api)
     agree(api, ids["kenya_need"])
+    agree(api, ids["brazil_need"])   # one donor agreed, the other still proposed: met, and duplicated
     expected = {(31, "KEN"): "met", (31, "TZA"): "unmet", (36, "BRA"): "duplicated", (35, "CHL"): "no_need"}
     wait_until(lambda: expected.items() <= {(c["row"], c["col"]): c["status"] for c in api.matrix()}.items(),
                timeout=30, message="the scenario matched")
@@ -174,6 +177,10 @@ def test_the_matrix_page_shows_live_needs_against_supply(sandbox, start):
             assert f"{c['agreed_needs']}/{c['needs']} · {c['offers']}" in text, (c, text)
         assert {c["status"] for c in cells} >= {"met", "unmet", "duplicated", "no_need"}
         assert shown["31|TZA"][0] == "unmet" and shown["36|BRA"][0] == "duplicated"
+        # a duplicated cell says its coverage too: Brazil's one need is met (agreed), and two providers are matched
+        assert shown["36|BRA"][1].startswith("✓‼ 1/1") and shown["31|KEN"][1].startswith("✓ 1/1")
+        expect(cell(page, 36, "BRA")).to_have_attribute("data-coverage", "met")
+        assert "Duplicated, met" in cell(page, 36, "BRA").get_attribute("title")
         assert shown["35|CHL"][0] == "no_need"
         assert "empty" in {status for status, _ in shown.values()}   # e.g. KEN × 36
         assert cell(page, 31, "KEN").get_attribute("title").startswith(
@@ -202,7 +209,7 @@ def test_the_matrix_page_shows_live_needs_against_supply(sandbox, start):
             page.click("#csv-link")
         csv_lines = Path(download.value.path()).read_text().splitlines()
         assert csv_lines[0] == ("article,state,level,needs,offers,matches,proposed_needs,agreed_needs,"
-                                "delivered_needs,status")
+                                "delivered_needs,status,coverage,duplicated")
         assert sorted(line.split(",")[1] for line in csv_lines[1:]) == ["BRA", "CHL"]
         assert "regional_group=GRULAC" in page.url
 

@@ -5,15 +5,15 @@ from collections import Counter
 
 import pytest
 from kombu import Connection
-from prometheus_client import REGISTRY
 from pymongo.errors import AutoReconnect
 
 from tacoord import topology
-from tacoord.consumer import ALONE_HEADER, REASON_HEADER, apply_each, consume_events
+from tacoord.consumer import apply_each, consume_events
 from tacoord.errors import Rejected
 from tacoord.envelope import new_event
+from tacoord.headers import ALONE, KIND, REASON
 from tacoord.indexes import PROCESSED
-from tacoord.testing import wait_until
+from tacoord.testing import consumed, wait_until
 
 PROBE = topology.QueueSpec("probe.batches", topology.EVENTS, ("probe.#",))
 POISON = set()
@@ -50,19 +50,18 @@ def test_a_poison_message_in_a_batch_is_parked_alone_and_the_others_are_handled_
     poison = new_event("probe.noted", {"n": 666}, "test", "test")
     POISON.add(poison["id"])
     sandbox.publish_events(good[:10] + [poison] + good[10:])  # queued: they arrive as one batch
-    start(BatchProbe, TACOORD_RETRY_BASE_MS=50, TACOORD_MAX_ATTEMPTS=3)
+    containers = start(BatchProbe, TACOORD_RETRY_BASE_MS=50, TACOORD_MAX_ATTEMPTS=3)
 
     wait_until(lambda: sandbox.queue_depth(topology.DEAD_LETTERS_QUEUE) == 1, timeout=30, message="poison parked")
     wait_until(lambda: len(HANDLED) >= len(good), message="good events handled")
+    assert sandbox.left_after_stopping(containers, PROBE.name, PROBE.retry_name) == 0  # all acked
     [(body, headers)] = sandbox.get_messages(topology.DEAD_LETTERS_QUEUE)
     assert body["id"] == poison["id"]
-    assert headers[REASON_HEADER] == f"failed 3 time(s); last error: Exception: poison pill {poison['id']}"
-    assert headers[ALONE_HEADER] == 1
+    assert headers[REASON] == f"failed 3 time(s); last error: Exception: poison pill {poison['id']}"
+    assert headers[ALONE] == 1
     assert Counter(HANDLED) == Counter(e["id"] for e in good)  # each exactly once
     assert BATCHES[0] == len(good) + 1  # all together first, then each on its own
     assert BATCHES[1:].count(1) == len(BATCHES) - 1
-    assert sandbox.queue_depth(PROBE.name) == 0
-    assert sandbox.queue_depth(PROBE.retry_name) == 0
 
 
 def test_a_batch_that_succeeds_is_acked_and_copies_reach_the_handler_together(sandbox, start):
@@ -161,9 +160,6 @@ def inbox_claims(inbox, state):
     return sorted(c["_id"][len(prefix):] for c in inbox.find({"state": state}))
 
 
-def consumed(outcome):
-    return REGISTRY.get_sample_value("tacoord_probe_events_consumed_total",
-                                     {"type": "other", "outcome": outcome}) or 0.0
 
 
 def test_an_inbox_batch_consumer_handles_a_backlog_with_copies_exactly_once(sandbox, start):
@@ -173,12 +169,12 @@ def test_an_inbox_batch_consumer_handles_a_backlog_with_copies_exactly_once(sand
     for n, event in enumerate(events):
         backlog += [event, event] if n % 6 == 0 else [event]  # five copies right behind their originals
     sandbox.publish_events(backlog)
-    duplicates_before = consumed("duplicate")
+    duplicates_before = consumed("probe", "duplicate")
 
     containers = start(InboxBatchProbe, TACOORD_RETRY_BASE_MS=50)
     wait_until(lambda: len(INBOX_HANDLED) >= len(events), message="backlog handled")
     sandbox.publish_events(events[10:15])  # copies arriving after their originals were done
-    wait_until(lambda: consumed("duplicate") - duplicates_before >= 10, message="copies skipped")
+    wait_until(lambda: consumed("probe", "duplicate") - duplicates_before >= 10, message="copies skipped")
     assert sandbox.left_after_stopping(containers, INBOXED.name, INBOXED.retry_name) == 0  # all acked
 
     assert Counter(INBOX_HANDLED) == Counter(e["id"] for e in events)  # each exactly once
@@ -225,8 +221,8 @@ def test_a_poison_event_in_an_inbox_batch_is_parked_alone_and_the_inbox_holds_on
 
     [(body, headers)] = sandbox.get_messages(topology.DEAD_LETTERS_QUEUE)
     assert body["id"] == poison["id"]
-    assert headers[REASON_HEADER] == f"failed 3 time(s); last error: Exception: poison pill {poison['id']}"
-    assert headers[ALONE_HEADER] == 1
+    assert headers[REASON] == f"failed 3 time(s); last error: Exception: poison pill {poison['id']}"
+    assert headers[ALONE] == 1
     assert Counter(INBOX_HANDLED) == Counter(e["id"] for e in good)
     assert any(poison["id"] in batch and len(batch) > 1 for batch in INBOX_BATCHES)  # failed with others first
     assert inbox_claims(inbox, "done") == sorted(e["id"] for e in good)
@@ -264,7 +260,7 @@ def test_events_a_batch_handler_reports_as_failed_are_settled_alone_and_the_rest
     assert sandbox.left_after_stopping(containers, PICKY.name, PICKY.retry_name) == 0  # the rest acked
     [(body, headers)] = sandbox.get_messages(topology.DEAD_LETTERS_QUEUE)
     assert body["id"] == bad["id"]
-    assert headers[REASON_HEADER] == "this one cannot be applied" and headers["x-tacoord-kind"] == "rejected"
+    assert headers[REASON] == "this one cannot be applied" and headers[KIND] == "rejected"
     assert Counter(PICKY_SEEN) == Counter(e["id"] for e in good + [bad])  # each applied once, no retry
     inbox = {d["_id"].split(":", 1)[1]: d["state"] for d in sandbox.db("probe").processed_events.find()}
     assert inbox == {e["id"]: "done" for e in good}  # the bad one's claim released

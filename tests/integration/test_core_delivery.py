@@ -9,10 +9,11 @@ from services.audit.service import AuditService
 from services.needs.domain import new_need
 from services.needs.service import NeedsService
 from tacoord import topology
-from tacoord.consumer import REASON_HEADER, consume_events
+from tacoord.consumer import consume_events
 from tacoord.envelope import new_event, utcnow
+from tacoord.headers import QUEUE, REASON
 from tacoord.outbox import staged_insert
-from tacoord.testing import wait_until
+from tacoord.testing import consumed, wait_until
 
 CALLS = []
 BEHAVIOUR = {"fail_times": 0}
@@ -42,12 +43,15 @@ def a_need_event():
 
 def test_a_redelivered_event_is_handled_once(sandbox, start):
     reset(fail_times=0)
-    start(ProbeService)
+    containers = start(ProbeService)
+    duplicates = consumed("probe", "duplicate")
     event = a_need_event()
     sandbox.publish("need.submitted", None, exchange=topology.EVENTS, event=event)
     sandbox.publish("need.submitted", None, exchange=topology.EVENTS, event=event)
-    wait_until(lambda: CALLS, message="first delivery")
-    wait_until(lambda: sandbox.queue_depth("matching.events") == 0, message="queue drained")
+    # The copy is acked as a duplicate once the inbox has the id done (until then it goes round
+    # the retry queue, where a ready-only queue depth does not see it).
+    wait_until(lambda: consumed("probe", "duplicate") - duplicates == 1, message="the copy skipped as done")
+    assert sandbox.left_after_stopping(containers, "matching.events", "matching.events.retry") == 0
     assert CALLS == [event["id"]]
 
 
@@ -56,7 +60,8 @@ def test_a_handler_that_fails_twice_is_retried_through_the_broker_and_succeeds_o
     start(ProbeService, TACOORD_RETRY_BASE_MS=50, TACOORD_MAX_ATTEMPTS=5)
     event = sandbox.publish("need.submitted", None, exchange=topology.EVENTS, event=a_need_event())
     wait_until(lambda: len(CALLS) == 3, message="three attempts")
-    wait_until(lambda: sandbox.db("probe").processed_events.count_documents({}) == 1, message="recorded")
+    wait_until(lambda: sandbox.db("probe").processed_events.count_documents({"state": "done"}) == 1,
+               message="recorded done")
     assert CALLS == [event["id"]] * 3
     assert sandbox.queue_depth("tacoord.dead-letters") == 0
 
@@ -68,8 +73,8 @@ def test_a_handler_that_keeps_failing_is_parked_with_its_reason_after_the_last_t
     wait_until(lambda: sandbox.queue_depth("tacoord.dead-letters") == 1, message="parked message")
     [(body, headers)] = sandbox.get_messages("tacoord.dead-letters")
     assert len(CALLS) == 3
-    assert headers[REASON_HEADER] == "failed 3 time(s); last error: RuntimeError: downstream unavailable"
-    assert headers["x-tacoord-queue"] == "matching.events"
+    assert headers[REASON] == "failed 3 time(s); last error: RuntimeError: downstream unavailable"
+    assert headers[QUEUE] == "matching.events"
     assert body["type"] == "need.submitted"
 
 
@@ -79,7 +84,7 @@ def test_an_ingress_message_without_user_id_is_refused(sandbox, start):
                     user_id="")
     wait_until(lambda: sandbox.queue_depth("tacoord.dead-letters") == 1, message="parked message")
     [(_, headers)] = sandbox.get_messages("tacoord.dead-letters")
-    assert "user_id" in headers[REASON_HEADER]
+    assert "user_id" in headers[REASON]
 
 
 def test_a_message_nobody_is_bound_for_is_kept_not_dropped(sandbox):
@@ -113,11 +118,11 @@ class FlakyNeeds(NeedsService):
     """The needs service, with a store that fails on the first try of each filing."""
     failures = set()
 
-    def _ingress_one(self, message):
+    def _ingress(self, message):
         if message["id"] not in self.failures:
             self.failures.add(message["id"])
             raise RuntimeError("database hiccup")
-        return super()._ingress_one(message)
+        return super()._ingress(message)
 
 
 def test_a_partner_message_that_failed_once_keeps_its_partner_on_retry(sandbox, start):

@@ -74,6 +74,7 @@ def test_the_matrix_can_be_filtered_by_form_of_assistance(sandbox, start):
     cell = get(sandbox, "/matrix/cell", article=9, state="KEN", form="ACTION_PLAN").json()
     assert cell["status"] == "unmet" and sorted(n["need_id"] for n in cell["needs"]) == ["KEN-9-n1", "KEN-9-n2"]
     assert cell["offers"] == [] and cell["matches"] == []
-    assert get(sandbox, "/matrix.csv", form="ACTION_PLAN").text.splitlines()[1] == "9,KEN,all,2,0,0,0,0,0,unmet"
+    assert get(sandbox, "/matrix.csv", form="ACTION_PLAN").text.splitlines()[1] == \
+        "9,KEN,all,2,0,0,0,0,0,unmet,unmet,no"
     bad = get(sandbox, "/matrix", form="MAGIC")
     assert bad.status_code == 422 and set(bad.json()["fields"]) == {"form"}

@@ -129,19 +129,20 @@ def test_the_matrix_shows_the_match_as_json_and_csv(sandbox, start):
     # a proposal is not "met": that takes an agreed match (tests/integration/test_matching_lifecycle.py)
     assert cells[(9, "KEN")] == {"row": 9, "col": "KEN", "needs": 1, "offers": 1, "matches": 1,
                                  "proposed_needs": 1, "agreed_needs": 0, "delivered_needs": 0,
-                                 "status": "proposed"}
+                                 "status": "proposed", "coverage": "proposed", "duplicated": False}
     assert cells[(9, "UGA")]["status"] == "unmet"
 
     by_group = get(sandbox, "/matrix", rows="chapter", cols="regional_group").json()["cells"]
     assert by_group == [{"row": 2, "col": "AFRICAN", "needs": 2, "offers": 1, "matches": 1,
-                         "proposed_needs": 1, "agreed_needs": 0, "delivered_needs": 0, "status": "proposed"}]
+                         "proposed_needs": 1, "agreed_needs": 0, "delivered_needs": 0, "status": "proposed",
+                         "coverage": "proposed", "duplicated": False}]
 
     response = get(sandbox, "/matrix.csv", state="KEN")
     assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert rows == [{"article": "9", "state": "KEN", "level": "all", "needs": "1", "offers": "1",
                      "matches": "1", "proposed_needs": "1", "agreed_needs": "0", "delivered_needs": "0",
-                     "status": "proposed"}]
+                     "status": "proposed", "coverage": "proposed", "duplicated": "no"}]
 
     cell = get(sandbox, "/matrix/cell", article=9, state="KEN").json()
     assert [n["need_id"] for n in cell["needs"]] == ["KEN-9-n1"]

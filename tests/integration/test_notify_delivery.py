@@ -31,9 +31,10 @@ KENYA_MATCH = {
 
 
 class Receiver:
-    """A webhook endpoint on loopback answering the given statuses in turn, then ``then``."""
+    """A webhook endpoint on loopback answering the given statuses in turn, then ``then``;
+    with a ``gate`` (a threading.Event), each answer waits until it is set (at most 10 s)."""
 
-    def __init__(self, statuses=(), then=200):
+    def __init__(self, statuses=(), then=200, gate=None):
         self.statuses = list(statuses)
         self.then = then
         self.received = []
@@ -43,6 +44,8 @@ class Receiver:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 receiver.received.append({"headers": dict(self.headers), "body": body})
+                if gate is not None:
+                    gate.wait(10)
                 status = receiver.statuses.pop(0) if receiver.statuses else receiver.then
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
@@ -68,8 +71,8 @@ class Receiver:
 def receivers():
     made = []
 
-    def make(*statuses, then=200):
-        made.append(Receiver(statuses, then))
+    def make(*statuses, then=200, gate=None):
+        made.append(Receiver(statuses, then, gate))
         return made[-1]
     yield make
     for receiver in made:

@@ -60,6 +60,13 @@ EXPECTED = {
     ("matching", "POST", "/matches/<string:match_id>/transitions"): ("donor", "state", "operator"),
     ("matching", "GET", "/alerts"): ALL,
     ("matching", "GET", "/allocations"): ALL,
+    ("matching", "GET", "/alerts/<string:alert_id>"): ALL,
+    ("matching", "POST", "/alerts/<string:alert_id>/acknowledge"): ("operator", "donor", "state"),  # + scope
+    ("matching", "POST", "/alerts/<string:alert_id>/resolve"): ("operator", "donor", "state"),      # + scope
+    ("matching", "POST", "/gaps/detect"): ("operator",),
+    ("matching", "GET", "/worklist"): ALL,
+    ("matching", "GET", "/worklist.csv"): ALL,
+    ("matching", "GET", "/changes"): ("state", "donor", "network", "operator"),                     # + scope
     ("notify", "POST", "/subscriptions"): SUBSCRIBERS,
     ("notify", "GET", "/subscriptions"): SUBSCRIBERS,
     ("notify", "GET", "/subscriptions/<string:subscription_id>"): SUBSCRIBERS,
@@ -219,3 +226,20 @@ def test_only_a_matchs_provider_or_state_may_move_it(world):
     assert by_the_state.status_code == 403 and "only its provider (GB-GOV-1)" in by_the_state.json()["error"]
     accepted = call(world, "matching", "POST", "/matches/m-roles/transitions", "donor", json={"to": "accepted"})
     assert accepted.status_code == 200 and accepted.json()["status"] == "accepted"
+
+
+def test_a_donor_or_state_acts_only_on_the_alerts_that_name_it_and_sees_only_its_own_changes(world):
+    sandbox, keys = world
+    sandbox.db("matching").alerts.insert_one({
+        "_id": "dup-roles", "duplication_id": "dup-roles", "alert": "duplication", "state": "KEN", "article": 9,
+        "form": "LEGAL_ADVICE", "providers": ["DE-BMZ-1", "GB-GOV-1"], "offer_ids": ["a", "b"], "status": "open"})
+    other = {"Authorization": f"Bearer {sandbox.api_key('donor', 'US-GOV-1')}"}
+    for step, body in (("acknowledge", {}), ("resolve", {"resolution": "work_split"})):
+        refused = requests.post(sandbox.url("matching", f"/alerts/dup-roles/{step}"), headers=other, timeout=10,
+                                json=body)
+        assert refused.status_code == 403 and "donor:US-GOV-1 may not act on duplication alert dup-roles" in \
+            refused.json()["error"], refused.text
+        assert call(world, "matching", "POST", f"/alerts/dup-roles/{step}", "state", json=body).status_code == 403
+    assert call(world, "matching", "POST", "/alerts/dup-roles/acknowledge", "donor", json={}).status_code == 200
+    changes = call(world, "matching", "GET", "/changes?since=2026-01-01T00:00:00Z&donor=US-GOV-1", "donor")
+    assert changes.status_code == 403 and "donor:GB-GOV-1 may see only" in changes.json()["error"]

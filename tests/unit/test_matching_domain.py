@@ -1,6 +1,7 @@
 """Matching rules without any I/O: constraints, scores, retraction, allocation, alerts, the matrix."""
 import pytest
 
+from services.matching import alerts
 from services.matching.allocation import allocate
 from services.matching.domain import Matcher
 from services.matching.lifecycle import move
@@ -262,13 +263,22 @@ class Store:
         for (kind, entity_id), document in outcome.entities.items():
             self.views[kind][entity_id] = copy.deepcopy(document)
         for (collection, doc_id), (document, events) in outcome.docs.items():
-            self.docs[collection].setdefault(doc_id, {}).update(copy.deepcopy(document))
+            stored = self.docs[collection].setdefault(doc_id, {})
+            if collection == "alerts":
+                alerts.merged(stored, copy.deepcopy(document))
+            else:
+                stored.update(copy.deepcopy(document))
             self.emitted += [event(t, d, at) for t, d, _ in events]
+        for alert_id, changes, (t, d, _) in outcome.steps:   # guarded: only while unresolved
+            if alerts.status_of(self.docs["alerts"][alert_id]) in alerts.UNRESOLVED:
+                self.docs["alerts"][alert_id].update(copy.deepcopy(changes))
+                self.emitted.append(event(t, d, at))
 
     def load(self, settings):
         return Matcher(settings).load(
             **{kind: docs.values() for kind, docs in self.views.items()},
-            matches=self.docs["matches"].values(), alerts=self.docs["alerts"], proposals=self.docs["proposals"])
+            matches=self.docs["matches"].values(), alerts=self.docs["alerts"], proposals=self.docs["proposals"],
+            alert_docs=[{**doc, "_id": key} for key, doc in self.docs["alerts"].items()])
 
 
 def test_a_replay_of_the_audited_events_restores_the_store_so_nothing_is_emitted_again():
@@ -349,8 +359,13 @@ def test_two_providers_committed_to_the_same_state_article_form_are_reported_onc
     run(model, event("need.submitted", need()), event("offer.published", offer("a", provider="GB")))
     emitted = run(model, event("offer.published", offer("b", provider="DE", level="global", states=())))
     dup = [d for t, d in emitted if t == "duplication.detected"]
-    assert dup == [{"duplication_id": dup[0]["duplication_id"], "state": "KEN", "article": 9,
-                    "form": "LEGAL_ADVICE", "providers": ["DE", "GB"], "offer_ids": ["a", "b"]}]
+    assert dup == [{"duplication_id": dup[0]["duplication_id"], "state": "KEN", "regional_group": "AFRICAN",
+                    "article": 9, "form": "LEGAL_ADVICE", "providers": ["DE", "GB"], "offer_ids": ["a", "b"],
+                    "offers": [{"offer_id": "a", "provider": "GB", "provider_name": None, "level": "bilateral",
+                                "forms": ["LEGAL_ADVICE"], "period_start": None, "period_end": None},
+                               {"offer_id": "b", "provider": "DE", "provider_name": None, "level": "global",
+                                "forms": ["LEGAL_ADVICE"], "period_start": None, "period_end": None}],
+                    "period": {"start": None, "end": None}}]
     assert "duplication.detected" not in types(run(model, event("offer.updated", offer("b", provider="DE",
                                                                                          level="global", states=()))))
     third = run(model, event("offer.published", offer("c", provider="FR")))

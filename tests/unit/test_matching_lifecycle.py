@@ -184,8 +184,12 @@ def test_a_need_met_keeps_its_commitment_and_retracts_its_proposals():
         event("need.submitted", need()))
     take(model, KEN, "accepted", "agreed")
     emitted = run(model, event("need.updated", need(status="met")))
-    assert [(t, d["offer_id"], d["reason"]) for t, d in emitted] == [("match.retracted", "o2", "need met")]
+    assert [(t, d["offer_id"], d["reason"]) for t, d in emitted if t.startswith("match.")] == [
+        ("match.retracted", "o2", "need met")]
     assert model.matches[KEN]["status"] == "agreed"
+    # GB and DE were both matched to Kenya × 9: with DE's proposal retracted the duplication is gone
+    assert [(d["alert"], d["resolution"], d["reason"]) for t, d in emitted if t == "alert.resolved"] == [
+        ("duplication", "cause_gone", "DE-1 no longer matched to KEN × article 9 × LEGAL_ADVICE; only GB-GOV-1 remains")]
 
 
 # --- re-scoring ----------------------------------------------------------------------------------

@@ -191,3 +191,14 @@ def test_routing_sends_each_event_to_the_subscriptions_it_passes_and_queues_dige
 
     assert [(s["subscription_id"], e["id"]) for s, e in immediate] == [("s1", kenya["id"])]
     assert [(s["subscription_id"], e["id"]) for s, e in digest] == [("s2", kenya["id"]), ("s2", other["id"])]
+
+
+def test_a_pending_delivery_is_in_flight_until_its_lease_is_over():
+    from datetime import datetime, timedelta, timezone
+    now = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+    claimed = {"created_at": (now - timedelta(hours=1)).isoformat(), "claimed_at": (now - timedelta(seconds=30)).isoformat()}
+    assert not domain.lease_over(claimed, now, 60)  # claimed (or taken over) 30 s ago: in flight
+    assert domain.lease_over(claimed, now, 30)
+    assert domain.lease_over({"created_at": (now - timedelta(seconds=90)).isoformat()}, now, 60)  # stored before leases
+    assert not domain.lease_over({"claimed_at": "2026-12-01T11:59:30"}, now, 60)  # naive: UTC
+    assert domain.lease_over({"claimed_at": "not a time"}, now, 60)  # at least once rather than never

@@ -273,9 +273,20 @@
     return found ? found.label : status;
   }
 
+  // A duplicated cell shows its coverage too: "◐‼" is partly met and duplicated.
+  function coverageOf(cell) {
+    return cell.coverage || (cell.status === "duplicated" ? "met" : cell.status);
+  }
+
   // "Met" means an agreed match (or one in delivery, or delivered), not a proposal.
   function cellText(cell) {
-    return SYMBOLS[cell.status] + " " + cell.agreed_needs + "/" + cell.needs + " · " + cell.offers;
+    const symbol = cell.duplicated ? SYMBOLS[coverageOf(cell)] + SYMBOLS.duplicated : SYMBOLS[cell.status];
+    return symbol + " " + cell.agreed_needs + "/" + cell.needs + " · " + cell.offers;
+  }
+
+  function describeStatus(cell) {
+    return cell.duplicated ? statusLabel("duplicated") + ", " + statusLabel(coverageOf(cell)).toLowerCase()
+      : statusLabel(cell.status);
   }
 
   function levels(counts) {
@@ -286,7 +297,7 @@
 
   function cellTitle(rows, cols, cell) {
     const where = rowLabel(rows, cell.row).long + " × " + colLabel(cols, cell.col).long;
-    return where + " — " + statusLabel(cell.status) + ": " + levels(cell);
+    return where + " — " + describeStatus(cell) + ": " + levels(cell);
   }
 
   function render(data, current, markChanges) {
@@ -321,7 +332,8 @@
             JSON.stringify(previous || null) !== JSON.stringify(byKey.get(row + "|" + col) || null);
           const selected = openCell && openCell.row === row && openCell.col === col;
           const td = el("td", { class: "status-" + cell.status + (changed ? " changed" : "") + (selected ? " selected" : ""),
-            "data-row": row, "data-col": col, "data-status": cell.status, title: title });
+            "data-row": row, "data-col": col, "data-status": cell.status, "data-coverage": coverageOf(cell),
+            title: title });
           if (cell.status !== "empty") {
             td.append(el("button", { type: "button", "aria-label": title,
               onclick: () => openPanel({ row: row, col: col }, td) }, cellText(cell)));
@@ -347,8 +359,8 @@
     items.push(el("span", { class: "item", title: "No open needs and no offers" },
       el("span", { class: "swatch status-empty", "aria-hidden": "true" }, "\u00a0"), "Empty"));
     items.push(el("span", { class: "note" },
-      "Cell text: symbol, met needs (agreed or delivered) / open needs · offers reaching the cell. " +
-      "Hover for details; click for the lists."));
+      "Cell text: symbol, met needs (agreed or delivered) / open needs · offers reaching the cell; a duplicated " +
+      "cell shows its coverage too (◐‼: partly met and duplicated). Hover for details; click for the lists."));
     $("legend").replaceChildren(...items);
   }
 
@@ -414,7 +426,7 @@
     }
     if (mine !== generation || !openCell || openCell.row !== cell.row || openCell.col !== cell.col) return;
     const counts = data.counts;
-    $("cell-title").textContent = label + " — " + statusLabel(data.status);
+    $("cell-title").textContent = label + " — " + describeStatus(data);
     $("cell-body").replaceChildren(
       el("p", {}, levels(counts) + (data.level ? " (" + data.level + " offers)" : "")),
       el("section", { id: "cell-needs" }, section("Needs", data.needs, [
