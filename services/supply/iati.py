@@ -21,6 +21,8 @@ from services.supply.schemas import IatiOfferSchema
 from tacoord.envelope import describe_errors
 
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+# One schema for every activity: building one (and its nested money schemas) costs more than loading.
+FILING = IatiOfferSchema()
 SUPPORTED_VERSIONS = ("2.01", "2.02", "2.03")
 
 
@@ -156,7 +158,7 @@ def checked(activities, sector_map):
             seen[identifier] = activity["position"]
         if filing is not None:
             try:
-                filing = IatiOfferSchema().load(filing)
+                filing = FILING.load(filing)
             except ValidationError as exc:
                 filing, reason = None, "; ".join(describe_errors(exc.messages))
         yield activity, filing, reason, warnings
