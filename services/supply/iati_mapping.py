@@ -454,7 +454,7 @@ def reimport_outcome(stored, filed):
         return "skipped", (f"an older version of the activity (last-updated-datetime {newer}) than the one "
                            f"imported ({older}): kept")
     keys = set(filed) - {"iati_last_updated"}
-    if stored.get("status") != "withdrawn" and all(stored.get(k) == filed[k] for k in keys):
+    if all(stored.get(k) == filed[k] for k in keys):   # a withdrawn offer differs: a filing is never withdrawn
         return "unchanged", None
     return "updated", None
 

@@ -92,6 +92,20 @@ def test_the_share_is_the_dac_percentage_never_added_across_vocabularies():
     assert amounts["budget"] == 0.6 * (2_500_000 + 1_500_000)   # the revised budget replaces the original
     assert (amounts["committed"], amounts["disbursed"], amounts["planned"]) == (2_400_000, 750_000, 360_000)
     assert money.totals(filing, attributed=False)["EUR"]["incoming"] == 0   # type 11: not assistance money
+    # a publisher's own vocabulary reusing the DAC code at 100 % does not make it all anti-corruption
+    own = {**activities("sectors.xml")[1]}
+    own["sectors"] = own["sectors"] + [{"code": "15113", "vocabulary": "98", "percentage": "100"}]
+    assert mapped(own)[0]["anti_corruption_share"] == 0.6
+
+
+def test_a_revised_budget_replaces_the_original_of_its_period_in_any_order():
+    original = {"type": "original", "period_start": "2026-01-01", "period_end": "2026-12-31", "currency": "EUR",
+                "value": 100.0}
+    revised = {**original, "type": "revised", "value": 120.0}
+    assert money.latest_budgets([revised, original]) == [revised]
+    assert money.latest_budgets([original, revised]) == [revised]
+    other_year = {**original, "period_start": "2027-01-01", "period_end": "2027-12-31"}
+    assert money.totals({"budget": [revised, original, other_year]})["EUR"]["budget"] == 220.0
 
 
 def test_sectors_only_on_transactions_are_read_transaction_by_transaction():
