@@ -36,7 +36,8 @@ IMPORT_ROWS = metric("counter", SOURCE, "import_rows_total", "Bulk-import rows, 
 
 
 def public_offer(document):
-    return {k: document.get(k) for k in OFFER_FIELDS} if document else None
+    """An offer as the service hands it out; one stored before offers carried money shows none."""
+    return {k: document.get(k, domain.MONEY_DEFAULTS.get(k)) for k in OFFER_FIELDS} if document else None
 
 
 def full_expert(document):
