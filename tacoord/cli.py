@@ -47,6 +47,7 @@ class Settings:
     def __init__(self, amqp_uri=None, vhost=None, mongo_uri=None, db_prefix=None):
         self._amqp_uri = amqp_uri
         self.vhost = vhost
+        self.amqp_given = bool(amqp_uri or vhost)   # else a service's command may use its own broker user
         self.mongo_uri = mongo_uri or config.mongo_uri()
         self.db_prefix = db_prefix or config.db_prefix()
 
@@ -327,7 +328,10 @@ class _ProgressFile:
         self.file.close()
 
 
-def _import(what, file, url, key, content_type, quiet):
+def upload(what, file, url=None, key=None, content_type=None, quiet=False):
+    """POST ``file`` to the import route of ``what`` (``IMPORTS``) and return the summary it answers;
+    ClickException naming the cause when it is refused or unreachable. Commands owned elsewhere
+    (``tacoord import iati``, supply's) upload through it."""
     import requests
     from tqdm import tqdm
     service, path, _ = IMPORTS[what]
@@ -365,7 +369,11 @@ def _import(what, file, url, key, content_type, quiet):
         else:
             detail = response.text[:500] if "<html" not in response.text[:500].lower() else response.reason
         raise click.ClickException(f"import refused by {service} ({response.status_code}): {detail}")
-    emit(result if result is not None else {"status": response.status_code, "body": response.text[:2000]})
+    return result if result is not None else {"status": response.status_code, "body": response.text[:2000]}
+
+
+def _import(what, file, url, key, content_type, quiet):
+    emit(upload(what, file, url, key, content_type, quiet))
 
 
 def _import_command(what):
@@ -386,7 +394,11 @@ def _import_command(what):
 
 @main.group("import")
 def import_():
-    """Bulk-import files through the services' HTTP import routes."""
+    """Bulk-import files through the services' HTTP import routes.
+
+    The composition root may put a service's own command in place of a generic one
+    (``services/cli.py``: ``import iati`` is supply's, with an offline ``--dry-run``).
+    """
 
 
 for _what in IMPORTS:

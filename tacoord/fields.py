@@ -19,8 +19,10 @@ from tacoord import reference
 
 # IATI organisation identifier: {RegistrationAgency}-{RegistrationNumber}; the agency is a
 # 2-letter country (or XI/XM) plus an agency code: GB-GOV-1, XM-DAC-41114, GB-COH-06368740,
-# and the legacy one-character codes still published (Sida: SE-0-SE-6).
-ORG_ID_PATTERN = r"^[A-Z]{2}-[A-Z0-9]{1,12}-[A-Za-z0-9][A-Za-z0-9_-]{0,80}$"
+# and the legacy one-character codes still published (Sida: SE-0-SE-6). Refs that predate the
+# guidance have two parts, a country prefix and a number (GB-1, NL-1, US-1): the number is then
+# one alphanumeric token.
+ORG_ID_PATTERN = (r"^[A-Z]{2}-(?:[A-Z0-9]{1,12}-[A-Za-z0-9][A-Za-z0-9_-]{0,80}|[A-Za-z0-9]{1,40})$")
 ORG_ID = re.compile(ORG_ID_PATTERN)
 LANGUAGE = re.compile(r"^[a-z]{2}$")
 

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = "matching"
 ACTOR = "service:matching"
+EXCHANGE_RATES, CURRENT_RATES = "exchange_rates", "current"   # one table: the one in force
 
 APPLY_SECONDS = metric("histogram", "matching", "apply_seconds",
                        "Time to apply one event to the read model (pure matching, no I/O)", ["family"])
@@ -156,6 +157,17 @@ class MatchingRepository(Repository):
         outcome = self.provider.sweep()
         return [alert_steps.public(dict(doc)) for (collection, _), (doc, _) in
                 (outcome.docs.items() if outcome else ()) if collection == ALERTS]
+
+    # -- funding: the operator's exchange-rate table (services/matching/funding.py) ---------------
+
+    def exchange_rates(self):
+        """The table loaded with ``PUT /funding/rates``, or None."""
+        return public(self.db[EXCHANGE_RATES].find_one({"_id": CURRENT_RATES}))
+
+    def set_exchange_rates(self, table, actor):
+        document = {**table, "loaded_by": actor, "loaded_at": utcnow().isoformat()}
+        self.db[EXCHANGE_RATES].replace_one({"_id": CURRENT_RATES}, {"_id": CURRENT_RATES, **document}, upsert=True)
+        return document
 
 
 class MatchingStore(MongoStore):

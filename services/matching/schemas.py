@@ -229,3 +229,25 @@ class ChangesQuerySchema(Strict):
         named = [k for k in ("state", "donor", "network") if k in data]
         if len(named) > 1:
             raise ValidationError("give at most one of state, donor and network", named[1])
+
+
+# --- funding (services/matching/funding.py) ------------------------------------------------------
+
+class FundingQuerySchema(MatrixQuerySchema):
+    """``GET /funding``: the matrix's rows, columns and filters."""
+
+
+class ExchangeRatesSchema(Strict):
+    """``PUT /funding/rates``: a table of annual exchange rates, as units of each currency per one
+    unit of ``base``, by year: ``{"source": "…", "base": "USD", "rates": {"2026": {"EUR": 0.92}}}``."""
+
+    source = fields.String(required=True, validate=validate.Length(min=1, max=300))
+    base = fields.String(required=True, validate=validate.Regexp(r"^[A-Z]{3}$", error="ISO 4217 code such as 'USD'"))
+    rates = fields.Dict(
+        keys=fields.String(validate=validate.Regexp(r"^(19|20)\d\d$", error="a year such as '2026'")),
+        values=fields.Dict(
+            keys=fields.String(validate=validate.Regexp(r"^[A-Z]{3}$", error="ISO 4217 code such as 'EUR'")),
+            values=fields.Float(allow_nan=False, validate=validate.Range(min=0, min_inclusive=False,
+                                                                         error="a rate is above 0")),
+            validate=validate.Length(max=300)),
+        required=True, validate=validate.Length(min=1, max=100))

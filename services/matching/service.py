@@ -9,10 +9,12 @@ from pathlib import Path
 
 from werkzeug.wrappers import Response
 
+from services.matching import funding
 from services.matching.dependencies import MatchingStore
 from services.matching.matrix import matrix, matrix_cell, matrix_csv, matrix_reference
 from services.matching.schemas import (AcknowledgeSchema, AlertsQuerySchema, CellQuerySchema, ChangesQuerySchema,
-                                       MatchesQuerySchema, MatrixQuerySchema, ResolveSchema, WorklistQuerySchema)
+                                       ExchangeRatesSchema, FundingQuerySchema, MatchesQuerySchema,
+                                       MatrixQuerySchema, ResolveSchema, WorklistQuerySchema)
 from services.matching.worklists import unmet_needs, worklist_csv
 from tacoord import topology
 from tacoord.consumer import consume_events
@@ -42,6 +44,14 @@ def _static(name):
         raise NotFound(f"no static file {name!r}")
     return Response((STATIC_DIR / name).read_bytes(), status=200, headers=PAGE_HEADERS,
                     content_type=f"{STATIC_FILES[name]}; charset=utf-8")
+
+
+def _rates_label(table):
+    """Which table and years convert the amounts (None: amounts per currency only)."""
+    if table is None:
+        return None
+    return {"source": table["source"], "base": table["base"], "years": sorted(table["rates"]),
+            "loaded_at": table.get("loaded_at")}
 
 
 def _filters(query):
@@ -78,9 +88,34 @@ class MatchingService:
     def get_matrix(self, request):
         query = _load_query(request, MatrixQuerySchema())
         cells = matrix(self.store.model, query["rows"], query["cols"], query.get("level"), _filters(query))
+        cells = funding.annotate(cells, self._funding(query))
         return {"rows": query["rows"], "cols": query["cols"], "level": query.get("level"),
                 "filters": _filters(query), "count": len(cells),
                 "cells": [{k: v for k, v in c.items() if k != "_ids"} for c in cells]}
+
+    def _funding(self, query):
+        return funding.funding(list(self.store.model.offers.values()), query["rows"], query["cols"],
+                               query.get("level"), _filters(query), self.store.exchange_rates())
+
+    @api("GET", "/funding")
+    def get_funding(self, request):
+        """Committed and disbursed amounts per State × article (see services/matching/funding.py)."""
+        query = _load_query(request, FundingQuerySchema())
+        return {"rows": query["rows"], "cols": query["cols"], "level": query.get("level"),
+                "filters": _filters(query), "exchange_rates": _rates_label(self.store.exchange_rates()),
+                **self._funding(query)}
+
+    @api("GET", "/funding/rates")
+    def get_exchange_rates(self, request):
+        table = self.store.exchange_rates()
+        if table is None:
+            raise NotFound("no exchange-rate table is loaded: an operator loads one with PUT /funding/rates")
+        return table
+
+    @api("PUT", "/funding/rates", roles=("operator",))
+    def put_exchange_rates(self, request):
+        """Load the table of annual exchange rates the funding view converts with (replaces the last)."""
+        return self.store.set_exchange_rates(read_json(request, ExchangeRatesSchema()), request.principal.actor)
 
     @api("GET", "/matrix.csv")
     def get_matrix_csv(self, request):

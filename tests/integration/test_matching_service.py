@@ -127,12 +127,14 @@ def test_the_matrix_shows_the_match_as_json_and_csv(sandbox, start):
     matrix = get(sandbox, "/matrix", role="donor", subject="GB-GOV-1").json()
     cells = {(c["row"], c["col"]): c for c in matrix["cells"]}
     assert cells[(9, "KEN")] == {"row": 9, "col": "KEN", "needs": 1, "offers": 1, "matches": 1,
-                                 "matched_needs": 1, "status": "met", "coverage": "met", "duplicated": False}
+                                 "matched_needs": 1, "status": "met", "coverage": "met", "duplicated": False,
+                                 "committed": {}, "disbursed": {}}   # the offer carries no transactions
     assert cells[(9, "UGA")]["status"] == "unmet"
 
     by_group = get(sandbox, "/matrix", rows="chapter", cols="regional_group").json()["cells"]
     assert by_group == [{"row": 2, "col": "AFRICAN", "needs": 2, "offers": 1, "matches": 1,
-                         "matched_needs": 1, "status": "partly_met", "coverage": "partly_met", "duplicated": False}]
+                         "matched_needs": 1, "status": "partly_met", "coverage": "partly_met", "duplicated": False,
+                         "committed": {}, "disbursed": {}}]
 
     response = get(sandbox, "/matrix.csv", state="KEN")
     assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/csv")

@@ -66,6 +66,9 @@ EXPECTED = {
     ("matching", "GET", "/worklist"): ALL,
     ("matching", "GET", "/worklist.csv"): ALL,
     ("matching", "GET", "/changes"): ("state", "donor", "network", "operator"),                     # + scope
+    ("matching", "GET", "/funding"): ALL,
+    ("matching", "GET", "/funding/rates"): ALL,
+    ("matching", "PUT", "/funding/rates"): ("operator",),
     ("notify", "POST", "/subscriptions"): SUBSCRIBERS,
     ("notify", "GET", "/subscriptions"): SUBSCRIBERS,
     ("notify", "GET", "/subscriptions/<string:subscription_id>"): SUBSCRIBERS,
