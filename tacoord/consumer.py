@@ -598,8 +598,10 @@ class EventConsumer(Consumer):
         return event_type if envelope.is_registered(event_type) else "other"
 
     def _count(self, event, outcome):
-        self.metrics.events_consumed.labels(type=self._type(event), outcome=outcome).inc()
+        event_type = self._type(event)
+        self.metrics.events_consumed.labels(type=event_type, outcome=outcome).inc()
         self.metrics.queue_settled.labels(queue=self.spec.name).inc()
+        self.metrics.retries.labels(type=event_type)  # at 0 for each type seen: a first retry is an increase
 
 
 consume_events = EventConsumer.decorator

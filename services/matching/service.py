@@ -9,7 +9,7 @@ from pathlib import Path
 
 from werkzeug.wrappers import Response
 
-from services.matching.dependencies import MatchingStore
+from services.matching.dependencies import MatchingKpis, MatchingStore
 from services.matching.matrix import matrix, matrix_cell, matrix_csv, matrix_reference
 from services.matching.schemas import (AlertsQuerySchema, CellQuerySchema, MatchesQuerySchema,
                                        MatrixQuerySchema)
@@ -51,6 +51,7 @@ class MatchingService:
 
     store = MatchingStore()
     ops = OpsServer()
+    kpis = MatchingKpis()
 
     @consume_events(topology.MATCHING_EVENTS, batch_size=50, batch_wait=0)
     def on_events(self, events):

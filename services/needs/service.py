@@ -3,7 +3,7 @@
 Entrypoints only: the rules are in ``domain.py``, the storage in ``dependencies.py``.
 """
 from services.needs import checklist, domain
-from services.needs.dependencies import SERVICE_NAME, NeedsStore, import_summary
+from services.needs.dependencies import SERVICE_NAME, NeedsKpis, NeedsStore, import_summary
 from services.needs.schemas import NeedSchema, NeedUpdateSchema
 from tacoord import reference, topology
 from tacoord.consumer import apply_each, consume_events
@@ -21,6 +21,7 @@ class NeedsService:
 
     store = NeedsStore()
     ops = OpsServer()
+    kpis = NeedsKpis()
 
     # In batches of what the broker has handed over: one inbox claim and one record per batch.
     @consume_events(topology.NEEDS_INGRESS, batch_size=INGRESS_BATCH, batch_wait=0)

@@ -70,6 +70,9 @@ DELIVERY_SECONDS = metric("histogram", "notify", "delivery_seconds",
 # tacoord_notify_retries_total{type} is already the consumer's counter (tacoord.ops.metrics_for)
 DELIVERY_RETRIES = metric("counter", "notify", "delivery_retries_total",
                           "Delivery attempts that failed transiently and were retried", ("channel",))
+for _channel in domain.CHANNELS:  # every channel and outcome at 0: the first failure is an increase
+    for _outcome in ("delivered", "failed"):
+        DELIVERIES_TOTAL.labels(channel=_channel, outcome=_outcome)
 
 
 # -- the store ------------------------------------------------------------------
