@@ -92,3 +92,26 @@ def setup(service, level=None, stream=None):
     root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
     return handler
+
+
+def read(paths, **match):
+    """The JSON lines of the log files ``paths`` whose fields equal ``match`` (any other line,
+    e.g. a service's start-up banner, is skipped), file by file."""
+    import json
+    found = []
+    for path in paths:
+        try:
+            lines = open(path, encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        with lines:
+            for line in lines:
+                if not line.startswith("{"):
+                    continue
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(entry, dict) and all(entry.get(k) == v for k, v in match.items()):
+                    found.append(entry)
+    return found

@@ -79,6 +79,12 @@ def history(database, entity, limit=HISTORY_LIMIT, events_only=False):
     return domain.in_order_of_happening(records)
 
 
+def story(database, correlation_id, limit=HISTORY_LIMIT):
+    """Every record of one story (events and rejections carrying ``correlation_id``), in ``seq`` order."""
+    return [clean(r) for r in database[AUDIT].find({"correlation_id": correlation_id}, sort=[("seq", ASCENDING)],
+                                                   limit=limit or 0)]
+
+
 class AuditLog(Repository):
     lock = Semaphore(1)  # one writer per process keeps the chain linear
     heads = {}  # database name -> (hash, seq) of the last record this process wrote
