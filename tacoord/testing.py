@@ -234,11 +234,7 @@ class ServiceProcess:
             return False
 
     def metrics(self):
-        """``{(name, frozenset(labels.items())): value}`` of one scrape of its ``/metrics``."""
-        from prometheus_client.parser import text_string_to_metric_families
-        text = requests.get(self.url("/metrics"), timeout=5).text
-        return {(sample.name, frozenset(sample.labels.items())): sample.value
-                for family in text_string_to_metric_families(text) for sample in family.samples}
+        return scrape(self.url("/metrics"))
 
     def log_lines(self):
         return self.log_path.read_text(errors="replace").splitlines()
@@ -254,6 +250,21 @@ class ServiceProcess:
         self._log.close()
 
 
+def scrape(url):
+    """One scrape of a ``/metrics`` endpoint: ``{(name, frozenset(labels.items())): value}``."""
+    from prometheus_client.parser import text_string_to_metric_families
+    text = requests.get(url, timeout=5).text
+    return {(sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def ops_url(container, path="/metrics"):
+    """The URL of an in-process container's ops port (its ``OpsServer``)."""
+    from tacoord.ops import OpsServer
+    [ops] = [d for d in container.dependencies if isinstance(d, OpsServer)]
+    return f"http://127.0.0.1:{ops.port}{path}"
+
+
 def sample(metrics, name, **labels):
-    """The value of one sample of :meth:`ServiceProcess.metrics` (None when absent)."""
+    """The value of one sample of :func:`scrape` (None when absent)."""
     return metrics.get((name, frozenset(labels.items())))
