@@ -172,13 +172,24 @@ class ParkingQueueConsumer(QueueConsumer):
                        kind="invalid")
 
 
+class Refused(NamedTuple):
+    """A ``Rejected`` or ``ValidationError`` the handler raised, returned by its worker instead: a
+    message refused is parked with a WARNING naming the reason, not logged by nameko's container
+    as a worker error with a traceback (that is for bugs: any other exception still is)."""
+    exc: Exception
+
+
 def _logging_event_fields(handler):
-    """The handler, run with the ids of its event (or its batch's only event) bound to its log lines."""
+    """The handler, run with the ids of its event (or its batch's only event) bound to its log lines;
+    a refusal comes back as :class:`Refused`."""
     @functools.wraps(handler)
     def handle(service, first, *args, **kwargs):
         single = first[0] if isinstance(first, list) and len(first) == 1 else first
         with logs.bound(**logs.event_fields(single)):
-            return handler(service, first, *args, **kwargs)
+            try:
+                return handler(service, first, *args, **kwargs)
+            except (Rejected, ValidationError) as exc:
+                return Refused(exc)
     return handle
 
 
@@ -442,6 +453,8 @@ class EventConsumer(Consumer):
     # -- after the worker ----------------------------------------------------
 
     def handle_result(self, batch, started, worker_ctx, result=None, exc_info=None):
+        if isinstance(result, Refused):
+            result, exc_info = None, (type(result.exc), result.exc, result.exc.__traceback__)
         per_event = (time.monotonic() - started) / len(batch)  # the batch's time, shared out
         for delivery in batch:
             self.metrics.handler_seconds.labels(type=self._type(delivery.event)).observe(per_event)

@@ -92,3 +92,19 @@ def test_refused_requests_are_one_line_each_with_route_status_role_and_reason_an
     assert "priority" in lines[422].reason and lines[422].role == "state"
     assert lines[401].role is None and "API key" in lines[401].reason
     assert all(getattr(r, "request_id", None) for r in lines.values())
+
+
+def test_a_refused_message_is_a_warning_with_its_ids_not_a_worker_traceback(sandbox, start, caplog):
+    [needs] = start(NeedsService)
+    caplog.handler.addFilter(logs.ContextFilter("needs"))
+    refused = new_event("need.withdrawn", {"need_id": "KEN-9-nothing", "reason": "never filed"}, "partner-system")
+    with caplog.at_level(logging.INFO):
+        sandbox.publish("need.withdrawn", None, event=refused)
+        wait_until(lambda: dead_letters(needs, "rejected") >= 1 and sandbox.queue_depth("tacoord.dead-letters"),
+                   message="the message parked")
+        wait_until(lambda: [r for r in caplog.records if "parked" in r.getMessage()], message="the parking logged")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    [parked] = [r for r in caplog.records if "parked" in r.getMessage()]
+    assert parked.levelname == "WARNING" and "no need 'KEN-9-nothing'" in parked.getMessage()
+    assert parked.event_id == refused["id"] and parked.event_type == "need.withdrawn"
+    assert parked.correlation_id == refused["correlation_id"] and parked.queue == "needs.ingress"
