@@ -8,7 +8,8 @@ import requests
 from services.needs import domain
 from services.needs.service import NeedsService
 from services.notify.service import NotifyService
-from tacoord import logs
+from services.requests.service import RequestsService
+from tacoord import logs, topology
 from tacoord.envelope import new_event
 from tacoord.testing import ops_url, sample, scrape, wait_until
 from tests.integration.needs_helpers import KENYA_NEED
@@ -95,16 +96,17 @@ def test_refused_requests_are_one_line_each_with_route_status_role_and_reason_an
 
 
 def test_a_refused_message_is_a_warning_with_its_ids_not_a_worker_traceback(sandbox, start, caplog):
-    [needs] = start(NeedsService)
-    caplog.handler.addFilter(logs.ContextFilter("needs"))
-    refused = new_event("need.withdrawn", {"need_id": "KEN-9-nothing", "reason": "never filed"}, "partner-system")
+    [requests_service] = start(RequestsService)
+    caplog.handler.addFilter(logs.ContextFilter("requests"))
+    refused = new_event("workshop.participants_proposed", {
+        "request_id": "REQ-KEN-unknown", "regional_group": "AFRICAN", "states_completed": [], "states_upcoming": [],
+        "donors": []}, "matching")
     with caplog.at_level(logging.INFO):
-        sandbox.publish("need.withdrawn", None, event=refused)
-        wait_until(lambda: dead_letters(needs, "rejected") >= 1 and sandbox.queue_depth("tacoord.dead-letters"),
-                   message="the message parked")
+        sandbox.publish(refused["type"], None, exchange=topology.EVENTS, event=refused)
+        wait_until(lambda: dead_letters(requests_service, "rejected") >= 1, message="the message parked")
         wait_until(lambda: [r for r in caplog.records if "parked" in r.getMessage()], message="the parking logged")
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     [parked] = [r for r in caplog.records if "parked" in r.getMessage()]
-    assert parked.levelname == "WARNING" and "no need 'KEN-9-nothing'" in parked.getMessage()
-    assert parked.event_id == refused["id"] and parked.event_type == "need.withdrawn"
-    assert parked.correlation_id == refused["correlation_id"] and parked.queue == "needs.ingress"
+    assert parked.levelname == "WARNING" and "no request 'REQ-KEN-unknown'" in parked.getMessage()
+    assert parked.event_id == refused["id"] and parked.event_type == "workshop.participants_proposed"
+    assert parked.correlation_id == refused["correlation_id"] and parked.queue == "requests.events"
