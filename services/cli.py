@@ -5,20 +5,21 @@
 
 The core (``tacoord/cli.py``) holds the group and the generic commands
 (dead letters, credentials, imports over HTTP, the AsyncAPI document);
-``stack`` is infra's (``infra/commands.py``); ``audit`` and ``matching`` are
+``stack`` is infra's (``infra/commands.py``); ``audit``, ``trace`` and ``matching`` are
 their services' (``services/<name>/commands.py``); ``import iati`` is supply's
 (``services/supply/commands.py``), put in place of the core's generic upload. ``asyncapi`` registers
 every service's schemas before it renders, so it documents all of them.
 """
 import services
 from infra.commands import stack
-from services.audit.commands import audit
+from services.audit.commands import audit, trace
 from services.matching.commands import matching
 from services.supply.commands import iati_import
 from tacoord.cli import asyncapi_command, import_, main
 
 main.add_command(stack)
 main.add_command(audit)
+main.add_command(trace)
 main.add_command(matching)
 import_.add_command(iati_import)   # supply's `import iati` (with an offline --dry-run) in place of the generic upload
 main.add_command(asyncapi_command(services.register_schemas))

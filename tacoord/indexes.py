@@ -55,6 +55,7 @@ INDEXES = {
             IndexModel([("event_id", ASCENDING)], unique=True),
             IndexModel([("seq", ASCENDING)], unique=True),
             IndexModel([("entities", ASCENDING), ("seq", ASCENDING)]),
+            IndexModel([("correlation_id", ASCENDING), ("seq", ASCENDING)]),  # tacoord trace
         ],
     },
 }

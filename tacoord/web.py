@@ -11,9 +11,19 @@ map to statuses with a JSON body: ``ValidationError``/``Rejected`` → 422
 naming each field, bad JSON → 400, no or unknown credential → 401, wrong
 role or scope → 403, ``NotFound`` → 404, ``Conflict`` → 409, too large → 413.
 Anything unexpected → 500 with an error id, logged; never a stack trace.
+
+Logging: a refused request (4xx) is one line, INFO (WARNING for 401 and 403), with
+``route``, ``status``, ``role`` and ``reason``; a bug (500) is one ERROR line with its
+traceback and error id. The handler's exceptions are caught in its worker and returned
+(:class:`Raised`), so nameko's container never logs a refusal as a worker error. Every
+line logged while a request is served carries its ``request_id`` (``X-Request-Id`` when the
+caller sent a sane one) and, once known, the ``role`` and ``actor`` (:mod:`tacoord.logs`).
 """
+import functools
+import inspect
 import json
 import logging
+import re
 import uuid
 
 from marshmallow import ValidationError
@@ -21,7 +31,7 @@ from nameko.extensions import SharedExtension
 from nameko.web.handlers import HttpRequestHandler
 from werkzeug.wrappers import Response
 
-from tacoord import config
+from tacoord import config, logs
 from tacoord.auth import ROLES, Authenticator, auth_db
 from tacoord.envelope import describe_errors
 from tacoord.errors import Conflict, Forbidden, NotFound, Rejected
@@ -32,6 +42,7 @@ from tacoord.store import DatabaseClient, service_name
 log = logging.getLogger(__name__)
 
 PUBLIC = ()  # roles=PUBLIC: no credential needed (health pages, unsubscribe links)
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 class BadRequest(Exception):
@@ -74,8 +85,41 @@ class Credentials(SharedExtension):
         return self.authenticator
 
 
+class Raised:
+    """What a handler raised, returned by its worker instead (so the container logs no traceback)."""
+
+    def __init__(self, exc):
+        self.exc = exc
+
+
+def _returning_raised(handler):
+    """The handler, run with the request's log fields bound; an exception comes back as :class:`Raised`."""
+    @functools.wraps(handler)
+    def handle(service, request, *args, **kwargs):
+        with logs.bound(**getattr(request, "log_fields", {})):
+            try:
+                return handler(service, request, *args, **kwargs)
+            except Exception as exc:
+                return Raised(exc)
+    return handle
+
+
 class JsonApi(HttpRequestHandler):
     credentials = Credentials()
+
+    @classmethod
+    def decorator(cls, *args, **kwargs):
+        register = super().decorator(*args, **kwargs)
+        return lambda handler: register(_returning_raised(handler))
+
+    def check_signature(self, args, kwargs):
+        """nameko's check, against the handler itself rather than its wrapper."""
+        from nameko.exceptions import IncorrectSignature
+        handler = inspect.unwrap(getattr(self.container.service_cls, self.method_name))
+        try:
+            inspect.getcallargs(handler, None, *args, **kwargs)
+        except TypeError as exc:
+            raise IncorrectSignature(str(exc))
 
     def __init__(self, method, url, roles=ROLES, **kwargs):
         self.roles = tuple(roles)
@@ -91,11 +135,19 @@ class JsonApi(HttpRequestHandler):
     def handle_request(self, request):
         request.max_content_length = self.max_body
         request.max_body = self.max_body
-        try:
-            self._authorize(request)
-        except Exception as exc:
-            return self._count(request, self.response_from_exception(exc))
-        return self._count(request, super().handle_request(request))
+        sent = request.headers.get("X-Request-Id", "")
+        request.request_id = sent if REQUEST_ID.match(sent) else uuid.uuid4().hex
+        request.log_fields = {"request_id": request.request_id, "method": request.method, "route": self.url}
+        with logs.bound(**request.log_fields):
+            try:
+                self._authorize(request)
+            except Exception as exc:
+                return self._count(request, self.response_from_exception(exc))
+            principal = request.principal
+            if principal is not None:
+                request.log_fields.update(role=principal.role, actor=principal.actor)
+            with logs.bound(**request.log_fields):
+                return self._count(request, super().handle_request(request))
 
     def _authorize(self, request):
         request.principal = self.credentials.for_requests().principal(request.headers.get("Authorization"))
@@ -109,9 +161,26 @@ class JsonApi(HttpRequestHandler):
 
     def _count(self, request, response):
         self.metrics.http_requests.labels(method=request.method, status=f"{response.status_code // 100}xx").inc()
+        if 400 <= response.status_code < 500:
+            self._log_refusal(request, response)
         return response
 
+    def _log_refusal(self, request, response):
+        """One line per refused request (a bug, 500, was logged with its traceback already)."""
+        try:
+            body = json.loads(response.get_data(as_text=True))
+            reason = "; ".join([body["error"]] + body.get("details", []))
+        except (ValueError, KeyError, TypeError):
+            reason = response.status
+        principal = getattr(request, "principal", None)
+        role = principal.role if principal is not None else None
+        level = logging.WARNING if response.status_code in (401, 403) else logging.INFO
+        log.log(level, "refused %s %s: %d %s", request.method, self.url, response.status_code, reason,
+                extra={"route": self.url, "status": response.status_code, "role": role, "reason": reason})
+
     def response_from_result(self, result):
+        if isinstance(result, Raised):
+            return self.response_from_exception(result.exc)
         if isinstance(result, Response):
             return result
         status, headers, payload = 200, None, result

@@ -3,7 +3,7 @@
 Entrypoints only: the log and its chain head anchor are in ``dependencies.py``, what a
 record says and how the chain is checked in ``domain.py``."""
 from services.audit import domain
-from services.audit.dependencies import AuditStore
+from services.audit.dependencies import AuditStore, ChainCheck
 from services.audit.schemas import FEED_MAX_LIMIT, FeedQuerySchema, parse_types, type_regex
 from tacoord import topology
 from tacoord.consumer import consume_events
@@ -19,6 +19,7 @@ class AuditService:
 
     log = AuditStore()
     ops = OpsServer()
+    chain = ChainCheck()
 
     # unique event_id index; one insert_many per batch
     @consume_events(topology.AUDIT_EVENTS, keyed_by_event_id=True, batch_size=BATCH_SIZE)

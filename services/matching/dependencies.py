@@ -24,7 +24,7 @@ from pymongo import ReplaceOne, UpdateOne
 
 from services.matching import alerts as alert_steps
 from services.matching import changes as changes_since
-from services.matching import restore
+from services.matching import kpis, restore
 from services.matching.alert_book import KEPT_FIELDS as ALERT_FIELDS
 from services.matching.domain import Matcher
 from services.matching.settings import (ALERTS, GAP_SWEEP_KEY, MATCHES, PROPOSALS, REPLAY_KEY_KEY, REPLAY_URL_KEY,
@@ -32,6 +32,7 @@ from services.matching.settings import (ALERTS, GAP_SWEEP_KEY, MATCHES, PROPOSAL
 from tacoord.config import setting
 from tacoord.envelope import new_event, utcnow
 from tacoord.errors import Rejected
+from tacoord.kpis import Kpis, replace
 from tacoord.ops import metric
 from tacoord.outbox import staged, strip
 from tacoord.store import MongoStore, Repository
@@ -52,6 +53,8 @@ DUPLICATIONS = metric("counter", "matching", "duplications_detected_total",
                       "State x article x form combinations found covered by two or more providers")
 ALERT_STEPS = metric("counter", "matching", "alert_steps_total",
                      "Alerts acknowledged or resolved, by people or by matching (their cause went)", ["step", "by"])
+for _kind in ("unmatched_priority_need", "no_supply"):  # at 0 from the start: a first gap is an increase
+    GAPS.labels(kind=_kind)
 
 
 def count_alerts_and_matches(envelopes):
@@ -311,3 +314,32 @@ class MatchingStore(MongoStore):
 
     def get_dependency(self, worker_ctx):
         return self.repository(self.database, self.relay, self)
+
+
+# -- coordination KPIs (kpis.py computes them) ---------------------------------------
+
+UNMET_PRIORITY = metric("gauge", "matching", "unmet_priority_needs",
+                        "Open priority-1 needs without a match")
+OLDEST_UNMET = metric("gauge", "matching", "oldest_unmet_priority_need_age_seconds",
+                      "How long the oldest open priority-1 need has been without a match (0: none)")
+MATCHES_BY_STATUS = metric("gauge", "matching", "matches_stored", "Stored matches by lifecycle state", ["status"])
+ALERTS_BY_STATUS = metric("gauge", "matching", "alerts_stored", "Stored gap and duplication alerts by kind and state",
+                          ["kind", "status"])
+
+
+class MatchingKpis(Kpis):
+    """Unmet priority needs from the in-memory model (once it is loaded); matches by state and
+    alerts by kind and state with one grouping query each (grouped by the database)."""
+
+    def refresh(self):
+        store = self.provider(MatchingStore)
+        store.loaded.wait()
+        count, age = kpis.unmet_priority_needs(store.model, utcnow())
+        matches = self.database[MATCHES].aggregate([{"$group": {"_id": "$status", "n": {"$sum": 1}}}])
+        alerts = {kind: list(self.database[ALERTS].aggregate([{"$match": {"alert": kind}},
+                                                               {"$group": {"_id": "$status", "n": {"$sum": 1}}}]))
+                  for kind in kpis.ALERT_KINDS}
+        UNMET_PRIORITY.set(count)
+        OLDEST_UNMET.set(age)
+        replace(MATCHES_BY_STATUS, kpis.status_counts(matches))
+        replace(ALERTS_BY_STATUS, kpis.alert_counts(alerts))

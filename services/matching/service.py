@@ -10,7 +10,7 @@ from pathlib import Path
 from werkzeug.wrappers import Response
 
 from services.matching import funding
-from services.matching.dependencies import MatchingStore
+from services.matching.dependencies import MatchingKpis, MatchingStore
 from services.matching.matrix import matrix, matrix_cell, matrix_csv, matrix_reference
 from services.matching.schemas import (AcknowledgeSchema, AlertsQuerySchema, CellQuerySchema, ChangesQuerySchema,
                                        ExchangeRatesSchema, FundingQuerySchema, MatchesQuerySchema,
@@ -77,6 +77,7 @@ class MatchingService:
 
     store = MatchingStore()
     ops = OpsServer()
+    kpis = MatchingKpis()
 
     @consume_events(topology.MATCHING_EVENTS, batch_size=50, batch_wait=0)
     def on_events(self, events):

@@ -10,7 +10,9 @@ from pymongo.errors import BulkWriteError
 from services.needs import domain
 from services.needs.schemas import NeedSchema
 from tacoord import config, store
+from tacoord.config import setting
 from tacoord.envelope import utcnow
+from tacoord.kpis import Kpis, replace
 from tacoord.ops import metric
 from tacoord.outbox import staged, staged_insert, strip
 from tacoord.store import MongoStore, Repository
@@ -19,6 +21,18 @@ SERVICE_NAME = "needs"
 NEEDS = "needs"
 IMPORT_CHUNK = 500
 LOOKUP_CHUNK = 1000
+
+
+ROUND_KEY = "TACOORD_CHECKLIST_ROUND"  # the current round; default: the latest round any need names
+
+OPEN_NEEDS = metric("gauge", SERVICE_NAME, "open_needs", "Open needs (open or in progress), by priority and chapter",
+                    ["priority", "chapter"])
+ROUND_REPORTED = metric("gauge", SERVICE_NAME, "reporting_states",
+                        "UN member States that reported needs in the current checklist round", ["checklist_round"])
+ROUND_COVERAGE = metric("gauge", SERVICE_NAME, "reporting_coverage_ratio",
+                        "Share of UN member States that reported needs in the current checklist round (0-1)",
+                        ["checklist_round"])
+PARTIES = metric("gauge", SERVICE_NAME, "reporting_parties", "UN member States (the denominator of the coverage)")
 
 
 def imported_rows():
@@ -145,6 +159,29 @@ def _query(filters):
 class NeedsStore(MongoStore):
     repository = NeedsRepository
     outbox_collections = (NEEDS,)
+
+
+class NeedsKpis(Kpis):
+    """Open needs by priority and chapter, and the reporting coverage of the current round, from
+    the ``needs`` collection every ``TACOORD_KPI_SECONDS``: one grouping query per priority and
+    two ``distinct`` (on nx-27017 about 1 s for a full round of 32,000 needs, grouped in SQL)."""
+
+    def refresh(self):
+        needs = self.database[NEEDS]
+        by_priority = {}
+        for priority in domain.PRIORITIES:
+            rows = needs.aggregate([{"$match": {"status": {"$in": list(domain.OPEN)}, "priority": priority}},
+                                    {"$group": {"_id": "$chapter", "n": {"$sum": 1}}}])
+            by_priority[priority] = {row["_id"]: row["n"] for row in rows}
+        checklist_round = (setting(self.container.config, ROUND_KEY)
+                           or domain.current_round(needs.distinct("checklist_round")))
+        parties = domain.un_member_parties()
+        rate = domain.reporting_rate(needs.distinct("state", {"checklist_round": checklist_round})
+                                     if checklist_round else [], parties)
+        replace(OPEN_NEEDS, domain.open_needs_counts(by_priority))
+        replace(ROUND_REPORTED, {(checklist_round,): rate["reported"]} if checklist_round else {})
+        replace(ROUND_COVERAGE, {(checklist_round,): rate["rate"]} if checklist_round else {})
+        PARTIES.set(rate["parties"])
 
 
 def opened():

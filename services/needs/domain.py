@@ -8,6 +8,7 @@ Every function here returns the new state and the events it causes, as
 write (the outbox) and relays the events.
 """
 import hashlib
+import re
 from collections import defaultdict
 
 from tacoord import reference
@@ -15,6 +16,7 @@ from tacoord.errors import Conflict, Rejected
 
 OPEN = ("open", "in_progress")
 STATUSES = ("open", "in_progress", "met", "withdrawn")
+PRIORITIES = (1, 2, 3)  # 1 highest
 
 # What a status may become through an update (withdrawal has its own command;
 # a met or withdrawn need is reopened by filing it again).
@@ -250,3 +252,19 @@ def un_member_parties():
 
 def _rate(part, whole):
     return round(part / whole, 3) if whole else 0.0
+
+
+def current_round(rounds):
+    """The latest checklist round of those named (``"2026-10"`` after ``"2026-9"``), or None."""
+    named = [r for r in rounds if isinstance(r, str) and r]
+    return max(named, key=_round_key) if named else None
+
+
+def _round_key(name):
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name) if part]
+
+
+def open_needs_counts(counts_by_priority):
+    """``{(priority, chapter): open needs}`` from ``{priority: {chapter: n}}`` (label values as text)."""
+    return {(str(priority), str(chapter)): n for priority, chapters in counts_by_priority.items()
+            for chapter, n in chapters.items() if chapter is not None}

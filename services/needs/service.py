@@ -3,7 +3,7 @@
 Entrypoints only: the rules are in ``domain.py``, the storage in ``dependencies.py``.
 """
 from services.needs import checklist, domain
-from services.needs.dependencies import SERVICE_NAME, NeedsStore, import_summary
+from services.needs.dependencies import SERVICE_NAME, NeedsKpis, NeedsStore, import_summary
 from services.needs.schemas import NeedSchema, NeedUpdateSchema
 from tacoord import reference, topology
 from tacoord.consumer import consume_each
@@ -20,6 +20,7 @@ class NeedsService:
 
     store = NeedsStore()
     ops = OpsServer()
+    kpis = NeedsKpis()
 
     @consume_each(topology.NEEDS_INGRESS)
     def on_ingress(self, message):
