@@ -7,18 +7,20 @@ The core (``tacoord/cli.py``) holds the group and the generic commands
 (dead letters, credentials, imports over HTTP, the AsyncAPI document);
 ``stack`` is infra's (``infra/commands.py``); ``audit`` and ``matching`` are
 their services' (``services/<name>/commands.py``). ``asyncapi`` registers
-every service's schemas before it renders, so it documents all of them.
+every service's schemas before it renders, so it documents all of them;
+``openapi`` reads every service's routes (``services.http_apis()``).
 """
 import services
 from infra.commands import stack
 from services.audit.commands import audit
 from services.matching.commands import matching
-from tacoord.cli import asyncapi_command, main
+from tacoord.cli import asyncapi_command, main, openapi_command
 
 main.add_command(stack)
 main.add_command(audit)
 main.add_command(matching)
 main.add_command(asyncapi_command(services.register_schemas))
+main.add_command(openapi_command(services.http_apis))
 
 if __name__ == "__main__":
     main()

@@ -6,10 +6,17 @@
     languages = fields.List(Language())       # "EN" -> "en"
     provider = OrgId(required=True)           # "GB-GOV-1"
     scope_groups = fields.List(GroupId())     # "AFRICAN"
+    description = Text(validate=validate.Length(max=5000))   # may hold line breaks
 
 Their checks live in ``_deserialize``, which a marshmallow → JSON Schema
 converter cannot see; ``json_schema()`` says what they accept instead, for
 the AsyncAPI document (``tacoord.asyncapi``) and any other generator.
+
+Text comes in two kinds (``tacoord.safety.check_text`` tells them apart at the
+HTTP edge): ``Text`` is free text a person writes (descriptions, outcomes,
+reasons, notes), which may hold tabs and line breaks; every other string field
+is one line (names, ids, codes, e-mail, URLs), where a tab or a line break is
+refused. No text holds any other control character.
 """
 import re
 
@@ -87,3 +94,7 @@ class GroupId(TacoordField):
 
     def json_schema(self):
         return {"enum": sorted(reference.regional_groups())}
+
+
+class Text(fields.String):
+    """Free text written by a person; it may span several lines."""
