@@ -29,7 +29,7 @@ from pathlib import Path
 warnings.filterwarnings("ignore", message="\\s*Eventlet is deprecated")
 
 from tacoord import consumer, envelope, topology
-from tacoord.schemadoc import component_name, converter, schema_to_json  # noqa: F401  (also used from here)
+from tacoord.schemadoc import component_name, converter, package_version, schema_to_json
 
 ASYNCAPI_VERSION = "2.6.0"
 AMQP_BINDING_VERSION = "0.2.0"
@@ -281,7 +281,7 @@ def build():
     return {
         "asyncapi": ASYNCAPI_VERSION,
         "id": "urn:tacoord:amqp",
-        "info": {"title": "tacoord AMQP interface", "version": _version(), "description": _info_description(),
+        "info": {"title": "tacoord AMQP interface", "version": package_version(), "description": _info_description(),
                  "license": {"name": "see the tacoord repository"}},
         "servers": {"local": {
             "url": "{host}:{port}", "protocol": "amqp", "protocolVersion": "0.9.1",
@@ -301,14 +301,6 @@ def build():
                                "of every message to this user name."}},
         },
     }
-
-
-def _version():
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        return version("tacoord")
-    except PackageNotFoundError:  # a checkout that is not installed
-        return "0.1.0"
 
 
 def _payload(channel, event_type, version, schema_name):

@@ -30,7 +30,7 @@ from marshmallow import INCLUDE, Schema, fields
 
 from tacoord import asyncapi
 from tacoord.routes import JSON, UNDECLARED, schema_instance
-from tacoord.schemadoc import component_name, schema_description, tacoord_fields
+from tacoord.schemadoc import component_name, package_version, schema_description, tacoord_fields
 
 OPENAPI_VERSION = "3.1.0"
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "openapi.json"
@@ -42,12 +42,16 @@ WRITES = ("POST", "PUT", "PATCH", "DELETE")
 class ErrorSchema(Schema):
     """Every error answer: what went wrong, and each field that was wrong."""
 
+    class Meta:
+        unknown = INCLUDE  # a reader must tolerate more
+
     error = fields.String(required=True, metadata={"description": "what went wrong, for a person"})
     status = fields.Integer(required=True, metadata={"description": "the HTTP status again"})
     fields_ = fields.Dict(data_key="fields", metadata={
         "description": "per field (nested as the body is), the messages for it"})
     details = fields.List(fields.String(), metadata={"description": "the same as 'field: message' lines"})
     allowed = fields.List(fields.String(), metadata={"description": "405: the methods the path takes"})
+    request_id = fields.String(metadata={"description": "the gateway's errors: the request's id (as in X-Request-Id)"})
 
 
 # --- examples: one per request body, loaded with its schema at generation time -----------------
@@ -132,7 +136,7 @@ class TacoordPlugin(MarshmallowPlugin):
 
 
 def _spec(title, description):
-    spec = APISpec(title=title, version=asyncapi._version(), openapi_version=OPENAPI_VERSION,
+    spec = APISpec(title=title, version=package_version(), openapi_version=OPENAPI_VERSION,
                    plugins=[TacoordPlugin()], info={"description": description},
                    servers=[{"url": "/"}], security=[{SECURITY: []}])
     spec.components.security_scheme(SECURITY, {

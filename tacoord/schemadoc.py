@@ -73,3 +73,12 @@ def component_name(schema):
     module = cls.__module__.split(".")
     owner = module[1] if module[0] == "services" and len(module) > 2 else module[-1]
     return f"{owner}.{cls.__name__}"
+
+
+def package_version():
+    """tacoord's version, for the documents' ``info.version``."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("tacoord")
+    except PackageNotFoundError:  # a checkout that is not installed
+        return "0.1.0"

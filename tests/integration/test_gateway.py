@@ -4,7 +4,6 @@ services started here.
 Each nginx gets its own prefix directory and port (the shared stack's gateway is never touched); the
 needs and matching services run in this process, supply's address answers nothing (a stopped service).
 """
-import json
 import logging
 import os
 import re

@@ -18,7 +18,7 @@ COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
 def test_the_shipped_docker_config_is_what_the_generator_makes_now():
     assert gateway.DOCKER_CONF.read_text(encoding="utf-8") == gateway.render(gateway.docker_settings()), \
-        "infra/gateway/nginx.docker.conf is stale: python -m infra.gateway config --docker -o infra/gateway/nginx.docker.conf"
+        "stale: python -m infra.gateway config --docker -o infra/gateway/nginx.docker.conf"
 
 
 def test_each_service_is_routed_under_its_prefix_to_its_port_from_the_config(monkeypatch):
