@@ -109,8 +109,12 @@ class JsonWsgiApp(WsgiApp):
             if method not in ("GET", "HEAD"):
                 return _not_allowed(request, ["GET", "HEAD"])
             prefix = _forwarded_prefix(environ)
-            return json_response(200, self.server.index(prefix) if path == INDEX_PATH
-                                 else self.server.document(prefix))
+            try:
+                return json_response(200, self.server.index(prefix) if path == INDEX_PATH
+                                     else self.server.document(prefix))
+            except Exception:  # e.g. a body without an example (tacoord.openapi.EXAMPLES)
+                log.exception("request_id=%s: could not build %s", environ[ENVIRON_KEY], path)
+                return json_response(500, error_body(500, f"could not build {path}; it has been logged"))
         try:
             provider, values = adapter.match()
         except RequestRedirect as exc:
