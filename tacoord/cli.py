@@ -4,11 +4,13 @@
     tacoord credentials issue --role R --subject S [--label L] | revoke KEY_ID | list
     tacoord import needs|offers|iati FILE
     tacoord asyncapi [--output FILE] [--check]
+    tacoord openapi [--output FILE] [--check]
 
 ``main`` is the group; the commands owned elsewhere (``stack`` in
 ``infra/commands.py``, ``audit`` and ``matching`` in
-``services/<name>/commands.py``) and ``asyncapi``, which needs every
-service's schemas registered first, are added to it by the composition root
+``services/<name>/commands.py``), ``asyncapi``, which needs every
+service's schemas registered first, and ``openapi``, which needs every
+service's routes, are added to it by the composition root
 ``services/cli.py``, which the ``tacoord`` console script runs
 (``python -m services.cli`` from a checkout).
 
@@ -279,22 +281,20 @@ def credentials_list(settings, as_json):
 
 # --- contract ------------------------------------------------------------------
 
-def asyncapi_command(register_schemas):
-    """The ``asyncapi`` command; ``register_schemas()`` registers the payload schemas it documents."""
+def _document_command(name, title, render):
+    """A command that writes (or, with ``--check``, compares) one generated document, docs/<name>.json."""
+    default_path = config.PROJECT_ROOT / "docs" / f"{name}.json"
 
-    @click.command("asyncapi")
+    @click.command(name, help=f"Generate {title}.")
     @click.option("--output", "-o", default=None, metavar="FILE",
-                  help="Where to write it (default: docs/asyncapi.json of this checkout; '-' for stdout).")
+                  help=f"Where to write it (default: docs/{default_path.name} of this checkout; '-' for stdout).")
     @click.option("--check", is_flag=True, help="Write nothing; exit 1 if FILE differs from a fresh generation.")
     def command(output, check):
-        """Generate the AsyncAPI 2.6.0 document of the AMQP interface from the registered schemas."""
-        from tacoord import asyncapi
-        register_schemas()
-        text = asyncapi.render()
-        path = Path(output) if output and output != "-" else asyncapi.DOC_PATH
+        text = render()
+        path = Path(output) if output and output != "-" else default_path
         if check:
             if not path.exists() or path.read_text(encoding="utf-8") != text:
-                raise click.ClickException(f"{path} is out of date: run `tacoord asyncapi -o {path}`")
+                raise click.ClickException(f"{path} is out of date: run `tacoord {name} -o {path}`")
             click.echo(f"{path} is up to date")
             return
         if output == "-":
@@ -304,6 +304,27 @@ def asyncapi_command(register_schemas):
         click.echo(f"wrote {path}", err=True)
 
     return command
+
+
+def asyncapi_command(register_schemas):
+    """The ``asyncapi`` command; ``register_schemas()`` registers the payload schemas it documents."""
+
+    def render():
+        from tacoord import asyncapi
+        register_schemas()
+        return asyncapi.render()
+    return _document_command("asyncapi", "the AsyncAPI 2.6.0 document of the AMQP interface from the registered "
+                             "schemas", render)
+
+
+def openapi_command(http_apis):
+    """The ``openapi`` command; ``http_apis()`` gives ``{service: (routes, summary)}`` (``services.http_apis``)."""
+
+    def render():
+        from tacoord import openapi
+        return openapi.render(openapi.document(http_apis()))
+    return _document_command("openapi", "the OpenAPI 3.1 document of every service's HTTP API, as the gateway "
+                             "serves them (/api/<service>/...), from the routes' declarations", render)
 
 
 # --- imports -------------------------------------------------------------------

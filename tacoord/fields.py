@@ -6,10 +6,17 @@
     languages = fields.List(Language())       # "EN" -> "en"
     provider = OrgId(required=True)           # "GB-GOV-1"
     scope_groups = fields.List(GroupId())     # "AFRICAN"
+    description = Text(validate=validate.Length(max=5000))   # may hold line breaks
 
 Their checks live in ``_deserialize``, which a marshmallow → JSON Schema
 converter cannot see; ``json_schema()`` says what they accept instead, for
 the AsyncAPI document (``tacoord.asyncapi``) and any other generator.
+
+Text comes in two kinds (``tacoord.safety.check_text`` tells them apart at the
+HTTP edge): ``Text`` is free text a person writes (descriptions, outcomes,
+reasons, notes), which may hold tabs and line breaks; every other string field
+is one line (names, ids, codes, e-mail, URLs), where a tab or a line break is
+refused. No text holds any other control character.
 """
 import re
 
@@ -32,14 +39,6 @@ class EntityId(fields.String):
 
     def __init__(self, **kwargs):
         super().__init__(validate=validate.Length(min=1, max=80), **kwargs)
-
-
-class Reason(fields.String):
-    """Why a person did something (withdrew, declined, resolved…), in their words; at most 1,000 characters."""
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("load_default", "")
-        super().__init__(validate=validate.Length(max=1000), **kwargs)
 
 
 class TacoordField(fields.String):
@@ -104,3 +103,15 @@ class GroupId(TacoordField):
 
     def json_schema(self):
         return {"enum": sorted(reference.regional_groups())}
+
+
+class Text(fields.String):
+    """Free text written by a person; it may span several lines."""
+
+
+class Reason(Text):
+    """Why a person did something (withdrew, declined, resolved…), in their words; at most 1,000 characters."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("load_default", "")
+        super().__init__(validate=validate.Length(max=1000), **kwargs)

@@ -30,7 +30,7 @@ class AuditService:
     def record_rejection(self, body, headers):
         self.log.append(domain.rejection_record(body, headers))
 
-    @api("GET", "/audit/entities/<string:entity_type>/<string:entity_id>")
+    @api("GET", "/audit/entities/<string:entity_type>/<string:entity_id>", query=())
     def entity_history(self, request, entity_type, entity_id):
         """Every role may follow the history of coordination data (needs, offers, matches,
         requests); dead letters (which hold other partners' rejected messages, like
@@ -49,7 +49,7 @@ class AuditService:
     def recent_rejections(self, request):
         return {"records": self.log.rejections()}
 
-    @api("GET", "/audit/events", roles=("operator",))
+    @api("GET", "/audit/events", roles=("operator",), query=FeedQuerySchema)
     def event_feed(self, request):
         query = FeedQuerySchema().load(query_args(request, ("after", "limit", "types")))
         limit = min(query["limit"], FEED_MAX_LIMIT)

@@ -13,7 +13,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 from services.matching.alerts import KINDS as ALERT_KINDS
 from services.matching.alerts import STATUSES as ALERT_STATUSES
 from tacoord import envelope, reference
-from tacoord.fields import GroupId, OrgId, StateCode
+from tacoord.fields import GroupId, OrgId, StateCode, Text
 
 LEVELS = ("bilateral", "regional", "global")
 MATCH_LEVELS = LEVELS + ("expert",)
@@ -193,16 +193,20 @@ class AlertsQuerySchema(Strict):
     need_id = fields.String(validate=validate.Length(max=80))
 
 
-NOTE = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+NOTE = Text(load_default=None, allow_none=True, validate=validate.Length(max=2000))
 
 
 class AcknowledgeSchema(Strict):
+    """The body may be left out (no note)."""
+
+    example = {"note": "Both providers contacted; a call is set for next week"}
     note = NOTE
 
 
 class ResolveSchema(Strict):
+    example = {"resolution": "work_split", "note": "GB-GOV-1 takes the legal drafting, XM-DAC-41114 the training"}
     resolution = fields.String(required=True, validate=validate.Length(min=1, max=40))
-    note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+    note = Text(load_default=None, allow_none=True, validate=validate.Length(max=2000))
 
 
 class WorklistQuerySchema(Strict):
@@ -240,6 +244,9 @@ class FundingQuerySchema(MatrixQuerySchema):
 class ExchangeRatesSchema(Strict):
     """``PUT /funding/rates``: a table of annual exchange rates, as units of each currency per one
     unit of ``base``, by year: ``{"source": "…", "base": "USD", "rates": {"2026": {"EUR": 0.92}}}``."""
+
+    example = {"source": "IMF International Financial Statistics, annual averages (as entered by the operator)",
+               "base": "USD", "rates": {"2025": {"EUR": 0.95, "GBP": 0.79}, "2026": {"EUR": 0.92, "GBP": 0.78}}}
 
     source = fields.String(required=True, validate=validate.Length(min=1, max=300))
     base = fields.String(required=True, validate=validate.Regexp(r"^[A-Z]{3}$", error="ISO 4217 code such as 'USD'"))

@@ -85,7 +85,7 @@ class MatchingService:
         (applying an event is not idempotent), applied in order, stored and relayed together."""
         self.store.handle_batch(events)
 
-    @api("GET", "/matrix")
+    @api("GET", "/matrix", query=MatrixQuerySchema)
     def get_matrix(self, request):
         query = _load_query(request, MatrixQuerySchema())
         cells = matrix(self.store.model, query["rows"], query["cols"], query.get("level"), _filters(query))
@@ -113,12 +113,12 @@ class MatchingService:
             raise NotFound("no exchange-rate table is loaded: an operator loads one with PUT /funding/rates")
         return table
 
-    @api("PUT", "/funding/rates", roles=("operator",))
+    @api("PUT", "/funding/rates", roles=("operator",), body=ExchangeRatesSchema)
     def put_exchange_rates(self, request):
         """Load the table of annual exchange rates the funding view converts with (replaces the last)."""
         return self.store.set_exchange_rates(read_json(request, ExchangeRatesSchema()), request.principal.actor)
 
-    @api("GET", "/matrix.csv")
+    @api("GET", "/matrix.csv", query=MatrixQuerySchema, response={"text/csv": "one line per cell"})
     def get_matrix_csv(self, request):
         query = _load_query(request, MatrixQuerySchema())
         cells = matrix(self.store.model, query["rows"], query["cols"], query.get("level"), _filters(query))
@@ -126,25 +126,22 @@ class MatchingService:
         return Response(text, status=200, mimetype="text/csv",
                         headers={"Content-Disposition": "attachment; filename=matrix.csv"})
 
-    @api("GET", "/matrix/reference")
+    @api("GET", "/matrix/reference", query=())
     def get_matrix_reference(self, request):
         query_args(request, ())
         return matrix_reference()
 
-    @api("GET", "/", roles=PUBLIC)
-    def index(self, request):
-        return Response("", status=302, headers={"Location": "/matrix/page"})
-
-    @api("GET", "/matrix/page", roles=PUBLIC)
+    @api("GET", "/matrix/page", roles=PUBLIC, response={"text/html": "the matrix page"})
     def get_matrix_page(self, request):
         """The matrix page: public HTML and script; the data it shows needs an API key."""
         return _static("matrix.html")
 
-    @api("GET", "/matrix/static/<string:name>", roles=PUBLIC)
+    @api("GET", "/matrix/static/<string:name>", roles=PUBLIC,
+         response={f"{media}; charset=utf-8": name for name, media in STATIC_FILES.items()})
     def get_matrix_static(self, request, name):
         return _static(name)
 
-    @api("GET", "/matrix/cell")
+    @api("GET", "/matrix/cell", query=CellQuerySchema)
     def get_cell(self, request):
         query = _load_query(request, CellQuerySchema())
         rows = "article" if "article" in query else "chapter"
@@ -152,19 +149,19 @@ class MatchingService:
         return matrix_cell(self.store.model, rows, cols, query[rows], query[cols], query.get("level"),
                            _filters(query))
 
-    @api("GET", "/matches")
+    @api("GET", "/matches", query=MatchesQuerySchema)
     def list_matches(self, request):
         query = _load_query(request, MatchesQuerySchema())
         matches = self.store.matches(query)
         return {"count": len(matches), "matches": matches}
 
-    @api("GET", "/alerts")
+    @api("GET", "/alerts", query=AlertsQuerySchema)
     def list_alerts(self, request):
         query = _load_query(request, AlertsQuerySchema())
         alerts = self.store.alerts(query)
         return {"count": len(alerts), "alerts": alerts}
 
-    @api("GET", "/allocations")
+    @api("GET", "/allocations", query=())
     def get_allocations(self, request):
         query_args(request, ())
         result = self.store.model.allocation()
@@ -185,18 +182,18 @@ class MatchingService:
         query_args(request, ())
         return self.store.alert(alert_id)
 
-    @api("POST", "/alerts/<string:alert_id>/acknowledge", roles=("operator", "donor", "state"))
+    @api("POST", "/alerts/<string:alert_id>/acknowledge", roles=("operator", "donor", "state"), body=AcknowledgeSchema)
     def acknowledge_alert(self, request, alert_id):
         body = _optional_json(request, AcknowledgeSchema())
         return self.store.take_alert_step(alert_id, request.principal, "acknowledge", note=body["note"])
 
-    @api("POST", "/alerts/<string:alert_id>/resolve", roles=("operator", "donor", "state"))
+    @api("POST", "/alerts/<string:alert_id>/resolve", roles=("operator", "donor", "state"), body=ResolveSchema)
     def resolve_alert(self, request, alert_id):
         body = read_json(request, ResolveSchema())
         return self.store.take_alert_step(alert_id, request.principal, "resolve", resolution=body["resolution"],
                                           note=body["note"])
 
-    @api("POST", "/gaps/detect", roles=("operator",))
+    @api("POST", "/gaps/detect", roles=("operator",), body=None)
     def detect_gaps(self, request):
         """Sweep for gaps now instead of at the sweeper's next pass."""
         query_args(request, ())

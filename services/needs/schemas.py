@@ -2,7 +2,7 @@
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from tacoord import envelope, reference
-from tacoord.fields import EntityId, Language, Reason, StateCode
+from tacoord.fields import EntityId, Language, Reason, StateCode, Text
 
 STATUSES = ("open", "in_progress", "met", "withdrawn")
 
@@ -20,9 +20,9 @@ class NeedSchema(Schema):
     forms = fields.List(fields.String(validate=validate.OneOf(
         tuple(reference.assistance_forms()), error="unknown form of assistance; one of: {choices}")),
         required=True, validate=validate.Length(min=1, max=8, error="give 1 to 8 forms of assistance"))
-    other_text = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
+    other_text = Text(load_default=None, allow_none=True, validate=validate.Length(max=500))
     priority = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=3))
-    description = fields.String(load_default="", validate=validate.Length(max=5000))
+    description = Text(load_default="", validate=validate.Length(max=5000))
     checklist_round = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=40))
     languages = fields.List(Language(), load_default=list, validate=validate.Length(max=6))
     external_ref = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=120))
@@ -66,7 +66,7 @@ class NeedUpdateSchema(Schema):
         unknown = RAISE
 
     priority = fields.Integer(strict=True, validate=validate.Range(min=1, max=3))
-    description = fields.String(validate=validate.Length(max=5000))
+    description = Text(validate=validate.Length(max=5000))
     status = fields.String(validate=validate.OneOf(("open", "in_progress", "met")))
     paragraph = fields.String(allow_none=True, validate=validate.Length(max=40))
     languages = fields.List(Language(), validate=validate.Length(max=6))

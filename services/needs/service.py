@@ -4,15 +4,18 @@ Entrypoints only: the rules are in ``domain.py``, the storage in ``dependencies.
 """
 from services.needs import checklist, domain
 from services.needs.dependencies import SERVICE_NAME, NeedsKpis, NeedsStore, import_summary
-from services.needs.schemas import NeedSchema, NeedUpdateSchema
+from services.needs.schemas import NeedEventSchema, NeedSchema, NeedUpdateSchema
 from tacoord import reference, topology
 from tacoord.consumer import consume_each
 from tacoord.errors import Conflict, NotFound, Rejected
 from tacoord.ops import OpsServer
+from tacoord.routes import listing
 from tacoord.web import api, error_body, query_args, read_body, read_json, require_scope
 
 FILTERS = ("state", "regional_group", "article", "chapter", "form", "status", "priority", "checklist_round")
 OVERVIEW_FILTERS = ("status", "chapter", "form", "priority", "checklist_round")
+CHECKLIST = {"text/csv": "a header line naming the columns, then one need per line (services/needs/checklist.py)",
+             "application/json": NeedSchema(many=True)}
 
 
 class NeedsService:
@@ -47,14 +50,14 @@ class NeedsService:
         except NotFound:
             raise Rejected(f"no need {need_id!r}", "data.need_id")
 
-    @api("POST", "/needs", roles=("state", "operator"))
+    @api("POST", "/needs", roles=("state", "operator"), body=NeedSchema, response=NeedEventSchema)
     def file_need(self, request):
-        filed = read_json(request, NeedSchema())
+        filed = read_json(request)
         require_scope(request.principal, filed["state"], "needs")
         need, events = self.store.file(filed, "needs", request.principal.actor)
         return (201 if any(e["type"] == "need.submitted" for e in events) else 200), need
 
-    @api("POST", "/needs/import", roles=("operator", "partner"))
+    @api("POST", "/needs/import", roles=("operator", "partner"), body=CHECKLIST)
     def import_checklist(self, request):
         fmt = checklist.format_of(content_type=request.headers.get("Content-Type"))
         if fmt is None:
@@ -66,34 +69,36 @@ class NeedsService:
         counts = self.store.import_needs([r.need for r in rows], "needs", request.principal.actor)
         return import_summary(counts, errors)
 
-    @api("GET", "/needs")
+    @api("GET", "/needs", query=FILTERS, response=listing("needs", NeedEventSchema))
     def list_needs(self, request):
         needs = self.store.find(domain.check_filters(query_args(request, FILTERS)))
         return {"count": len(needs), "needs": needs}
 
-    @api("GET", "/needs/overview")
+    @api("GET", "/needs/overview", query=OVERVIEW_FILTERS)
     def overview(self, request):
         filters = domain.check_filters(query_args(request, OVERVIEW_FILTERS), domain.STATUSES + ("all",))
         return self.store.overview(filters)
 
-    @api("GET", "/needs/reporting-rate")
+    @api("GET", "/needs/reporting-rate", query=("checklist_round",))
     def reporting_rate(self, request):
         args = query_args(request, ("checklist_round",))
         rate = domain.reporting_rate(self.store.reporting_states(args.get("checklist_round")),
                                      domain.un_member_parties())
         return {**rate, "checklist_round": args.get("checklist_round")}
 
-    @api("GET", "/needs/<string:need_id>")
+    @api("GET", "/needs/<string:need_id>", response=NeedEventSchema)
     def get_need(self, request, need_id):
         return self.store.get(need_id)
 
-    @api("PATCH", "/needs/<string:need_id>", roles=("state", "operator"))
+    @api("PATCH", "/needs/<string:need_id>", roles=("state", "operator"), body=NeedUpdateSchema,
+         response=NeedEventSchema)
     def update_need(self, request, need_id):
-        changes = read_json(request, NeedUpdateSchema())
+        changes = read_json(request)
         require_scope(request.principal, self.store.get(need_id)["state"], "needs")
         return self.store.change(need_id, changes, "needs", request.principal.actor)
 
-    @api("DELETE", "/needs/<string:need_id>", roles=("state", "operator"))
+    @api("DELETE", "/needs/<string:need_id>", roles=("state", "operator"), query=("reason",),
+         response=NeedEventSchema)
     def withdraw_need(self, request, need_id):
         require_scope(request.principal, self.store.get(need_id)["state"], "needs")
         reason = request.args.get("reason", "")[:1000]

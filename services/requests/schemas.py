@@ -9,7 +9,7 @@ WTO technical-assistance form asks the same, to avoid duplication.
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from tacoord import envelope, reference
-from tacoord.fields import GroupId, Language, StateCode
+from tacoord.fields import GroupId, Language, StateCode, Text
 
 KINDS = ("national_workshop", "regional_workshop", "checklist_assistance")
 WORKSHOP_KINDS = ("national_workshop", "regional_workshop")
@@ -59,7 +59,7 @@ class SupportReceivedSchema(Schema):
         unknown = RAISE
 
     provider = fields.String(required=True, validate=validate.Length(min=1, max=120))
-    description = fields.String(load_default="", validate=validate.Length(max=2000))
+    description = Text(load_default="", validate=validate.Length(max=2000))
 
 
 SUPPORT_REQUIRED = ("required: list the support already received from other donors on the same need "
@@ -78,7 +78,7 @@ class RequestSchema(Schema):
     network_id = fields.String(load_default=None, allow_none=True, validate=NETWORK_ID)
     network_states = fields.List(StateCode(), load_default=list, validate=validate.Length(max=60))
     articles = fields.List(Article(), load_default=list, validate=validate.Length(max=58))
-    expected_outcomes = fields.String(required=True, validate=validate.Length(min=1, max=5000))
+    expected_outcomes = Text(required=True, validate=validate.Length(min=1, max=5000))
     preferred_dates = fields.List(fields.Nested(DateRangeSchema), load_default=list,
                                   validate=validate.Length(max=10, error="give at most 10 preferred periods"))
     language = Language(required=True)
@@ -171,9 +171,9 @@ class TransitionSchema(Schema):
 
     to = fields.String(required=True, validate=validate.OneOf(
         STATUSES[1:], error="to must be one of: {choices}"))
-    reason = fields.String(validate=validate.Length(min=1, max=2000))
+    reason = Text(validate=validate.Length(min=1, max=2000))
     scheduled_for = fields.Date()
-    outcome_notes = fields.String(validate=validate.Length(min=1, max=10000))
+    outcome_notes = Text(validate=validate.Length(min=1, max=10000))
 
 
 class ParticipantsProposedSchema(Schema):

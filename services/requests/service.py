@@ -35,15 +35,15 @@ class RequestsService:
         """``workshop.participants_proposed`` from matching: kept on the request."""
         self.store.propose_participants(PROPOSAL.load(event["data"]), event)
 
-    @api("POST", "/requests", roles=("state", "operator"))
+    @api("POST", "/requests", roles=("state", "operator"), body=FILING)
     def file_request(self, request):
-        filed = FILING.dump(read_json(request, FILING))
+        filed = FILING.dump(read_json(request))
         require_scope(request.principal, filed["state"], "requests")
         stored, _ = self.store.file(filed, domain.new_request_id(filed["state"]), "requests",
                                     request.principal.actor)
         return 201, stored
 
-    @api("GET", "/requests", roles=("state", "network", "operator"))
+    @api("GET", "/requests", roles=("state", "network", "operator"), query=FILTERS)
     def list_requests(self, request):
         found = self.store.visible(query_args(request, FILTERS), request.principal)
         return {"count": len(found), "requests": found}
@@ -55,16 +55,16 @@ class RequestsService:
             raise Forbidden(f"{request.principal.actor} may not see request {request_id}")
         return found
 
-    @api("POST", "/requests/<string:request_id>/transitions", roles=("state", "operator"))
+    @api("POST", "/requests/<string:request_id>/transitions", roles=("state", "operator"), body=TRANSITION)
     def move_request(self, request, request_id):
-        asked = read_json(request, TRANSITION)
+        asked = read_json(request)
         target = asked.pop("to")
         current = self.store.get(request_id)
         if not domain.may_view(current, request.principal.role, request.principal.subject):
             raise NotFound(f"no request {request_id!r}")  # do not reveal other States' requests
         return self.store.transition(request_id, target, TRANSITION.dump(asked), request.principal)
 
-    @api("POST", "/requests/<string:request_id>/join", roles=("state",))
+    @api("POST", "/requests/<string:request_id>/join", roles=("state",), body=None, query=())
     def join_request(self, request, request_id):
         query_args(request, ())
         joined, events = self.store.join(request_id, request.principal.subject, request.principal.actor)

@@ -9,7 +9,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, post_load, valid
 
 from services.supply import domain, experts, iati_mapping, money
 from tacoord import envelope, reference
-from tacoord.fields import EntityId, GroupId, Language, OrgId, Reason, StateCode, TacoordField
+from tacoord.fields import EntityId, GroupId, Language, OrgId, Reason, StateCode, TacoordField, Text
 
 
 # --- fields ---------------------------------------------------------------------------------
@@ -323,14 +323,14 @@ class ConsentSchema(Strict):
 
 
 class DeclarationSchema(Strict):
-    text = fields.String(required=True, validate=validate.Length(max=5000))
+    text = Text(required=True, validate=validate.Length(max=5000))
     date = IsoDate(required=True)
 
 
 class ContactSchema(Strict):
     email = fields.Email(load_default=None, allow_none=True)
     phone = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=40))
-    address = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
+    address = Text(load_default=None, allow_none=True, validate=validate.Length(max=500))
 
 
 class EducationSchema(Strict):
@@ -345,7 +345,7 @@ class EmploymentSchema(Strict):
     to = IsoDate(load_default=None, allow_none=True)
     employer = fields.String(required=True, validate=validate.Length(max=300))
     position = fields.String(required=True, validate=validate.Length(max=300))
-    duties = fields.String(load_default="", validate=validate.Length(max=3000))
+    duties = Text(load_default="", validate=validate.Length(max=3000))
 
 
 class AssignmentSchema(Strict):
@@ -354,7 +354,7 @@ class AssignmentSchema(Strict):
     client = fields.String(load_default="", validate=validate.Length(max=300))
     type = Form(load_default=None, allow_none=True)
     uncac_articles = fields.List(Article(), load_default=list)
-    outcome = fields.String(load_default="", validate=validate.Length(max=2000))
+    outcome = Text(load_default="", validate=validate.Length(max=2000))
 
 
 class RefereeSchema(Strict):
@@ -396,7 +396,7 @@ class ExpertFields(Strict):
     employment_history = fields.List(fields.Nested(EmploymentSchema), validate=validate.Length(max=50))
     prior_assignments = fields.List(fields.Nested(AssignmentSchema), validate=validate.Length(max=100))
     irm_experience = fields.Boolean(allow_none=True)
-    irm_details = fields.String(allow_none=True, validate=validate.Length(max=2000))
+    irm_details = Text(allow_none=True, validate=validate.Length(max=2000))
     publications = fields.List(fields.String(validate=validate.Length(max=500)), validate=validate.Length(max=100))
     references = fields.List(fields.Nested(RefereeSchema), validate=validate.Length(max=10))
     availability = fields.Nested(AvailabilitySchema)
@@ -433,7 +433,7 @@ class ExpertUpdateSchema(ExpertFields):
 
 class TransitionSchema(Strict):
     to = fields.String(required=True, validate=validate.OneOf(experts.VETTING_STATUSES))
-    note = fields.String(load_default="", validate=validate.Length(max=2000))
+    note = Text(load_default="", validate=validate.Length(max=2000))
 
 
 class ExpertiseEventSchema(Strict):

@@ -52,7 +52,6 @@ EXPECTED = {
     ("matching", "GET", "/matrix.csv"): ALL,
     ("matching", "GET", "/matrix/cell"): ALL,
     ("matching", "GET", "/matrix/reference"): ALL,
-    ("matching", "GET", "/"): PUBLIC,                                # redirect to the matrix page
     ("matching", "GET", "/matrix/page"): PUBLIC,                     # HTML; its data needs a key
     ("matching", "GET", "/matrix/static/<string:name>"): PUBLIC,     # the page's own HTML, JS and CSS only
     ("matching", "GET", "/matches"): ALL,
@@ -89,9 +88,10 @@ EXPECTED = {
     ("audit", "GET", "/audit/events"): ("operator",),
 }
 
-# Routes that answer something other than JSON or CSV when they succeed: the matrix page (HTML) and
-# its redirect. Their errors are still JSON.
-PAGES = {("matching", "GET", "/"): ("text/plain", "text/html"), ("matching", "GET", "/matrix/page"): ("text/html",)}
+# Routes that answer something other than JSON or CSV when they succeed: the matrix page (HTML). Its
+# errors are still JSON. (Every service's ``GET /`` is its JSON index, served by the core: tests/integration/
+# test_http_core.py.)
+PAGES = {("matching", "GET", "/matrix/page"): ("text/html",)}
 
 SUBJECTS = {"state": "KEN", "donor": "GB-GOV-1", "network": "AFRICAN", "partner": "acme", "operator": "*"}
 CALLERS = ROLES + ("no key", "unknown key", "revoked key")
