@@ -29,7 +29,6 @@ from pathlib import Path
 warnings.filterwarnings("ignore", message="\\s*Eventlet is deprecated")
 
 from tacoord import envelope, headers, topology
-from tacoord.fields import TacoordField
 from tacoord.schemadoc import component_name, converter, package_version, schema_to_json
 
 ASYNCAPI_VERSION = "2.6.0"

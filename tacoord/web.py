@@ -29,6 +29,7 @@ caller sent a sane one, kept by ``tacoord.webserver``) and, once known, the ``ro
 """
 import functools
 import inspect
+import json
 import logging
 import uuid
 
