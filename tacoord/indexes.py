@@ -20,6 +20,7 @@ INDEXES = {
             IndexModel([("regional_group", ASCENDING), ("article", ASCENDING)]),
             OUTBOX_PENDING,
         ],
+        "party_corrections": [OUTBOX_PENDING],
     },
     "supply": {
         "offers": [IndexModel([("provider", ASCENDING)]), OUTBOX_PENDING],

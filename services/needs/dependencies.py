@@ -7,16 +7,18 @@ and relays the events. Operator commands get the same repository through
 """
 from pymongo.errors import BulkWriteError
 
-from services.needs import domain
+from services.needs import domain, parties
 from services.needs.schemas import NeedSchema
-from tacoord import config, store
+from tacoord import config, reference, store
 from tacoord.envelope import utcnow
+from tacoord.errors import NotFound
 from tacoord.ops import metric
 from tacoord.outbox import staged, staged_insert, strip
 from tacoord.store import MongoStore, Repository
 
 SERVICE_NAME = "needs"
 NEEDS = "needs"
+PARTY_CORRECTIONS = "party_corrections"   # operators' corrections of the shipped parties list, by party code
 IMPORT_CHUNK = 500
 LOOKUP_CHUNK = 1000
 
@@ -81,6 +83,31 @@ class NeedsRepository(Repository):
         query = {"checklist_round": checklist_round} if checklist_round else {}
         return self.db[NEEDS].distinct("state", query)
 
+    # -- the parties to the Convention ----------------------------------------------
+
+    def parties(self):
+        """code -> the entry as it stands (the shipped list with operators' corrections)."""
+        corrections = {d["_id"]: strip(d) for d in self.db[PARTY_CORRECTIONS].find({})}
+        return parties.all_parties(corrections)
+
+    def party(self, code):
+        shipped = reference.parties().get(code)
+        if shipped is None:
+            raise NotFound(f"no party {code!r} in the parties list; see GET /parties")
+        return parties.effective(shipped, strip(self.db[PARTY_CORRECTIONS].find_one({"_id": code})))
+
+    def correct_party(self, code, changes, actor):
+        """Store an operator's correction (``party.corrected``, audited). Returns ``(entry, events)``."""
+        shipped = reference.parties().get(code)
+        if shipped is None:
+            raise NotFound(f"no party {code!r} in the parties list; see GET /parties")
+
+        def decide(stored):
+            return parties.correct(shipped, stored, changes, actor, utcnow().isoformat())
+        correction, events = self._file_and_relay(PARTY_CORRECTIONS, code, "party correction", decide,
+                                                  SERVICE_NAME, actor)
+        return parties.effective(shipped, correction), events
+
     def import_needs(self, filings, source, actor):
         """Store many validated filings at once. Returns counts {accepted, updated, unchanged}.
 
@@ -144,7 +171,7 @@ def _query(filters):
 
 class NeedsStore(MongoStore):
     repository = NeedsRepository
-    outbox_collections = (NEEDS,)
+    outbox_collections = (NEEDS, PARTY_CORRECTIONS)
 
 
 def opened():
