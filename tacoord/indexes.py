@@ -28,6 +28,7 @@ INDEXES = {
     },
     "requests": {
         "workshop_requests": [IndexModel([("state", ASCENDING)]), OUTBOX_PENDING],
+        "networks": [OUTBOX_PENDING],
     },
     "matching": {
         "matches": [
