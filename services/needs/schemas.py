@@ -1,6 +1,7 @@
 """Needs: the commands States and partners send, and the events this service emits."""
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from services.needs import parties
 from tacoord import envelope, reference
 from tacoord.fields import EntityId, Language, Reason, StateCode
 
@@ -99,8 +100,7 @@ envelope.register("need.withdrawn", WithdrawSchema(), channel=envelope.INGRESS)
 
 # --- the parties to the Convention (services/needs/parties.py) ----------------------------
 
-PARTY_STATUSES = ("party", "not_party", "unknown")
-INSTRUMENTS = ("ratification", "acceptance", "approval", "accession", "succession")
+PARTY_STATUSES, INSTRUMENTS = parties.STATUSES, parties.INSTRUMENTS
 
 
 class IsoDate(fields.Date):
