@@ -157,6 +157,31 @@ EXAMPLES = {
 }
 
 
+# The parties list, the networks directory and checklist assistance offered (issue 17).
+NETWORK_EVENT = {"network_id": "ARINSA", "name": "Asset Recovery Inter-Agency Network of Southern Africa",
+                 "kind": "regional_network", "status": "active", "states": ["BWA", "NAM", "ZAF"], "donors": [],
+                 "focus_articles": [51, 54], "website": "https://www.arinsa.org",
+                 "contacts": [{"name": "Secretariat", "email": "secretariat@example.org", "role": ""}],
+                 "description": "", "retired_reason": None, "created_at": EXAMPLE_TIME, "updated_at": EXAMPLE_TIME}
+OFFERED = {**REQUEST_EVENT, "request_id": "REQ-TCD-5b0e1d7c3a", "kind": "checklist_assistance", "state": "TCD",
+           "regional_group": "AFRICAN", "states": ["TCD"], "articles": [], "preferred_dates": [], "language": "fr",
+           "support_received": [], "expected_outcomes": "The self-assessment checklist completed",
+           "offered_by": "GB-GOV-1", "donors": ["GB-GOV-1"], "checklist_round": "2027-1"}
+EXAMPLES.update({
+    (envelope.EVENTS, "party.corrected"): {
+        "party_id": "NIU", "name": "Niue", "kind": "state", "status": "party", "instrument": "accession",
+        "deposited": "2017-03-03", "party_since": "2017-04-02", "verification": "operator_corrected",
+        "source": "depositary notification", "note": None, "corrected_by": "operator:ops",
+        "corrected_at": EXAMPLE_TIME,
+        "previous": {"status": "unknown", "instrument": None, "deposited": None, "verification": "unknown"}},
+    (envelope.EVENTS, "network.registered"): NETWORK_EVENT,
+    (envelope.EVENTS, "network.updated"): {**NETWORK_EVENT, "website": "https://arinsa.example.org"},
+    (envelope.EVENTS, "network.retired"): {**NETWORK_EVENT, "status": "retired", "retired_reason": "Merged"},
+    (envelope.EVENTS, "workshop.offered"): {**OFFERED, "status": "offered"},
+    (envelope.EVENTS, "workshop.accepted"): {**OFFERED, "status": "submitted"},
+})
+
+
 def example_envelope(channel, event_type, version):
     """A complete, valid envelope for one message type (deterministic ids)."""
     data = EXAMPLES.get((channel, event_type))

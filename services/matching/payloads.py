@@ -83,6 +83,9 @@ def normalize_expert(data, event):
         "forms": sorted(set(data.get("forms") or [])), "availability": availability,
         "vetting_status": data.get("vetting_status") or "active",
         "updated_at": data.get("updated_at") or event["occurred_at"],
+        # never proposed to these States' needs (supply's experts.conflict_states; nationality at least)
+        "conflict_states": sorted(set(data.get("conflict_states") or []) | (
+            {data["nationality"]} if data.get("nationality") else set())),
     }
     if event["type"] == "expert.expired":
         expert["vetting_status"] = "expired"

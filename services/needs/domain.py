@@ -222,38 +222,6 @@ def overview(needs):
     }
 
 
-def reporting_rate(reporting_states, parties):
-    """Share of States parties that reported at least one need.
-
-    ``parties``: iso3 -> regional group (the denominator: UN member States).
-    Reporters outside ``parties`` are listed apart and do not count.
-    """
-    reporting = set(reporting_states)
-    reported = sorted(reporting & set(parties))
-    by_group = {}
-    for group in sorted({g for g in parties.values() if g}):
-        members = {s for s, g in parties.items() if g == group}
-        count = len(members & reporting)
-        by_group[group] = {"reported": count, "parties": len(members), "rate": _rate(count, len(members))}
-    return {
-        "reported": len(reported),
-        "parties": len(parties),
-        "rate": _rate(len(reported), len(parties)),
-        "text": f"{len(reported)} of {len(parties)}",
-        "by_group": by_group,
-        "not_counted": sorted(reporting - set(parties)),
-    }
-
-
-def un_member_parties():
-    """The denominator of the reporting rate: UN member States, iso3 -> regional group."""
-    return {c["iso3"]: c.get("regional_group") for c in reference.data()["countries"]}
-
-
-def _rate(part, whole):
-    return round(part / whole, 3) if whole else 0.0
-
-
 def current_round(rounds):
     """The latest checklist round of those named (``"2026-10"`` after ``"2026-9"``), or None."""
     named = [r for r in rounds if isinstance(r, str) and r]

@@ -2,9 +2,11 @@
 
 Entrypoints only: the rules are in ``domain.py``, the storage in ``dependencies.py``.
 """
-from services.needs import checklist, domain
+from datetime import date
+
+from services.needs import checklist, domain, parties
 from services.needs.dependencies import SERVICE_NAME, NeedsKpis, NeedsStore, import_summary
-from services.needs.schemas import NeedEventSchema, NeedSchema, NeedUpdateSchema
+from services.needs.schemas import NeedEventSchema, NeedSchema, NeedUpdateSchema, PartyCorrectionSchema
 from tacoord import reference, topology
 from tacoord.consumer import consume_each
 from tacoord.errors import Conflict, NotFound, Rejected
@@ -79,11 +81,12 @@ class NeedsService:
         filters = domain.check_filters(query_args(request, OVERVIEW_FILTERS), domain.STATUSES + ("all",))
         return self.store.overview(filters)
 
-    @api("GET", "/needs/reporting-rate", query=("checklist_round",))
+    @api("GET", "/needs/reporting-rate", query=("checklist_round", "as_of"))
     def reporting_rate(self, request):
-        args = query_args(request, ("checklist_round",))
-        rate = domain.reporting_rate(self.store.reporting_states(args.get("checklist_round")),
-                                     domain.un_member_parties())
+        args = query_args(request, ("checklist_round", "as_of"))
+        as_of = parties.check_date(args["as_of"]) if "as_of" in args else date.today()
+        rate = parties.coverage(self.store.parties(), self.store.reporting_states(args.get("checklist_round")),
+                                as_of)
         return {**rate, "checklist_round": args.get("checklist_round")}
 
     @api("GET", "/needs/<string:need_id>", response=NeedEventSchema)
@@ -103,6 +106,28 @@ class NeedsService:
         require_scope(request.principal, self.store.get(need_id)["state"], "needs")
         reason = request.args.get("reason", "")[:1000]
         return self.store.withdraw(need_id, reason, "needs", request.principal.actor)
+
+    # -- the parties to the Convention -------------------------------------------------
+
+    @api("GET", "/parties", query=("as_of", "status", "regional_group", "verification"))
+    def list_parties(self, request):
+        args = query_args(request, ("as_of", "status", "regional_group", "verification"))
+        filters = parties.check_filters(args)
+        entries = self.store.parties()
+        if "as_of" in filters:
+            entries = parties.parties_on(entries, filters["as_of"])
+        found = [e for _, e in sorted(entries.items()) if parties.passes(e, filters)]
+        return {"count": len(found), "parties": found, "legend": reference.parties_data()["_meta"]}
+
+    @api("GET", "/parties/<string:code>")
+    def get_party(self, request, code):
+        return self.store.party(code.upper())
+
+    @api("PUT", "/parties/<string:code>", roles=("operator",), body=PartyCorrectionSchema)
+    def correct_party(self, request, code):
+        changes = read_json(request, PartyCorrectionSchema())
+        entry, events = self.store.correct_party(code.upper(), changes, request.principal.actor)
+        return {**entry, "changed": bool(events)}
 
     @api("GET", "/reference/states")
     def states(self, request):

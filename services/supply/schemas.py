@@ -383,6 +383,8 @@ class ExpertFields(Strict):
     current_position = fields.String(allow_none=True, validate=validate.Length(max=300))
     employer = fields.String(allow_none=True, validate=validate.Length(max=300))
     employer_type = fields.String(allow_none=True, validate=validate.OneOf(experts.EMPLOYER_TYPES))
+    employer_country = StateCode(allow_none=True)      # the current employer's State: a conflict of interest
+    declared_conflicts = fields.List(StateCode(), validate=validate.Length(max=50))   # other States to avoid
     expertise = fields.List(fields.Nested(ExpertiseSchema), validate=validate.Length(max=60))
     thematic_areas = fields.List(fields.String(validate=validate.Length(max=100)), validate=validate.Length(max=15))
     forms = fields.List(Form(), validate=validate.Length(max=8))
@@ -469,6 +471,8 @@ class ExpertEventSchema(Strict):
     vetting_status = fields.String(required=True, validate=validate.OneOf(experts.VETTING_STATUSES))
     expires_at = fields.String(required=True, allow_none=True)
     updated_at = fields.String(required=True)
+    # States the expert is never proposed to (nationality, current employer's State, declared ones)
+    conflict_states = fields.List(fields.String(), load_default=list)
 
 
 for _type in experts.EXPERT_EVENTS:

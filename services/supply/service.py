@@ -8,7 +8,7 @@ import uuid
 
 from nameko.timer import timer
 
-from services.supply import bulk, experts, iati
+from services.supply import bulk, expert_template, experts, iati
 from services.supply.dependencies import LIST_LIMIT, SupplySettings, SupplyStore
 from services.supply.filters import EXPERT_FILTERS, OFFER_FILTERS, check_expert_filters, check_offer_filters
 from services.supply.schemas import (ExpertSchema, ExpertUpdateSchema, OfferEventSchema, OfferSchema,
@@ -133,6 +133,11 @@ class SupplyService:
         found = experts.visible_experts(self.store.experts(), filters, principal.role, principal.subject,
                                        utcnow(), LIST_LIMIT)
         return {"count": len(found), "experts": found}
+
+    @api("GET", "/experts/template")
+    def cv_template(self, request):
+        query_args(request, ())
+        return expert_template.template()
 
     @api("GET", "/experts/balance")
     def balance(self, request):
