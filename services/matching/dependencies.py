@@ -30,7 +30,7 @@ from pymongo.errors import BulkWriteError
 
 from services.matching import alerts as alert_steps
 from services.matching import changes as changes_since
-from services.matching import lifecycle, restore
+from services.matching import kpis, lifecycle, restore
 from services.matching.alert_book import KEPT_FIELDS as ALERT_FIELDS
 from services.matching.domain import Matcher
 from services.matching.match_writes import Write, condition, fold
@@ -39,6 +39,7 @@ from services.matching.settings import (ALERTS, GAP_SWEEP_KEY, MATCHES, PROPOSAL
 from tacoord.config import setting
 from tacoord.envelope import new_event, utcnow
 from tacoord.errors import Rejected
+from tacoord.kpis import Kpis, replace
 from tacoord.ops import metric
 from tacoord.outbox import staged, strip
 from tacoord.store import DUPLICATE_KEY_CODES, MongoStore, Repository
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 SOURCE = "matching"
 LEGACY_ACTIVE = "active"   # the stored status of a standing match before matches had a lifecycle
 ACTOR = "service:matching"
+EXCHANGE_RATES, CURRENT_RATES = "exchange_rates", "current"   # one table: the one in force
 
 APPLY_SECONDS = metric("histogram", "matching", "apply_seconds",
                        "Time to apply one event to the read model (pure matching, no I/O)", ["family"])
@@ -62,6 +64,8 @@ DUPLICATIONS = metric("counter", "matching", "duplications_detected_total",
                       "State x article x form combinations found covered by two or more providers")
 ALERT_STEPS = metric("counter", "matching", "alert_steps_total",
                      "Alerts acknowledged or resolved, by people or by matching (their cause went)", ["step", "by"])
+for _kind in ("unmatched_priority_need", "no_supply"):  # at 0 from the start: a first gap is an increase
+    GAPS.labels(kind=_kind)
 
 
 def count_alerts_and_matches(envelopes):
@@ -193,6 +197,17 @@ class MatchingRepository(Repository):
         outcome = self.provider.sweep()
         return [alert_steps.public(dict(doc)) for (collection, _), (doc, _) in
                 (outcome.docs.items() if outcome else ()) if collection == ALERTS]
+
+    # -- funding: the operator's exchange-rate table (services/matching/funding.py) ---------------
+
+    def exchange_rates(self):
+        """The table loaded with ``PUT /funding/rates``, or None."""
+        return public(self.db[EXCHANGE_RATES].find_one({"_id": CURRENT_RATES}))
+
+    def set_exchange_rates(self, table, actor):
+        document = {**table, "loaded_by": actor, "loaded_at": utcnow().isoformat()}
+        self.db[EXCHANGE_RATES].replace_one({"_id": CURRENT_RATES}, {"_id": CURRENT_RATES, **document}, upsert=True)
+        return document
 
 
 class MatchingStore(MongoStore):
@@ -386,3 +401,32 @@ class MatchingStore(MongoStore):
 
     def get_dependency(self, worker_ctx):
         return self.repository(self.database, self.relay, self)
+
+
+# -- coordination KPIs (kpis.py computes them) ---------------------------------------
+
+UNMET_PRIORITY = metric("gauge", "matching", "unmet_priority_needs",
+                        "Open priority-1 needs without a match")
+OLDEST_UNMET = metric("gauge", "matching", "oldest_unmet_priority_need_age_seconds",
+                      "How long the oldest open priority-1 need has been without a match (0: none)")
+MATCHES_BY_STATUS = metric("gauge", "matching", "matches_stored", "Stored matches by lifecycle state", ["status"])
+ALERTS_BY_STATUS = metric("gauge", "matching", "alerts_stored", "Stored gap and duplication alerts by kind and state",
+                          ["kind", "status"])
+
+
+class MatchingKpis(Kpis):
+    """Unmet priority needs from the in-memory model (once it is loaded); matches by state and
+    alerts by kind and state with one grouping query each (grouped by the database)."""
+
+    def refresh(self):
+        store = self.provider(MatchingStore)
+        store.loaded.wait()
+        count, age = kpis.unmet_priority_needs(store.model, utcnow())
+        matches = self.database[MATCHES].aggregate([{"$group": {"_id": "$status", "n": {"$sum": 1}}}])
+        alerts = {kind: list(self.database[ALERTS].aggregate([{"$match": {"alert": kind}},
+                                                               {"$group": {"_id": "$status", "n": {"$sum": 1}}}]))
+                  for kind in kpis.ALERT_KINDS}
+        UNMET_PRIORITY.set(count)
+        OLDEST_UNMET.set(age)
+        replace(MATCHES_BY_STATUS, kpis.status_counts(matches))
+        replace(ALERTS_BY_STATUS, kpis.alert_counts(alerts))

@@ -267,13 +267,19 @@ class Matcher(Commitments):
     # -- workshops ---------------------------------------------------------------
 
     def propose_participants(self, workshop):
-        """States that completed a gap analysis, States about to, and donors active in the region."""
+        """States that completed a gap analysis, States about to, and donors whose offers reach them and
+        cover the workshop's articles. A workshop of a network is for its members only; a regional one
+        for its group; a national one for its State (donors: those reaching its group)."""
         group = workshop["regional_group"]
-        if workshop["kind"] == "regional_workshop" and group:
-            candidates = set(reference.states_in_group(group))
+        if workshop["kind"] == "regional_workshop" and workshop.get("network_id"):
+            candidates = set(workshop["network_states"]) | ({workshop["state"]} if workshop.get("state") else set())
+            region_states = candidates
+        elif workshop["kind"] == "regional_workshop" and group:
+            candidates = region_states = set(reference.states_in_group(group))
         else:
             candidates = set(workshop["states"]) | ({workshop["state"]} if workshop.get("state") else set())
-        starting = self._states_starting_a_self_assessment() | set(workshop["states"])
+            region_states = set(reference.states_in_group(group)) if group else candidates
+        starting = self._states_starting_a_self_assessment() | (set(workshop["states"]) & candidates)
         completed, upcoming = [], []
         for state in sorted(candidates):
             filed = [self.needs[n] for n in self.needs_by_state.get(state, ())]
@@ -281,17 +287,20 @@ class Matcher(Commitments):
                 completed.append(state)
             elif filed or state in starting:
                 upcoming.append(state)
-        region_states = set(reference.states_in_group(group)) if group else candidates
+        articles = set(workshop["articles"])
+        region_groups = {reference.regional_group_of(s) for s in region_states if reference.is_known_state(s)}
         donors = sorted({o["provider"] for o in self.offers.values()
-                         if o["status"] in MATCHABLE_OFFER and _reaches(o, group, region_states)})
+                         if o["status"] in MATCHABLE_OFFER and _reaches(o, region_states, region_groups)
+                         and (not articles or articles & offer_articles(o))})
         return {"request_id": workshop["request_id"], "regional_group": group,
                 "states_completed": completed, "states_upcoming": upcoming, "donors": donors}
 
     def _states_starting_a_self_assessment(self):
-        """States that asked for help completing the checklist and are still being helped."""
+        """States that asked for help completing the checklist (or accepted it when offered) and are still
+        being helped."""
         return {w["state"] for w in self.workshops.values()
                 if w.get("kind") == "checklist_assistance" and w.get("state")
-                and w.get("status") not in ("declined", "cancelled", "held")}
+                and w.get("status") not in ("declined", "cancelled", "held", "offered")}
 
     # -- gaps ------------------------------------------------------------------
 
@@ -349,10 +358,11 @@ def _stale(old, new):
         return False
 
 
-def _reaches(offer, group, region_states):
+def _reaches(offer, region_states, region_groups):
+    """Does the offer reach any of these States (named, through their regional groups, or unscoped)?"""
     if not offer["scope_states"] and not offer["scope_groups"]:
         return True
-    return group in offer["scope_groups"] or bool(region_states & set(offer["scope_states"]))
+    return bool(region_states & set(offer["scope_states"])) or bool(region_groups & set(offer["scope_groups"]))
 
 
 class Outcome:

@@ -16,7 +16,7 @@ from services.matching.alerts import STATUSES as ALERT_STATUSES
 from services.matching.matrix import STATUSES as MATRIX_STATUSES
 from services.matching.worklists import LISTED as WORKLIST_LEVELS
 from tacoord import envelope, reference
-from tacoord.fields import GroupId, OrgId, StateCode
+from tacoord.fields import GroupId, OrgId, StateCode, Text
 
 LEVELS = ("bilateral", "regional", "global")
 MATCH_LEVELS = LEVELS + ("expert",)
@@ -227,23 +227,29 @@ class AlertsQuerySchema(Strict):
     need_id = fields.String(validate=validate.Length(max=80))
 
 
-NOTE = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+NOTE = Text(load_default=None, allow_none=True, validate=validate.Length(max=2000))
 
 
 class AcknowledgeSchema(Strict):
+    """The body may be left out (no note)."""
+
+    example = {"note": "Both providers contacted; a call is set for next week"}
     note = NOTE
 
 
 class ResolveSchema(Strict):
+    example = {"resolution": "work_split", "note": "GB-GOV-1 takes the legal drafting, XM-DAC-41114 the training"}
     resolution = fields.String(required=True, validate=validate.Length(min=1, max=40))
-    note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+    note = Text(load_default=None, allow_none=True, validate=validate.Length(max=2000))
 
 
 class TransitionSchema(Strict):
     """``POST /matches/<id>/transitions``: ``{"to": "accepted", "reason": "…"}`` (a reason is required to
     decline or cancel)."""
+
+    example = {"to": "declined", "reason": "our 2027 budget for article 9 is already committed elsewhere"}
     to = fields.String(required=True, validate=validate.OneOf(lifecycle.TARGETS))
-    reason = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+    reason = Text(load_default=None, allow_none=True, validate=validate.Length(max=2000))
 
 
 class WorklistQuerySchema(Strict):
@@ -270,3 +276,28 @@ class ChangesQuerySchema(Strict):
         named = [k for k in ("state", "donor", "network") if k in data]
         if len(named) > 1:
             raise ValidationError("give at most one of state, donor and network", named[1])
+
+
+# --- funding (services/matching/funding.py) ------------------------------------------------------
+
+class FundingQuerySchema(MatrixQuerySchema):
+    """``GET /funding``: the matrix's rows, columns and filters."""
+
+
+class ExchangeRatesSchema(Strict):
+    """``PUT /funding/rates``: a table of annual exchange rates, as units of each currency per one
+    unit of ``base``, by year: ``{"source": "…", "base": "USD", "rates": {"2026": {"EUR": 0.92}}}``."""
+
+    example = {"source": "IMF International Financial Statistics, annual averages (as entered by the operator)",
+               "base": "USD", "rates": {"2025": {"EUR": 0.95, "GBP": 0.79}, "2026": {"EUR": 0.92, "GBP": 0.78}}}
+
+    source = fields.String(required=True, validate=validate.Length(min=1, max=300))
+    base = fields.String(required=True, validate=validate.Regexp(r"^[A-Z]{3}$", error="ISO 4217 code such as 'USD'"))
+    rates = fields.Dict(
+        keys=fields.String(validate=validate.Regexp(r"^(19|20)\d\d$", error="a year such as '2026'")),
+        values=fields.Dict(
+            keys=fields.String(validate=validate.Regexp(r"^[A-Z]{3}$", error="ISO 4217 code such as 'EUR'")),
+            values=fields.Float(allow_nan=False, validate=validate.Range(min=0, min_inclusive=False,
+                                                                         error="a rate is above 0")),
+            validate=validate.Length(max=300)),
+        required=True, validate=validate.Length(min=1, max=100))

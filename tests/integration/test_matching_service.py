@@ -129,13 +129,14 @@ def test_the_matrix_shows_the_match_as_json_and_csv(sandbox, start):
     # a proposal is not "met": that takes an agreed match (tests/integration/test_matching_lifecycle.py)
     assert cells[(9, "KEN")] == {"row": 9, "col": "KEN", "needs": 1, "offers": 1, "matches": 1,
                                  "proposed_needs": 1, "agreed_needs": 0, "delivered_needs": 0,
-                                 "status": "proposed", "coverage": "proposed", "duplicated": False}
+                                 "status": "proposed", "coverage": "proposed", "duplicated": False,
+                                 "committed": {}, "disbursed": {}}   # the offer carries no transactions
     assert cells[(9, "UGA")]["status"] == "unmet"
 
     by_group = get(sandbox, "/matrix", rows="chapter", cols="regional_group").json()["cells"]
     assert by_group == [{"row": 2, "col": "AFRICAN", "needs": 2, "offers": 1, "matches": 1,
                          "proposed_needs": 1, "agreed_needs": 0, "delivered_needs": 0, "status": "proposed",
-                         "coverage": "proposed", "duplicated": False}]
+                         "coverage": "proposed", "duplicated": False, "committed": {}, "disbursed": {}}]
 
     response = get(sandbox, "/matrix.csv", state="KEN")
     assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/csv")
@@ -200,6 +201,48 @@ def test_a_regional_workshop_request_gets_proposed_participants(sandbox, start):
     assert data["states_completed"] == ["KEN"]
     assert data["states_upcoming"] == ["UGA"]  # named in the request, no checklist round yet
     assert data["donors"] == ["DE-BMZ-1"]
+
+
+def test_a_network_workshop_proposes_its_members_and_the_donors_covering_its_articles(sandbox, start):
+    start(MatchingService)
+    out = Collector(sandbox, "workshop.participants_proposed")
+    emit(sandbox, "need.submitted", need_data())                                         # KEN: not a member
+    emit(sandbox, "need.submitted", need_data("ZAF-54-n1", state="ZAF", article=54, chapter=5))
+    emit(sandbox, "offer.published", offer_data(offer_id="CH-1-o1", provider="CH-FDFA-1", scope_states=(),
+                                                scope_groups=("AFRICAN",), level="regional", articles=(54,)))
+    emit(sandbox, "offer.published", offer_data(offer_id="DE-1-o1", provider="DE-BMZ-1", scope_states=("BWA",)))
+    wait_until(lambda: sandbox.db("matching").offers_view.count_documents({}) == 2
+               and sandbox.db("matching").needs_view.count_documents({}) == 2, message="read model")
+    emit(sandbox, "workshop.requested", {
+        "request_id": "req-arinsa", "kind": "regional_workshop", "state": "ZAF", "regional_group": "AFRICAN",
+        "network_id": "ARINSA", "network_states": ["BWA", "NAM", "ZAF"], "states": ["ZAF"], "articles": [54],
+        "expected_outcomes": "asset recovery", "preferred_dates": [], "language": "en", "support_received": [],
+        "status": "submitted", "created_at": NOW, "updated_at": NOW})
+    data = out.wait_for("workshop.participants_proposed")[0]["data"]
+    assert (data["states_completed"], data["states_upcoming"]) == (["ZAF"], [])
+    assert data["donors"] == ["CH-FDFA-1"]          # DE's offer reaches Botswana but covers article 9 only
+
+
+def test_an_expert_is_not_proposed_to_a_need_of_a_state_where_the_roster_marks_a_conflict(sandbox, start):
+    start(MatchingService)
+    out = Collector(sandbox, "match.*")
+    base = {"expertise": [{"article": 9, "level": "expert"}], "languages": [{"code": "en", "level": "fluent"}],
+            "regions": ["AFRICAN"], "countries": [], "forms": ["LEGAL_ADVICE"],
+            "availability": {"status": "available", "from": None, "to": None}, "vetting_status": "active",
+            "expires_at": None, "updated_at": NOW}
+    emit(sandbox, "expert.registered", {**base, "expert_id": "exp-ken", "nationality": "KEN",
+                                        "conflict_states": ["KEN"]})
+    emit(sandbox, "expert.registered", {**base, "expert_id": "exp-emp", "nationality": "FRA",
+                                        "conflict_states": ["FRA", "UGA"]})         # employed by Uganda
+    wait_until(lambda: sandbox.db("matching").experts_view.count_documents({}) == 2, message="experts")
+    emit(sandbox, "need.submitted", need_data())
+    emit(sandbox, "need.submitted", need_data("UGA-9-n1", state="UGA"))
+    emit(sandbox, "need.submitted", need_data("TZA-9-n1", state="TZA"))
+    proposed = out.wait_for("match.proposed", count=4)
+    wait_until(lambda: sandbox.db("matching").needs_view.count_documents({}) == 3, message="needs")
+    pairs = {(e["data"]["need_id"], e["data"]["expert_id"]) for e in out.of_type("match.proposed")}
+    assert pairs == {("KEN-9-n1", "exp-emp"), ("UGA-9-n1", "exp-ken"), ("TZA-9-n1", "exp-ken"),
+                     ("TZA-9-n1", "exp-emp")}, proposed
 
 
 def test_an_offer_event_missing_what_matching_needs_is_dead_lettered(sandbox, start):

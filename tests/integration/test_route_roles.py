@@ -34,6 +34,9 @@ EXPECTED = {
     ("needs", "PATCH", "/needs/<string:need_id>"): ("state", "operator"),
     ("needs", "DELETE", "/needs/<string:need_id>"): ("state", "operator"),
     ("needs", "GET", "/reference/states"): ALL,
+    ("needs", "GET", "/parties"): ALL,
+    ("needs", "GET", "/parties/<string:code>"): ALL,
+    ("needs", "PUT", "/parties/<string:code>"): ("operator",),
     ("supply", "POST", "/offers"): ("donor", "operator"),
     ("supply", "GET", "/offers"): ALL,
     ("supply", "GET", "/offers/<string:offer_id>"): ALL,
@@ -44,6 +47,7 @@ EXPECTED = {
     ("supply", "POST", "/experts"): ("donor", "state", "operator"),
     ("supply", "GET", "/experts"): ALL,
     ("supply", "GET", "/experts/balance"): ALL,
+    ("supply", "GET", "/experts/template"): ALL,
     ("supply", "POST", "/experts/expire-due"): ("operator",),
     ("supply", "GET", "/experts/<string:expert_id>"): ALL,
     ("supply", "PATCH", "/experts/<string:expert_id>"): ("donor", "state", "operator"),
@@ -52,7 +56,6 @@ EXPECTED = {
     ("matching", "GET", "/matrix.csv"): ALL,
     ("matching", "GET", "/matrix/cell"): ALL,
     ("matching", "GET", "/matrix/reference"): ALL,
-    ("matching", "GET", "/"): PUBLIC,                                # redirect to the matrix page
     ("matching", "GET", "/matrix/page"): PUBLIC,                     # HTML; its data needs a key
     ("matching", "GET", "/matrix/static/<string:name>"): PUBLIC,     # the page's own HTML, JS and CSS only
     ("matching", "GET", "/matches"): ALL,
@@ -67,6 +70,9 @@ EXPECTED = {
     ("matching", "GET", "/worklist"): ALL,
     ("matching", "GET", "/worklist.csv"): ALL,
     ("matching", "GET", "/changes"): ("state", "donor", "network", "operator"),                     # + scope
+    ("matching", "GET", "/funding"): ALL,
+    ("matching", "GET", "/funding/rates"): ALL,
+    ("matching", "PUT", "/funding/rates"): ("operator",),
     ("notify", "POST", "/subscriptions"): SUBSCRIBERS,
     ("notify", "GET", "/subscriptions"): SUBSCRIBERS,
     ("notify", "GET", "/subscriptions/<string:subscription_id>"): SUBSCRIBERS,
@@ -77,19 +83,26 @@ EXPECTED = {
     ("notify", "GET", "/networks/<string:network_id>"): ALL,
     ("notify", "POST", "/networks"): ("operator",),
     ("requests", "POST", "/requests"): ("state", "operator"),
-    ("requests", "GET", "/requests"): ("state", "network", "operator"),
-    ("requests", "GET", "/requests/<string:request_id>"): ("state", "network", "operator"),
-    ("requests", "POST", "/requests/<string:request_id>/transitions"): ("state", "operator"),
+    ("requests", "POST", "/requests/offers"): ("donor", "operator"),                                # + scope
+    ("requests", "GET", "/requests"): ("state", "network", "donor", "operator"),
+    ("requests", "GET", "/requests/<string:request_id>"): ("state", "network", "donor", "operator"),
+    ("requests", "POST", "/requests/<string:request_id>/transitions"): ("state", "donor", "operator"),
     ("requests", "POST", "/requests/<string:request_id>/join"): ("state",),
+    ("requests", "GET", "/networks"): ALL,
+    ("requests", "GET", "/networks/<string:network_id>"): ALL,
+    ("requests", "POST", "/networks"): ("operator",),
+    ("requests", "PATCH", "/networks/<string:network_id>"): ("network", "operator"),                # + scope
+    ("requests", "POST", "/networks/<string:network_id>/retire"): ("operator",),
     ("audit", "GET", "/audit/entities/<string:entity_type>/<string:entity_id>"): ALL,
     ("audit", "GET", "/audit/rejections"): ("operator",),
     ("audit", "GET", "/audit/verify"): ("operator",),
     ("audit", "GET", "/audit/events"): ("operator",),
 }
 
-# Routes that answer something other than JSON or CSV when they succeed: the matrix page (HTML) and
-# its redirect. Their errors are still JSON.
-PAGES = {("matching", "GET", "/"): ("text/plain", "text/html"), ("matching", "GET", "/matrix/page"): ("text/html",)}
+# Routes that answer something other than JSON or CSV when they succeed: the matrix page (HTML). Its
+# errors are still JSON. (Every service's ``GET /`` is its JSON index, served by the core: tests/integration/
+# test_http_core.py.)
+PAGES = {("matching", "GET", "/matrix/page"): ("text/html",)}
 
 SUBJECTS = {"state": "KEN", "donor": "GB-GOV-1", "network": "AFRICAN", "partner": "acme", "operator": "*"}
 CALLERS = ROLES + ("no key", "unknown key", "revoked key")
@@ -243,3 +256,20 @@ def test_a_donor_or_state_acts_only_on_the_alerts_that_name_it_and_sees_only_its
     assert call(world, "matching", "POST", "/alerts/dup-roles/acknowledge", "donor", json={}).status_code == 200
     changes = call(world, "matching", "GET", "/changes?since=2026-01-01T00:00:00Z&donor=US-GOV-1", "donor")
     assert changes.status_code == 403 and "donor:GB-GOV-1 may see only" in changes.json()["error"]
+
+
+def test_a_network_edits_only_its_own_entry_and_a_donor_offers_only_in_its_own_name(world):
+    created = call(world, "requests", "POST", "/networks", "operator", json={
+        "network_id": "ROLES_NET", "name": "Roles network", "kind": "regional_network", "states": ["KEN"]})
+    assert created.status_code == 201, created.text
+    refused = call(world, "requests", "PATCH", "/networks/ROLES_NET", "network", json={"description": "x"})
+    assert refused.status_code == 403 and "network:AFRICAN may not change network ROLES_NET" in \
+        refused.json()["error"], refused.text
+    offer = {"state": "TCD", "expected_outcomes": "Checklist", "language": "fr", "offered_by": "US-GOV-1"}
+    other = call(world, "requests", "POST", "/requests/offers", "donor", json=offer)
+    assert other.status_code == 403 and "donor:GB-GOV-1 may not offer in the name of US-GOV-1" in \
+        other.json()["error"], other.text
+    sandbox, _ = world
+    own = {"Authorization": f"Bearer {sandbox.api_key('network', 'ROLES_NET')}"}
+    assert requests.patch(sandbox.url("requests", "/networks/ROLES_NET"), headers=own, timeout=10,
+                          json={"description": "ours"}).status_code == 200

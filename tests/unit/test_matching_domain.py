@@ -171,6 +171,20 @@ def test_experts_are_matched_on_expertise_and_scored_on_availability():
     assert matches["free"]["explanation"]["score_parts"]["availability"] == 1.0
 
 
+def test_an_expert_is_never_proposed_to_a_state_the_roster_marks_as_a_conflict_of_interest():
+    model = Matcher()
+    run(model, event("expert.registered", {**expert("kenyan"), "nationality": "KEN"}),
+        event("expert.registered", {**expert("employed"), "conflict_states": ["FRA", "KEN"]}),   # works for KEN
+        event("expert.registered", expert("free")))
+    matches = {m["expert_id"] for m in proposed(run(model, event("need.submitted", need())))}
+    assert matches == {"free"}
+    uganda = {m["expert_id"] for m in proposed(run(model, event("need.submitted", need("UGA-9", state="UGA"))))}
+    assert uganda == {"kenyan", "employed", "free"}
+    # a conflict declared later retracts the match it makes improper
+    emitted = run(model, event("expert.updated", {**expert("free"), "conflict_states": ["FRA", "UGA"]}))
+    assert [(t, d["need_id"], d["expert_id"]) for t, d in emitted] == [("match.retracted", "UGA-9", "free")]
+
+
 def test_only_the_best_offers_are_proposed_and_a_better_offer_supersedes_the_worst():
     model = Matcher(Settings(max_offer_matches_per_need=2))
     run(model, event("need.submitted", need()))
@@ -477,6 +491,51 @@ def test_a_regional_workshop_request_proposes_states_and_donors():
     assert data["donors"] == ["DE", "UN"]
     assert run(model, event("workshop.requested", request)) == []
     assert run(model, event("workshop.participants_proposed", data)) == []
+
+
+def test_a_network_workshop_proposes_its_members_only_and_donors_whose_offers_cover_its_articles():
+    model = Matcher()
+    run(model, event("need.submitted", need()),                                     # KEN: outside the network
+        event("need.submitted", need("ZAF-54", state="ZAF", article=54, chapter=5)),
+        event("need.submitted", need("BWA-54", state="BWA", article=54, chapter=5, checklist_round=None)),
+        event("offer.published", offer("ar", provider="CH-FDFA", states=(), groups=("AFRICAN",), articles=(54,))),
+        event("offer.published", offer("ch5", provider="GB-GOV-1", states=("NAM",), articles=(), chapters=(5,))),
+        event("offer.published", offer("pro", provider="DE", states=(), groups=("AFRICAN",), articles=(9,))),
+        event("offer.published", offer("far", provider="US", states=("MEX",), articles=(54,))),
+        event("offer.published", offer("any", provider="UN", level="global", states=(), articles=(54,))))
+    request = {"request_id": "arinsa-1", "kind": "regional_workshop", "state": "ZAF", "regional_group": "AFRICAN",
+               "network_id": "ARINSA", "network_states": ["BWA", "NAM", "ZAF"], "states": ["ZAF"],
+               "articles": [54], "status": "submitted"}
+    [(kind, data)] = run(model, event("workshop.requested", request))
+    assert kind == "workshop.participants_proposed"
+    assert data["states_completed"] == ["ZAF"] and data["states_upcoming"] == ["BWA"]   # KEN is not a member
+    # the group's asset-recovery offer, the chapter V offer reaching Namibia and the global one; not the
+    # procurement offer (article 9) nor the one reaching Mexico only
+    assert data["donors"] == ["CH-FDFA", "GB-GOV-1", "UN"]
+
+
+def test_a_regional_workshop_proposes_only_donors_covering_its_articles():
+    model = Matcher()
+    run(model, event("offer.published", offer("proc", provider="DE", states=("UGA",), articles=(9,))),
+        event("offer.published", offer("mla", provider="FR", states=(), groups=("AFRICAN",), articles=(46,))))
+    request = {"request_id": "r9", "kind": "regional_workshop", "state": "KEN", "regional_group": "AFRICAN",
+               "states": ["KEN"], "articles": [9, 10], "status": "submitted"}
+    [(_, data)] = run(model, event("workshop.requested", request))
+    assert data["donors"] == ["DE"]
+
+
+def test_checklist_assistance_offered_but_not_accepted_does_not_make_a_state_upcoming():
+    model = Matcher()
+    run(model, event("workshop.offered", {"request_id": "o1", "kind": "checklist_assistance", "state": "TCD",
+                                          "status": "offered"}))
+    request = {"request_id": "r1", "kind": "regional_workshop", "state": "KEN", "regional_group": "AFRICAN",
+               "states": ["KEN"], "articles": [9], "status": "submitted"}
+    [(_, data)] = run(model, event("workshop.requested", request))
+    assert "TCD" not in data["states_upcoming"]
+    run(model, event("workshop.accepted", {"request_id": "o1", "kind": "checklist_assistance", "state": "TCD",
+                                           "status": "submitted"}))
+    [(_, data)] = run(model, event("workshop.requested", {**request, "request_id": "r2"}))
+    assert "TCD" in data["states_upcoming"]
 
 
 def test_checklist_assistance_requests_get_no_participants():

@@ -6,6 +6,8 @@
  * filter choices, GET /matrix every few seconds (re-drawn only when the
  * answer changed), GET /matrix/cell for the panel of a clicked cell.
  * Everything shown is built with textContent: no HTML from the data.
+ * Paths are relative to the page (/matrix/page), so it works the same behind
+ * the gateway (/api/matching/matrix/page).
  */
 "use strict";
 
@@ -104,7 +106,7 @@
     sessionStorage.setItem(KEY_STORE, key);
     showMessage("Loading the matrix…", "info");
     try {
-      reference = await (await call("/matrix/reference")).json();
+      reference = await (await call("reference")).json();
     } catch (error) {
       if (error.status === 401 || error.status === 403) sessionStorage.removeItem(KEY_STORE);
       needKey(explain(error));
@@ -193,7 +195,7 @@
     // the page's own address carries the view, so it can be bookmarked or shared (never the key)
     const keep = pageParams.get("poll") ? { poll: pageParams.get("poll") } : {};
     history.replaceState(null, "", "?" + query({ ...current, ...keep }));
-    $("csv-link").href = "/matrix.csv?" + params;
+    $("csv-link").href = "../matrix.csv?" + params;
     refreshNow();
   }
 
@@ -219,7 +221,7 @@
     const mine = generation;
     const current = view();
     try {
-      const text = await (await call("/matrix?" + query(current))).text();
+      const text = await (await call("../matrix?" + query(current))).text();
       if (mine !== generation) return;
       lastOk = new Date();
       const updated = $("updated");
@@ -419,7 +421,7 @@
     if (fresh) $("cell-body").replaceChildren(el("p", { class: "none" }, "Loading…"));
     let data;
     try {
-      data = await (await call("/matrix/cell?" + query(cellQuery(cell)))).json();
+      data = await (await call("cell?" + query(cellQuery(cell)))).json();
     } catch (error) {
       if (mine === generation) $("cell-body").replaceChildren(el("p", { class: "message" }, explain(error)));
       return;
