@@ -103,6 +103,8 @@ class Stack:
             TACOORD_AMQP_DIST_PORT=str(ports.get("dist") or free_port()),
             TACOORD_EPMD_PORT=str(ports.get("epmd") or free_port()),
             TACOORD_MONGO_PORT=str(self.mongo_port),
+            # its own gateway too: the shared stack's nginx may hold 8080
+            TACOORD_GATEWAY_PORT=str(ports.get("gateway") or free_port()),
             TACOORD_RABBIT_NODE=ports.get("node") or f"faults{uuid.uuid4().hex[:6]}@localhost",
         )
         for key in ("AMQP_URI", "MONGO_URI"):
