@@ -31,6 +31,7 @@ import functools
 import inspect
 import json
 import logging
+import time
 import uuid
 
 from marshmallow import ValidationError
@@ -144,6 +145,7 @@ class JsonApi(HttpRequestHandler):
         self.body_schema, self.declared_query = declared.json_body_schema(), declared.query_names()
 
     def handle_request(self, request):
+        request.started = time.perf_counter()
         request.max_content_length = self.max_body
         request.max_body = self.max_body
         request.declared_query, request.body_schema = self.declared_query, self.body_schema
@@ -173,6 +175,8 @@ class JsonApi(HttpRequestHandler):
 
     def _count(self, request, response):
         self.metrics.http_requests.labels(method=request.method, status=f"{response.status_code // 100}xx").inc()
+        self.metrics.http_seconds.labels(method=request.method, route=self.url).observe(
+            time.perf_counter() - request.started)
         if 400 <= response.status_code < 500:
             self._log_refusal(request, response)
         return response
