@@ -80,13 +80,37 @@ def amqp_admin():
     return env("TACOORD_AMQP_ADMIN_USER", "tacoord"), env("TACOORD_AMQP_ADMIN_PASSWORD", "tacoord")
 
 
+def amqp_addresses():
+    """``[(host, port)]`` of the broker's nodes: ``TACOORD_AMQP_ADDRESSES`` (``host:port,host:port``,
+    a cluster), else the one ``TACOORD_AMQP_HOST``:``TACOORD_AMQP_PORT``."""
+    listed = [a.strip() for a in env("TACOORD_AMQP_ADDRESSES", "").split(",") if a.strip()]
+    if not listed:
+        return [(amqp_host(), amqp_port())]
+    addresses = []
+    for address in listed:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise SystemExit(f"configuration error: TACOORD_AMQP_ADDRESSES entry {address!r} is not host:port")
+        addresses.append((host, int(port)))
+    return addresses
+
+
+def clustered():
+    """True when the services are given more than one broker node (a cluster)."""
+    explicit = os.environ.get("AMQP_URI")
+    return ";" in explicit if explicit else len(amqp_addresses()) > 1
+
+
 def amqp_uri(vhost=None, user=None, password=None):
+    """The broker URI; with several nodes one URI per node joined by ``;`` (kombu's failover
+    alternates: a connection goes to the first that answers, and on to the next when it breaks)."""
     default_user, default_password = amqp_admin()
     explicit = os.environ.get("AMQP_URI")
     if explicit and vhost is None and user is None:
         return explicit
-    return "pyamqp://{}:{}@{}:{}/{}".format(
-        user or default_user, password or default_password, amqp_host(), amqp_port(), vhost or amqp_vhost())
+    return ";".join("pyamqp://{}:{}@{}:{}/{}".format(
+        user or default_user, password or default_password, host, port, vhost or amqp_vhost())
+        for host, port in amqp_addresses())
 
 
 def service_users_file():
