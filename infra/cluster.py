@@ -32,6 +32,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,9 +108,16 @@ def service_env():
     }
 
 
-def use_cluster_env():
-    """This process (and what it starts) talks to the cluster from here on."""
+@contextmanager
+def cluster_environment():
+    """This process (and what it starts) talks to the cluster meanwhile."""
+    saved = dict(os.environ)
     os.environ.update(service_env())
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 # --- one node ------------------------------------------------------------------------------------
@@ -340,7 +348,6 @@ def stop_services():
 # --- commands (python -m infra.stack COMMAND --cluster) ------------------------------------------
 
 def up():
-    use_cluster_env()
     start_cluster()
     apply_definitions()
     stack.start_mongo()
@@ -348,7 +355,6 @@ def up():
 
 
 def down():
-    use_cluster_env()
     stop_services()
     stop_cluster()
     stack.stop_mongo()
@@ -356,7 +362,6 @@ def down():
 
 
 def status():
-    use_cluster_env()
     running = running_nodes()
     for n in nodes():
         state = "up" if n.name in running else ("starting" if node_running(n) else "down")
@@ -374,22 +379,13 @@ def status():
 
 
 def run(command, node_index=None):
-    """``python -m infra.stack COMMAND --cluster``."""
-    if command in ("node-stop", "node-start"):
-        use_cluster_env()
-        if node_index is None:
-            raise stack.StackError(f"{command} needs the node's number (1 to {NODE_COUNT})")
-        (stop_node if command == "node-stop" else start_node)(node_index)
-        return 0
-    if command == "up":
-        up()
-    elif command == "services":
-        use_cluster_env()
-        start_services()
-    elif command == "down":
-        down()
-    elif command == "status":
-        return status()
-    else:
+    """``python -m infra.stack COMMAND --cluster``; the process's exit code."""
+    commands = {"up": up, "services": start_services, "down": down, "status": status,
+                "node-stop": stop_node, "node-start": start_node}
+    if command not in commands:
         raise stack.StackError(f"{command} is not a cluster command")
-    return 0
+    if command.startswith("node-") and node_index is None:
+        raise stack.StackError(f"{command} needs the node's number (1 to {NODE_COUNT})")
+    with cluster_environment():
+        code = commands[command](*([node_index] if command.startswith("node-") else []))
+    return code or 0
