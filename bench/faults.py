@@ -23,8 +23,8 @@ What it does, in order:
    restarts it, restarts the RabbitMQ node (``infra.stack restart-rabbit``),
    and freezes the database for 10 s (SIGSTOP/SIGCONT of its process).
 
-   ``--cluster``: a three-node RabbitMQ cluster instead (``infra.stack up
-   --cluster``: quorum queues, own node names, ports and epmd), two instances
+   ``--cluster``: a three-node RabbitMQ cluster instead (``infra.cluster
+   up``: quorum queues, own node names, ports and epmd), two instances
    of every service given all three nodes; the faults SIGKILL one instance of
    every service (restarted), stop node 1 of 3 (the first address of every
    URI, so every connection fails over) during the stream and start it again
@@ -273,7 +273,7 @@ def _free(port):
 
 
 class ClusterStack(Stack):
-    """A three-node RabbitMQ cluster (``infra.stack up --cluster``: quorum queues, own node names,
+    """A three-node RabbitMQ cluster (``infra.cluster up``: quorum queues, own node names,
     ports and epmd) + the database, and two instances of each service, given every node."""
 
     instances = 2
@@ -291,10 +291,10 @@ class ClusterStack(Stack):
         self.service_env.update(self.env, AMQP_URI=self.amqp_uri, MONGO_URI=self.mongo_uri, TACOORD_QUEUE_TYPE="quorum")
 
     def _infra(self, command, timeout=300):
-        result = subprocess.run([sys.executable, "-m", "infra.stack", *command.split(), "--cluster"], cwd=ROOT,
+        result = subprocess.run([sys.executable, "-m", "infra.cluster", *command.split()], cwd=ROOT,
                                 env=self.env, capture_output=True, text=True, timeout=timeout)
         if result.returncode != 0:
-            raise RuntimeError(f"infra.stack {command} --cluster failed: {result.stdout[-2000:]} {result.stderr[-2000:]}")
+            raise RuntimeError(f"infra.cluster {command} failed: {result.stdout[-2000:]} {result.stderr[-2000:]}")
         return result.stdout
 
     def up(self):

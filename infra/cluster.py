@@ -1,10 +1,10 @@
 """A three-node RabbitMQ cluster on loopback, and two instances of every service on it.
 
-    python -m infra.stack up --cluster         # or: tacoord stack up --cluster
-    python -m infra.stack services --cluster   # two instances of each service
-    python -m infra.stack status --cluster
-    python -m infra.stack node-stop 1 --cluster / node-start 1 --cluster   # what the fault run does
-    python -m infra.stack down --cluster
+    python -m infra.cluster up          # or: tacoord stack up --cluster
+    python -m infra.cluster services    # two instances of each service
+    python -m infra.cluster status
+    python -m infra.cluster node-stop 1 / node-start 1   # what the fault run does
+    python -m infra.cluster down
 
 Three nodes with their own names (``tacoord-c1@localhost`` …), AMQP, management
 and Erlang distribution ports, mnesia directories and their own epmd port, all
@@ -345,7 +345,7 @@ def stop_services():
         pid_file.unlink(missing_ok=True)
 
 
-# --- commands (python -m infra.stack COMMAND --cluster) ------------------------------------------
+# --- commands (python -m infra.cluster COMMAND) --------------------------------------------------
 
 def up():
     start_cluster()
@@ -379,7 +379,7 @@ def status():
 
 
 def run(command, node_index=None):
-    """``python -m infra.stack COMMAND --cluster``; the process's exit code."""
+    """One command (``tacoord stack … --cluster``); the process's exit code."""
     commands = {"up": up, "services": start_services, "down": down, "status": status,
                 "node-stop": stop_node, "node-start": start_node}
     if command not in commands:
@@ -389,3 +389,17 @@ def run(command, node_index=None):
     with cluster_environment():
         code = commands[command](*([node_index] if command.startswith("node-") else []))
     return code or 0
+
+
+def main(argv=None):
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m infra.cluster", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=("up", "services", "down", "status", "node-stop", "node-start"))
+    parser.add_argument("node", nargs="?", type=int, help="node-stop / node-start: which node (1-3)")
+    args = parser.parse_args(argv)
+    return run(args.command, args.node)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -4,8 +4,7 @@
     python -m infra.stack services    # start every service (after ``up``)
     python -m infra.stack down        # stop services, broker, database
     python -m infra.stack status
-    python -m infra.stack up --cluster  # three RabbitMQ nodes instead (infra/cluster.py; also
-                                        # services/down/status --cluster, node-stop/node-start N)
+    python -m infra.cluster up        # three RabbitMQ nodes instead (infra/cluster.py)
 
 Everything lives under ``$TACOORD_STATE_DIR`` (default ``.stack/``): RabbitMQ's
 mnesia and logs (owned by user ``rabbitmq``, as its wrapper requires), the
@@ -349,15 +348,8 @@ def status():
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m infra.stack", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("up", "services", "down", "status", "restart-rabbit",
-                                            "node-stop", "node-start"))
-    parser.add_argument("node", nargs="?", type=int, help="node-stop / node-start: the cluster node (1-3)")
-    parser.add_argument("--cluster", action="store_true",
-                        help="the three-node RabbitMQ cluster and two instances of each service (infra/cluster.py)")
+    parser.add_argument("command", choices=("up", "services", "down", "status", "restart-rabbit"))
     args = parser.parse_args(argv)
-    if args.cluster or args.command in ("node-stop", "node-start"):
-        from infra import cluster
-        return cluster.run(args.command, args.node)
     if args.command == "up":
         up()
     elif args.command == "services":

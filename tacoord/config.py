@@ -118,6 +118,13 @@ def amqp_uri(vhost=None, user=None, password=None):
         for host, port in amqp_addresses())
 
 
+def masked(uri):
+    """A broker URI with the password of every node masked (nameko's ``sanitize_url`` masks only
+    the first of ``;``-joined alternates)."""
+    from kombu.utils.url import sanitize_url
+    return ";".join(sanitize_url(node, mask="********") for node in uri.split(";"))
+
+
 def service_users_file():
     """Per-service broker users' passwords, written by ``infra.stack up`` (infra/definitions.py)."""
     return state_dir() / "amqp-service-users.json"

@@ -88,21 +88,18 @@ def _deleted_if_empty(connection, name):
     return True
 
 
-def _partner(message):
+def _partner(message, trusted_exchange):
     """The partner a message is from, as the consumer would believe it (tacoord.consumer)."""
     return message.properties.get("user_id") or (
         (message.properties.get("application_headers") or {}).get(headers.PARTNER)
-        if message.delivery_info.get("exchange") == _requeue_name() else None)
-
-
-def _requeue_name():
-    from tacoord.topology import REQUEUE
-    return REQUEUE
+        if message.delivery_info.get("exchange") == trusted_exchange else None)
 
 
 def _move_messages(connection, source, exchange, routing_key):
     """Take every message of ``source`` and republish it (persistent, confirmed) to ``exchange``
-    with ``routing_key``, then ack it. Returns how many."""
+    with ``routing_key``, then ack it. Through the requeue exchange (``exchange`` not the default),
+    the partner goes in the header the consumer believes only from there; else the headers are
+    kept as they are (a retry queue's messages come back through it by themselves). Returns how many."""
     moved = 0
     with connection.channel() as out, connection.channel() as channel:
         while True:
@@ -110,11 +107,14 @@ def _move_messages(connection, source, exchange, routing_key):
             if message is None:
                 return moved
             properties = {k: v for k, v in message.properties.items() if k != "user_id"}
-            kept = {k: v for k, v in (properties.get("application_headers") or {}).items() if k != headers.PARTNER}
-            partner = _partner(message)
-            if partner:
-                kept[headers.PARTNER] = partner
-            properties.update(application_headers=kept, delivery_mode=2)
+            if exchange:
+                kept = {k: v for k, v in (properties.get("application_headers") or {}).items()
+                        if k != headers.PARTNER}
+                partner = _partner(message, exchange)
+                if partner:
+                    kept[headers.PARTNER] = partner
+                properties["application_headers"] = kept
+            properties["delivery_mode"] = 2
             out.basic_publish_confirm(Message(message.body, **properties), exchange=exchange,
                                       routing_key=routing_key)
             channel.basic_ack(message.delivery_tag)
