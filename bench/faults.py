@@ -241,16 +241,25 @@ class Stack:
                 continue
             return {q["name"]: q for q in response.json()}
 
-    def queue_depths(self):
-        """Exact depths (a passive declare per queue; the management API lags a few seconds)."""
+    def queue_depths(self, unacked=False):
+        """Messages ready in each queue (exact: a passive declare per queue); ``unacked``: plus those
+        a consumer holds unacknowledged (the management API's figure, a few seconds late, for
+        telling when things are quiet). A queue of the topology that cannot be read raises (the
+        caller asks again): skipping it would make a backlog look like quiet."""
+        required = {spec.name for spec in topology.ALL_QUEUES} | {
+            spec.retry_name for spec in topology.ALL_QUEUES if spec.retry}
         depths = {}
         with Connection(self.amqp_uri, connect_timeout=5) as connection:
             channel = connection.channel()
-            for name in self.queues():
+            for name, stats in self.queues().items():
                 try:
-                    depths[name] = channel.queue_declare(name, passive=True).message_count
+                    ready = channel.queue_declare(name, passive=True).message_count
                 except Exception:
-                    channel = connection.channel()
+                    if name in required:
+                        raise
+                    channel = connection.channel()   # gone meanwhile (a subscriber's queue)
+                    continue
+                depths[name] = ready + ((stats.get("messages_unacknowledged") or 0) if unacked else 0)
         return depths
 
 
@@ -591,7 +600,7 @@ def settle(stack, client, receiver, subscription_id, events, expected_matches, t
         try:
             # cheap first: while messages wait in queues, do not scan the audit log (that
             # would slow down the services being measured)
-            busy = {name: depth for name, depth in stack.queue_depths().items()
+            busy = {name: depth for name, depth in stack.queue_depths(unacked=True).items()
                     if depth and name != topology.DEAD_LETTERS_QUEUE and not name.startswith("notify.sub.")}
             if busy and time.monotonic() < deadline:
                 quiet_since = None
@@ -633,7 +642,7 @@ def settle(stack, client, receiver, subscription_id, events, expected_matches, t
 # --- the run -------------------------------------------------------------------------------------
 
 def run(events_count, faults=True, settle_timeout=300, seed=7, publish_seconds=None, fault_gap=3.0,
-        state_dir=None, keep=False, cluster=False):
+        state_dir=None, keep=False, cluster=False, keep_on_failure=False):
     started = time.monotonic()
     events, expected_matches = generate(events_count, seed)
     stack = (ClusterStack if cluster else Stack)(state_dir=state_dir)
@@ -688,6 +697,7 @@ def run(events_count, faults=True, settle_timeout=300, seed=7, publish_seconds=N
         summary["total_seconds"] = round(time.monotonic() - started, 1)
         summary["events_per_second_end_to_end"] = round(len(events) / max(1e-9, time.monotonic() - t0), 1)
         if summary["lost"] or summary["duplicated"] or summary["stuck"]:
+            keep = keep or keep_on_failure
             kept = ROOT / "artifacts" / "faults" / time.strftime("%Y%m%d-%H%M%S")
             shutil.copytree(stack.state_dir / "services", kept, dirs_exist_ok=True)
             summary["service_logs"] = str(kept)
@@ -697,7 +707,9 @@ def run(events_count, faults=True, settle_timeout=300, seed=7, publish_seconds=N
         receiver.close()
         if keep:
             stack.stop_services()
-            log(f"kept the broker and database up in {stack.state_dir}")
+            log(f"kept the broker and database up in {stack.state_dir} (environment: {stack.state_dir}/env.json)")
+            (stack.state_dir / "env.json").write_text(json.dumps(
+                {k: v for k, v in stack.env.items() if k.startswith("TACOORD_")}, indent=1))
         else:
             stack.down()
 
@@ -713,13 +725,15 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--state-dir", default=None, help="stack state directory (default: a new temporary one)")
     parser.add_argument("--keep", action="store_true", help="leave broker and database running (debugging)")
+    parser.add_argument("--keep-on-failure", action="store_true",
+                        help="leave broker and database running when something was lost, doubled or stuck")
     parser.add_argument("--cluster", action="store_true",
                         help="a 3-node RabbitMQ cluster (quorum queues) and two instances of each service; the "
                              "broker fault stops node 1 of 3 and starts it again")
     args = parser.parse_args(argv)
     summary = run(args.events, faults=not args.no_faults, settle_timeout=args.settle, seed=args.seed,
                   publish_seconds=args.publish_seconds, fault_gap=args.fault_gap, state_dir=args.state_dir,
-                  keep=args.keep, cluster=args.cluster)
+                  keep=args.keep, cluster=args.cluster, keep_on_failure=args.keep_on_failure)
     print(f"lost {summary['lost']} / duplicated {summary['duplicated']} / stuck {summary['stuck']}  "
           f"({summary['events']} events, {summary['expected_matches']} matches expected, "
           f"{summary['total_seconds']}s)", flush=True)
