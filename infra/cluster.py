@@ -8,8 +8,10 @@
 
 Three nodes with their own names (``tacoord-c1@localhost`` …), AMQP, management
 and Erlang distribution ports, mnesia directories and their own epmd port, all
-sharing one Erlang cookie (generated once in the state directory): none of it
-meets the single-node stack, which can run beside it. Nodes 2 and 3 join node 1
+sharing one Erlang cookie (generated once in the state directory, handed to the
+nodes with ``-setcookie`` and to ``rabbitmqctl`` with ``--erlang-cookie``, so it
+shows in the local process list: a development cluster): none of it meets the
+single-node stack, which can run beside it. Nodes 2 and 3 join node 1
 with ``rabbitmqctl join_cluster``. Then the same users, vhost and topology as
 the single node, with quorum queues (replicated on the three nodes), and the
 MongoDB-protocol server of the stack.
