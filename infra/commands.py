@@ -12,7 +12,7 @@ CLUSTER = click.option("--cluster", is_flag=True,
 
 @click.group()
 def stack():
-    """Start, stop and inspect the local stack (RabbitMQ, database, services) without Docker."""
+    """Start, stop and inspect the local stack (RabbitMQ, database, gateway, services) without Docker."""
 
 
 def _stack_call(function, *args, cluster=False):
@@ -28,7 +28,7 @@ def _stack_call(function, *args, cluster=False):
 @stack.command("up")
 @CLUSTER
 def stack_up(cluster):
-    """Start RabbitMQ and the database, apply definitions and indexes (idempotent)."""
+    """Start RabbitMQ, the database and the gateway, apply definitions and indexes (idempotent)."""
     _stack_call("up", cluster=cluster)
 
 
@@ -42,7 +42,7 @@ def stack_services(cluster):
 @stack.command("down")
 @CLUSTER
 def stack_down(cluster):
-    """Stop the services, RabbitMQ and the database."""
+    """Stop the gateway, the services, RabbitMQ and the database."""
     _stack_call("down", cluster=cluster)
 
 

@@ -27,7 +27,7 @@ from tenacity import (RetryError, Retrying, retry_if_exception_type, stop_after_
                       wait_exponential_jitter)
 
 from services.notify import domain
-from tacoord import config, headers, topology
+from tacoord import config, headers
 from tacoord.config import setting
 from tacoord.envelope import new_event, utcnow
 from tacoord.errors import Busy, Conflict, NotFound
@@ -70,6 +70,9 @@ DELIVERY_SECONDS = metric("histogram", "notify", "delivery_seconds",
 # tacoord_notify_retries_total{type} is already the consumer's counter (tacoord.ops.metrics_for)
 DELIVERY_RETRIES = metric("counter", "notify", "delivery_retries_total",
                           "Delivery attempts that failed transiently and were retried", ("channel",))
+for _channel in domain.CHANNELS:  # every channel and outcome at 0: the first failure is an increase
+    for _outcome in ("delivered", "failed"):
+        DELIVERIES_TOTAL.labels(channel=_channel, outcome=_outcome)
 
 
 # -- the store ------------------------------------------------------------------
@@ -546,5 +549,4 @@ class Channels(DependencyProvider):
             f"{subscription['channel']}: {error}", str(uuid.uuid4()), queue="notify.deliveries",
             routing_key=delivery["event_type"], exchange="", failed_at=utcnow().isoformat(), kind="undeliverable",
             **{headers.SUBSCRIPTION_ID: subscription["subscription_id"], headers.CHANNEL: subscription["channel"]})
-        self.dead.publish_raw(json.loads(encode(body)), exchange=topology.DEAD, routing_key=delivery["event_type"],
-                              headers=parking, message_id=delivery["_id"])
+        self.dead.park(json.loads(encode(body)), parking, delivery["event_type"], message_id=delivery["_id"])
