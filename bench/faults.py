@@ -3,6 +3,7 @@
     /work/main/.venv/bin/python bench/faults.py --events 2000            # own broker + database, faults on
     /work/main/.venv/bin/python bench/faults.py --events 100000 --settle 5400 --fault-gap 30
     /work/main/.venv/bin/python bench/faults.py --events 500 --no-faults # the same stream, nothing broken
+    /work/main/.venv/bin/python bench/faults.py --cluster --events 2000  # 3 broker nodes, two of each service
 
 What it does, in order:
 
@@ -21,6 +22,14 @@ What it does, in order:
 4. Meanwhile (unless ``--no-faults``): SIGKILLs each service in turn and
    restarts it, restarts the RabbitMQ node (``infra.stack restart-rabbit``),
    and freezes the database for 10 s (SIGSTOP/SIGCONT of its process).
+
+   ``--cluster``: a three-node RabbitMQ cluster instead (``infra.cluster
+   up``: quorum queues, own node names, ports and epmd), two instances
+   of every service given all three nodes; the faults SIGKILL one instance of
+   every service (restarted), stop node 1 of 3 (the first address of every
+   URI, so every connection fails over) during the stream and start it again
+   after the SIGKILLs (the restarted instances start without it), and freeze
+   the database 10 s.
 5. Waits (bounded by ``--settle``) until every queue is empty and every
    outbox relayed, then checks and prints ``lost / duplicated / stuck``:
 
@@ -84,7 +93,10 @@ def free_port():
 # --- the world under test ----------------------------------------------------------------------
 
 class Stack:
-    """Own RabbitMQ node + database (via infra.stack), and the six services as OS processes."""
+    """Own RabbitMQ node + database (via infra.stack), and the six services as OS processes
+    (``instances`` of each: two on the cluster)."""
+
+    instances = 1
 
     def __init__(self, state_dir=None, ports=None, prefix=None):
         self.own_dir = state_dir is None
@@ -118,9 +130,8 @@ class Stack:
             TACOORD_INBOX_LEASE_SECONDS="20",
             TACOORD_WEBHOOK_ALLOW="127.0.0.0/8", TACOORD_NOTIFY_BACKOFF_BASE="0.2",
             TACOORD_NOTIFY_PUBLIC_URL="http://127.0.0.1/")
-        for name in SERVICES:
-            self.service_env[f"TACOORD_{name.upper()}_HTTP_PORT"] = str(free_port())
-            self.service_env[f"TACOORD_{name.upper()}_OPS_PORT"] = str(free_port())
+        self.ports = {(name, i): {"HTTP": free_port(), "OPS": free_port()}
+                      for name in SERVICES for i in range(self.instances)}
         self.processes = {}
         self.started_infra = False
 
@@ -154,25 +165,39 @@ class Stack:
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
     # services
-    def port(self, name, kind="HTTP"):
-        return int(self.service_env[f"TACOORD_{name.upper()}_{kind}_PORT"])
+    def port(self, name, kind="HTTP", instance=0):
+        return self.ports[(name, instance)][kind]
 
-    def start_service(self, name):
+    @staticmethod
+    def label(name, instance=0):
+        return name if instance == 0 else f"{name}-{instance + 1}"
+
+    def start_service(self, name, instance=0):
         logs = self.state_dir / "services"
         logs.mkdir(exist_ok=True)
-        with open(logs / f"{name}.log", "ab") as out:
-            self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", "services.run", name], cwd=ROOT, env=self.service_env,
+        env = dict(self.service_env, **{f"TACOORD_{name.upper()}_{kind}_PORT": str(port)
+                                        for kind, port in self.ports[(name, instance)].items()})
+        with open(logs / f"{self.label(name, instance)}.log", "ab") as out:
+            self.processes[(name, instance)] = subprocess.Popen(
+                [sys.executable, "-m", "services.run", name], cwd=ROOT, env=env,
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
-    def wait_ready(self, name, timeout=90):
-        from infra.stack import wait_until_ready
-        process = self.processes[name]
-        wait_until_ready(name, self.port(name, "OPS"), lambda: process.poll() is None,
-                         self.state_dir / "services" / f"{name}.log", timeout)
+    def start_all(self):
+        for name in SERVICES:
+            for instance in range(self.instances):
+                self.start_service(name, instance)
+        for name in SERVICES:
+            for instance in range(self.instances):
+                self.wait_ready(name, instance)
 
-    def kill_service(self, name):
-        process = self.processes[name]
+    def wait_ready(self, name, instance=0, timeout=90):
+        from infra.stack import wait_until_ready
+        process = self.processes[(name, instance)]
+        wait_until_ready(self.label(name, instance), self.port(name, "OPS", instance), lambda: process.poll() is None,
+                         self.state_dir / "services" / f"{self.label(name, instance)}.log", timeout)
+
+    def kill_service(self, name, instance=0):
+        process = self.processes[(name, instance)]
         try:
             os.killpg(process.pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -180,19 +205,19 @@ class Stack:
         process.wait()
 
     def stop_services(self):
-        for name, process in self.processes.items():
+        for (name, instance), process in self.processes.items():
             if process.poll() is None:
                 try:
                     os.killpg(process.pid, signal.SIGTERM)
                     process.wait(timeout=15)
                 except (ProcessLookupError, subprocess.TimeoutExpired):
-                    self.kill_service(name)
+                    self.kill_service(name, instance)
 
     def exited_services(self):
-        return {n: p.returncode for n, p in self.processes.items() if p.poll() is not None}
+        return {self.label(*key): p.returncode for key, p in self.processes.items() if p.poll() is not None}
 
-    def service_log(self, name, lines=40):
-        path = self.state_dir / "services" / f"{name}.log"
+    def service_log(self, name, lines=40, instance=0):
+        path = self.state_dir / "services" / f"{self.label(name, instance)}.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
     # observation
@@ -202,23 +227,101 @@ class Stack:
     def db(self, client, service):
         return client[f"{self.prefix}_{service}"]
 
-    def queues(self):
-        response = requests.get(f"http://127.0.0.1:{self.mgmt_port}/api/queues/tacoord", auth=ADMIN, timeout=10,
-                                params={"columns": "name,messages,messages_ready,messages_unacknowledged"})
-        response.raise_for_status()
-        return {q["name"]: q for q in response.json()}
+    def mgmt_ports(self):
+        return [self.mgmt_port]
 
-    def queue_depths(self):
-        """Exact depths (a passive declare per queue; the management API lags a few seconds)."""
+    def queues(self):
+        """The vhost's queues, from the first management API that answers."""
+        for port in self.mgmt_ports():
+            try:
+                response = requests.get(f"http://127.0.0.1:{port}/api/queues/tacoord", auth=ADMIN, timeout=10,
+                                        params={"columns": "name,messages,messages_ready,messages_unacknowledged"})
+                response.raise_for_status()
+            except requests.RequestException:
+                if port == self.mgmt_ports()[-1]:
+                    raise
+                continue
+            return {q["name"]: q for q in response.json()}
+
+    def queue_depths(self, unacked=False):
+        """Messages ready in each queue (exact: a passive declare per queue); ``unacked``: plus those
+        a consumer holds unacknowledged (the management API's figure, a few seconds late, for
+        telling when things are quiet). A queue of the topology that cannot be read raises (the
+        caller asks again): skipping it would make a backlog look like quiet."""
+        required = {spec.name for spec in topology.ALL_QUEUES} | {
+            spec.retry_name for spec in topology.ALL_QUEUES if spec.retry}
         depths = {}
         with Connection(self.amqp_uri, connect_timeout=5) as connection:
             channel = connection.channel()
-            for name in self.queues():
+            for name, stats in self.queues().items():
                 try:
-                    depths[name] = channel.queue_declare(name, passive=True).message_count
+                    ready = channel.queue_declare(name, passive=True).message_count
                 except Exception:
-                    channel = connection.channel()
+                    if name in required:
+                        raise
+                    channel = connection.channel()   # gone meanwhile (a subscriber's queue)
+                    continue
+                depths[name] = ready + ((stats.get("messages_unacknowledged") or 0) if unacked else 0)
         return depths
+
+
+def free_run(count):
+    """The first of ``count`` consecutive free loopback ports (nodes take base, base + 1, …)."""
+    for _ in range(200):
+        base = random.randint(20000, 60000)
+        if all(_free(base + i) for i in range(count)):
+            return base
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
+def _free(port):
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+class ClusterStack(Stack):
+    """A three-node RabbitMQ cluster (``infra.cluster up``: quorum queues, own node names,
+    ports and epmd) + the database, and two instances of each service, given every node."""
+
+    instances = 2
+
+    def __init__(self, state_dir=None, prefix=None):
+        super().__init__(state_dir=state_dir, prefix=prefix)
+        self.node_ports = {"amqp": free_run(3), "mgmt": free_run(3), "dist": free_run(3)}
+        self.env.update(
+            TACOORD_CLUSTER_AMQP_PORT=str(self.node_ports["amqp"]), TACOORD_CLUSTER_MGMT_PORT=str(self.node_ports["mgmt"]),
+            TACOORD_CLUSTER_DIST_PORT=str(self.node_ports["dist"]), TACOORD_CLUSTER_EPMD_PORT=str(free_port()),
+            TACOORD_CLUSTER_NODE_PREFIX=f"faults{uuid.uuid4().hex[:6]}-")
+        self.amqp_port, self.mgmt_port = self.node_ports["amqp"], self.node_ports["mgmt"]
+        self.amqp_uri = ";".join(f"pyamqp://{ADMIN[0]}:{ADMIN[1]}@127.0.0.1:{self.amqp_port + i}/tacoord"
+                                 for i in range(3))
+        self.service_env.update(self.env, AMQP_URI=self.amqp_uri, MONGO_URI=self.mongo_uri, TACOORD_QUEUE_TYPE="quorum")
+
+    def _infra(self, command, timeout=300):
+        result = subprocess.run([sys.executable, "-m", "infra.cluster", *command.split()], cwd=ROOT,
+                                env=self.env, capture_output=True, text=True, timeout=timeout)
+        if result.returncode != 0:
+            raise RuntimeError(f"infra.cluster {command} failed: {result.stdout[-2000:]} {result.stderr[-2000:]}")
+        return result.stdout
+
+    def up(self):
+        log(f"starting own 3-node RabbitMQ cluster (amqp {self.amqp_port}-{self.amqp_port + 2}) and database "
+            f"({self.mongo_port}) in {self.state_dir}")
+        self.started_infra = True
+        self._infra("up")
+
+    def stop_node(self, index):
+        self._infra(f"node-stop {index}")
+
+    def start_node(self, index):
+        self._infra(f"node-start {index}")
+
+    def mgmt_ports(self):
+        return [self.mgmt_port + i for i in range(3)]
 
 
 # --- the webhook receiver ------------------------------------------------------------------------
@@ -356,19 +459,31 @@ class Faults:
         log(f"fault: {what} ({took:.1f}s)")
 
     def run(self):
+        cluster = isinstance(self.stack, ClusterStack)
         try:
+            if cluster:
+                # node 1 is the first address of every URI: every connection fails over, while the
+                # stream is published, and the instances restarted below start without it
+                time.sleep(self.gap)
+                started = time.monotonic()
+                self.stack.stop_node(1)
+                self._note("RabbitMQ node 1 of 3 stopped", started)
             for name in SERVICES:
                 time.sleep(self.gap)
                 started = time.monotonic()
-                self.stack.kill_service(name)
+                self.stack.kill_service(name)   # on the cluster: the first of its two instances
                 time.sleep(0.5)
                 self.stack.start_service(name)
                 self.stack.wait_ready(name)
                 self._note(f"SIGKILL {name}, restarted", started)
             time.sleep(self.gap)
             started = time.monotonic()
-            self.stack.restart_rabbit()
-            self._note("RabbitMQ node restarted (infra.stack restart-rabbit)", started)
+            if cluster:
+                self.stack.start_node(1)
+                self._note("RabbitMQ node 1 of 3 started again (it rejoined the cluster)", started)
+            else:
+                self.stack.restart_rabbit()
+                self._note("RabbitMQ node restarted (infra.stack restart-rabbit)", started)
             time.sleep(self.gap)
             started = time.monotonic()
             pid = self.stack.mongo_pid()
@@ -487,7 +602,7 @@ def settle(stack, client, receiver, subscription_id, events, expected_matches, t
         try:
             # cheap first: while messages wait in queues, do not scan the audit log (that
             # would slow down the services being measured)
-            busy = {name: depth for name, depth in stack.queue_depths().items()
+            busy = {name: depth for name, depth in stack.queue_depths(unacked=True).items()
                     if depth and name != topology.DEAD_LETTERS_QUEUE and not name.startswith("notify.sub.")}
             if busy and time.monotonic() < deadline:
                 quiet_since = None
@@ -529,19 +644,17 @@ def settle(stack, client, receiver, subscription_id, events, expected_matches, t
 # --- the run -------------------------------------------------------------------------------------
 
 def run(events_count, faults=True, settle_timeout=300, seed=7, publish_seconds=None, fault_gap=3.0,
-        state_dir=None, keep=False):
+        state_dir=None, keep=False, cluster=False, keep_on_failure=False):
     started = time.monotonic()
     events, expected_matches = generate(events_count, seed)
-    stack = Stack(state_dir=state_dir)
+    stack = (ClusterStack if cluster else Stack)(state_dir=state_dir)
     receiver = Receiver()
-    summary = {"events": len(events), "expected_matches": len(expected_matches), "faults_enabled": faults}
+    summary = {"events": len(events), "expected_matches": len(expected_matches), "faults_enabled": faults,
+               "cluster": cluster, "instances_per_service": stack.instances}
     try:
         stack.up()
-        for name in SERVICES:
-            stack.start_service(name)
-        for name in SERVICES:
-            stack.wait_ready(name)
-        log("services ready: " + ", ".join(SERVICES))
+        stack.start_all()
+        log(f"services ready ({stack.instances} of each): " + ", ".join(SERVICES))
         client = stack.mongo()
         from tacoord import auth
         key = auth.issue(auth.auth_db(client, stack.prefix), "operator", "*", label="fault suite")
@@ -586,6 +699,7 @@ def run(events_count, faults=True, settle_timeout=300, seed=7, publish_seconds=N
         summary["total_seconds"] = round(time.monotonic() - started, 1)
         summary["events_per_second_end_to_end"] = round(len(events) / max(1e-9, time.monotonic() - t0), 1)
         if summary["lost"] or summary["duplicated"] or summary["stuck"]:
+            keep = keep or keep_on_failure
             kept = ROOT / "artifacts" / "faults" / time.strftime("%Y%m%d-%H%M%S")
             shutil.copytree(stack.state_dir / "services", kept, dirs_exist_ok=True)
             summary["service_logs"] = str(kept)
@@ -595,7 +709,9 @@ def run(events_count, faults=True, settle_timeout=300, seed=7, publish_seconds=N
         receiver.close()
         if keep:
             stack.stop_services()
-            log(f"kept the broker and database up in {stack.state_dir}")
+            log(f"kept the broker and database up in {stack.state_dir} (environment: {stack.state_dir}/env.json)")
+            (stack.state_dir / "env.json").write_text(json.dumps(
+                {k: v for k, v in stack.env.items() if k.startswith("TACOORD_")}, indent=1))
         else:
             stack.down()
 
@@ -611,10 +727,15 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--state-dir", default=None, help="stack state directory (default: a new temporary one)")
     parser.add_argument("--keep", action="store_true", help="leave broker and database running (debugging)")
+    parser.add_argument("--keep-on-failure", action="store_true",
+                        help="leave broker and database running when something was lost, doubled or stuck")
+    parser.add_argument("--cluster", action="store_true",
+                        help="a 3-node RabbitMQ cluster (quorum queues) and two instances of each service; the "
+                             "broker fault stops node 1 of 3 and starts it again")
     args = parser.parse_args(argv)
     summary = run(args.events, faults=not args.no_faults, settle_timeout=args.settle, seed=args.seed,
                   publish_seconds=args.publish_seconds, fault_gap=args.fault_gap, state_dir=args.state_dir,
-                  keep=args.keep)
+                  keep=args.keep, cluster=args.cluster, keep_on_failure=args.keep_on_failure)
     print(f"lost {summary['lost']} / duplicated {summary['duplicated']} / stuck {summary['stuck']}  "
           f"({summary['events']} events, {summary['expected_matches']} matches expected, "
           f"{summary['total_seconds']}s)", flush=True)

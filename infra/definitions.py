@@ -171,7 +171,7 @@ def apply_over_api(passwords=None):
         apply_service_user(service, service_user(service), password, vhost)
     from kombu import Connection
     with Connection(config.amqp_uri(), connect_timeout=10) as connection:
-        topology.declare_all(connection)
+        topology.declare_all(connection, upgrade=True)
     return sorted(service_user(s) for s in passwords)
 
 

@@ -4,6 +4,7 @@
     python -m infra.stack services    # start every service (after ``up``)
     python -m infra.stack down        # stop gateway, services, broker, database
     python -m infra.stack status
+    python -m infra.cluster up        # three RabbitMQ nodes instead (infra/cluster.py)
 
 Everything lives under ``$TACOORD_STATE_DIR`` (default ``.stack/``): RabbitMQ's
 mnesia and logs (owned by user ``rabbitmq``, as its wrapper requires), the
@@ -145,7 +146,7 @@ def apply_rabbit_definitions():
     from kombu import Connection
     from tacoord import topology
     with Connection(config.amqp_uri()) as connection:
-        topology.declare_all(connection)
+        topology.declare_all(connection, upgrade=True)  # moves queues whose arguments changed
     log(f"RabbitMQ definitions applied (vhost {config.amqp_vhost()})")
 
 

@@ -115,11 +115,10 @@ def deadletters():
 
 def _dead_letters(settings):
     from tacoord.deadletters import DeadLetters
-    from nameko.utils import sanitize_url
     try:
         return DeadLetters(settings.amqp_uri).__enter__()
     except Exception as exc:
-        raise click.ClickException(f"cannot reach the broker at {sanitize_url(settings.amqp_uri)}: {exc}")
+        raise click.ClickException(f"cannot reach the broker at {config.masked(settings.amqp_uri)}: {exc}")
 
 
 def _dlq_action(settings, action):

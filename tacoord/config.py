@@ -20,6 +20,11 @@ OUTBOX_RELAY_SECONDS_KEY = "TACOORD_OUTBOX_RELAY_SECONDS"
 MAX_BODY_BYTES_KEY = "TACOORD_MAX_BODY_BYTES"
 INBOX_LEASE_SECONDS_KEY = "TACOORD_INBOX_LEASE_SECONDS"
 INBOX_LEASE_SECONDS = 120  # a claim older than this was left by a dead worker
+MONGO_WRITE_CONCERN_KEY = "TACOORD_MONGO_WRITE_CONCERN"   # w: majority, a number, a tag
+MONGO_JOURNAL_KEY = "TACOORD_MONGO_JOURNAL"               # j: true / false
+MONGO_READ_CONCERN_KEY = "TACOORD_MONGO_READ_CONCERN"     # local, majority, linearizable, …
+MONGO_CONCERN_KEYS = (MONGO_WRITE_CONCERN_KEY, MONGO_JOURNAL_KEY, MONGO_READ_CONCERN_KEY)
+READ_CONCERNS = ("local", "available", "majority", "linearizable", "snapshot")
 
 SERVICES = ("needs", "supply", "matching", "notify", "requests", "audit")
 
@@ -80,13 +85,44 @@ def amqp_admin():
     return env("TACOORD_AMQP_ADMIN_USER", "tacoord"), env("TACOORD_AMQP_ADMIN_PASSWORD", "tacoord")
 
 
+def amqp_addresses():
+    """``[(host, port)]`` of the broker's nodes: ``TACOORD_AMQP_ADDRESSES`` (``host:port,host:port``,
+    a cluster), else the one ``TACOORD_AMQP_HOST``:``TACOORD_AMQP_PORT``."""
+    listed = [a.strip() for a in env("TACOORD_AMQP_ADDRESSES", "").split(",") if a.strip()]
+    if not listed:
+        return [(amqp_host(), amqp_port())]
+    addresses = []
+    for address in listed:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise SystemExit(f"configuration error: TACOORD_AMQP_ADDRESSES entry {address!r} is not host:port")
+        addresses.append((host, int(port)))
+    return addresses
+
+
+def clustered():
+    """True when the services are given more than one broker node (a cluster)."""
+    explicit = os.environ.get("AMQP_URI")
+    return ";" in explicit if explicit else len(amqp_addresses()) > 1
+
+
 def amqp_uri(vhost=None, user=None, password=None):
+    """The broker URI; with several nodes one URI per node joined by ``;`` (kombu's failover
+    alternates: a connection goes to the first that answers, and on to the next when it breaks)."""
     default_user, default_password = amqp_admin()
     explicit = os.environ.get("AMQP_URI")
     if explicit and vhost is None and user is None:
         return explicit
-    return "pyamqp://{}:{}@{}:{}/{}".format(
-        user or default_user, password or default_password, amqp_host(), amqp_port(), vhost or amqp_vhost())
+    return ";".join("pyamqp://{}:{}@{}:{}/{}".format(
+        user or default_user, password or default_password, host, port, vhost or amqp_vhost())
+        for host, port in amqp_addresses())
+
+
+def masked(uri):
+    """A broker URI with the password of every node masked (nameko's ``sanitize_url`` masks only
+    the first of ``;``-joined alternates)."""
+    from kombu.utils.url import sanitize_url
+    return ";".join(sanitize_url(node, mask="********") for node in uri.split(";"))
 
 
 def service_users_file():
@@ -125,6 +161,35 @@ def mongo_port():
 
 def mongo_uri():
     return env("MONGO_URI", f"mongodb://127.0.0.1:{mongo_port()}/")
+
+
+def replica_set(uri):
+    """The replica set a MongoDB URI names (``replicaSet=``), or None."""
+    from urllib.parse import parse_qs, urlsplit
+    return (parse_qs(urlsplit(uri).query).get("replicaSet") or [None])[0]
+
+
+def mongo_concerns(service, uri):
+    """The write and read concern of a service's database client, ``{key: value or None}``.
+
+    ``TACOORD_<SERVICE>_MONGO_WRITE_CONCERN`` / ``_JOURNAL`` / ``_READ_CONCERN`` (one service),
+    else ``TACOORD_MONGO_…`` (all); unset, with a replica set (the URI names ``replicaSet``):
+    ``w=majority``, journaled, majority reads (a write acknowledged is on most members' disks and
+    survives a failover; a read sees only such writes); a single server: its own defaults (None).
+    """
+    safe = replica_set(uri) is not None
+    defaults = {MONGO_WRITE_CONCERN_KEY: "majority", MONGO_JOURNAL_KEY: "true", MONGO_READ_CONCERN_KEY: "majority"}
+    concerns = {}
+    for key in MONGO_CONCERN_KEYS:
+        own = f"TACOORD_{service.upper()}_{key.removeprefix('TACOORD_')}"
+        concerns[key] = env(own, "") or env(key, "") or (defaults[key] if safe else None)
+    read = concerns[MONGO_READ_CONCERN_KEY]
+    if read is not None and read not in READ_CONCERNS:
+        raise SystemExit(f"configuration error: read concern {read!r} is not one of {', '.join(READ_CONCERNS)}")
+    journal = concerns[MONGO_JOURNAL_KEY]
+    if journal is not None and str(journal).lower() not in ("true", "false", "1", "0"):
+        raise SystemExit(f"configuration error: journal {journal!r} is not true or false")
+    return concerns
 
 
 def db_prefix():
@@ -185,4 +250,6 @@ def service_config(service, **overrides):
         "serializer": "json",
     }
     config.update(overrides)
+    for key, value in mongo_concerns(service, config[MONGO_URI_KEY]).items():
+        config.setdefault(key, value)
     return config

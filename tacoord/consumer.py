@@ -165,6 +165,10 @@ class ParkingQueueConsumer(QueueConsumer):
             consumer.on_decode_error = partial(self._park_undecodable, provider)
         return consumers
 
+    def on_connection_error(self, exc, interval):
+        log.warning("Error connecting to broker at %s (%s); retrying in %s seconds",
+                    config.masked(self.amqp_uri), exc, interval)
+
     @staticmethod
     def _park_undecodable(provider, message, exc):
         body = message.body.decode("utf-8", "replace") if isinstance(message.body, bytes) else message.body

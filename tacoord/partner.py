@@ -8,6 +8,10 @@
         event = client.publish("need.submitted", {"state": "KEN", "article": 9,
                                "forms": ["LEGAL_ADVICE"], "priority": 1})
 
+On a cluster, give every node, separated by ``;``
+(``amqp://acme:SECRET@node1:5672/tacoord;amqp://acme:SECRET@node2:5672/tacoord;…``):
+a connection goes to the first node that answers, and a reconnect tries them in turn.
+
 Each ``publish`` builds the envelope, validates it against the same
 marshmallow schemas the services use (so a mistake fails here, with the
 field named, instead of in the dead-letter queue), and sends it persistent,
@@ -50,7 +54,8 @@ class PartnerClient:
 
     def __init__(self, url, exchange=topology.INGRESS, source=None, connect_attempts=6):
         self.url = url
-        self.user = unquote(urlparse(url).username or "guest")
+        self.nodes = [pika.URLParameters(node) for node in url.split(";") if node]   # a cluster: every node
+        self.user = unquote(urlparse(url.split(";")[0]).username or "guest")
         self.exchange = exchange
         self.source = source or f"partner:{self.user}"
         self.connect_attempts = connect_attempts
@@ -124,6 +129,6 @@ class PartnerClient:
         if self._channel is not None and self._channel.is_open and self._connection.is_open:
             return
         if self._connection is None or not self._connection.is_open:
-            self._connection = pika.BlockingConnection(pika.URLParameters(self.url))
+            self._connection = pika.BlockingConnection(self.nodes)
         self._channel = self._connection.channel()
         self._channel.confirm_delivery()

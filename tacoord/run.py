@@ -4,7 +4,8 @@
     sys.exit(run(NeedsService))          # config: tacoord.config.service_config(NeedsService.name)
 
 A wrong URI, wrong credentials or a stopped server end the process with one
-line naming the problem (exit 2) instead of a reconnect loop of tracebacks.
+line naming the problem (exit 2) instead of a reconnect loop of tracebacks; so
+does a queue declared by an older release with other arguments.
 Then the service logs JSON lines (:mod:`tacoord.logs`) and runs under nameko's runner
 (SIGTERM stops it gracefully).
 The caller monkey-patches eventlet before it imports anything else, as
@@ -20,7 +21,6 @@ def preflight(cfg):
     """Return None when broker and database answer, else one line saying why."""
     from amqp.exceptions import AccessRefused, NotAllowed
     from kombu import Connection
-    from nameko.utils import sanitize_url
     from pymongo import MongoClient
     from pymongo.errors import OperationFailure, PyMongoError
 
@@ -29,11 +29,11 @@ def preflight(cfg):
         with Connection(uri, connect_timeout=3) as connection:
             connection.ensure_connection(max_retries=1)
     except AccessRefused:
-        return f"broker refused the credentials in AMQP_URI ({sanitize_url(uri)})"
+        return f"broker refused the credentials in AMQP_URI ({config.masked(uri)})"
     except NotAllowed:
-        return f"broker refused access to the vhost in AMQP_URI ({sanitize_url(uri)})"
+        return f"broker refused access to the vhost in AMQP_URI ({config.masked(uri)})"
     except Exception as exc:
-        return f"cannot reach the broker at {sanitize_url(uri)}: {exc}"
+        return f"cannot reach the broker at {config.masked(uri)}: {exc}"
     mongo = cfg[config.MONGO_URI_KEY]
     try:
         MongoClient(mongo, serverSelectionTimeoutMS=3000).admin.command("ping")
@@ -54,7 +54,13 @@ def run(service_class, cfg=None):
         return 2
     logs.setup(name)  # one JSON object per line on stderr (the stack's .stack/run/<name>.log)
     from nameko.cli.run import run as nameko_run
+
+    from tacoord.topology import QueueArgumentsChanged
     print(f"{name}: starting; HTTP {cfg['WEB_SERVER_ADDRESS']}, metrics and health on port "
           f"{cfg[config.OPS_PORT_KEY]}", flush=True)
-    nameko_run([service_class], cfg)
+    try:
+        nameko_run([service_class], cfg)
+    except QueueArgumentsChanged as exc:   # made by an older release: `tacoord stack up` moves it
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 2
     return 0

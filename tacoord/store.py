@@ -139,9 +139,27 @@ class Repository:
         raise Conflict(f"the {what} kept changing while it was filed; try again")
 
 
+def client_options(container_config):
+    """MongoClient options from a service's config: its write and read concern
+    (:func:`tacoord.config.mongo_concerns`; unset: the server's) and retryable writes and reads
+    (a write interrupted by a replica set electing a new primary is sent once more, and a
+    retried insert of an outbox document is recognised, not doubled)."""
+    options = {"retryWrites": True, "retryReads": True}
+    w = container_config.get(config.MONGO_WRITE_CONCERN_KEY)
+    if w not in (None, ""):
+        options["w"] = int(w) if str(w).isdigit() else w
+    journal = container_config.get(config.MONGO_JOURNAL_KEY)
+    if journal not in (None, ""):
+        options["journal"] = str(journal).lower() in ("true", "1")
+    read = container_config.get(config.MONGO_READ_CONCERN_KEY)
+    if read not in (None, ""):
+        options["readConcernLevel"] = read
+    return options
+
+
 def connect(container_config):
     uri = container_config.get(config.MONGO_URI_KEY) or config.mongo_uri()
-    return MongoClient(uri, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000)
+    return MongoClient(uri, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000, **client_options(container_config))
 
 
 class DatabaseClient(SharedExtension):

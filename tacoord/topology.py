@@ -22,13 +22,24 @@ would be dropped) and the flags never disagree between declarers.
   permission names only its own retry queues; no service may write the
   default exchange, which would reach any queue by name.
 
-``TACOORD_QUEUE_TYPE=quorum`` declares consumer queues as quorum queues (for
-a cluster); the default is classic durable queues.
+``TACOORD_QUEUE_TYPE=quorum`` declares every queue here (consumer queues, their
+retry queues, the dead-letter and unrouted queues) as a quorum queue, replicated
+on the nodes of a cluster; unset, that is the default when the services are given
+more than one broker node (``tacoord.config.clustered``), else classic durable
+queues. A quorum retry queue dead-letters at least once (a message expiring
+while a node fails is not dropped on the way back).
+
+A queue marked ``single_active`` (matching's) has RabbitMQ's single active
+consumer: of the instances consuming it, one gets the messages, in order; another
+takes over when its channel closes. Queue arguments are fixed when a queue is
+made: :mod:`tacoord.queue_upgrade` moves an existing queue to new arguments.
 """
 import os
 from dataclasses import dataclass, field
 
 from kombu import Exchange, Queue, binding
+
+from tacoord import config
 
 EVENTS = "tacoord.events"
 INGRESS = "tacoord.ingress"
@@ -61,6 +72,7 @@ class QueueSpec:
     exchange: str
     routing_keys: tuple = field(default_factory=tuple)
     retry: bool = True
+    single_active: bool = False
 
     @property
     def retry_name(self):
@@ -68,11 +80,25 @@ class QueueSpec:
 
 
 def queue_type():
-    return os.environ.get("TACOORD_QUEUE_TYPE", "classic")
+    """``TACOORD_QUEUE_TYPE``; unset: ``quorum`` on a cluster, else ``classic``."""
+    return os.environ.get("TACOORD_QUEUE_TYPE") or ("quorum" if config.clustered() else "classic")
 
 
-def _queue_arguments():
-    return {"x-queue-type": queue_type()} if queue_type() == "quorum" else None
+def queue_arguments(spec=None):
+    """The arguments a queue of this topology is declared with (None: none)."""
+    arguments = {"x-queue-type": "quorum"} if queue_type() == "quorum" else {}
+    if spec is not None and spec.single_active:
+        arguments["x-single-active-consumer"] = True
+    return arguments or None
+
+
+def _retry_arguments(spec):
+    arguments = {"x-dead-letter-exchange": REQUEUE, "x-dead-letter-routing-key": spec.name}
+    if queue_type() == "quorum":
+        # at-least-once dead-lettering (quorum queues, RabbitMQ 3.10+) needs reject-publish overflow
+        arguments.update({"x-queue-type": "quorum", "x-dead-letter-strategy": "at-least-once",
+                          "x-overflow": "reject-publish"})
+    return arguments
 
 
 def _bound_exchange(name, passive):
@@ -91,16 +117,14 @@ def kombu_queue(spec, passive_exchange=False):
     bindings = [binding(exchange(spec.exchange), routing_key=key) for key in spec.routing_keys]
     if spec.retry:
         bindings.append(binding(exchange(REQUEUE), routing_key=spec.name))
-    return Queue(spec.name, bindings=bindings, durable=True, queue_arguments=_queue_arguments())
+    return Queue(spec.name, bindings=bindings, durable=True, queue_arguments=queue_arguments(spec))
 
 
 def kombu_retry_queue(spec, passive_exchange=False):
     """``Q.retry``: bound to ``tacoord.retry`` under its own name (the only way in for a
     service, whose topic permission names its own retry queues), dead-lettering back to
     ``Q`` through ``tacoord.requeue``."""
-    arguments = {"x-dead-letter-exchange": REQUEUE, "x-dead-letter-routing-key": spec.name}
-    arguments.update(_queue_arguments() or {})
-    return Queue(spec.retry_name, durable=True, queue_arguments=arguments,
+    return Queue(spec.retry_name, durable=True, queue_arguments=_retry_arguments(spec),
                  bindings=[binding(_bound_exchange(RETRY, passive_exchange), routing_key=spec.retry_name)])
 
 
@@ -115,7 +139,8 @@ MATCH_STEPS = ("match.accepted", "match.declined", "match.agreed", "match.delive
                "match.cancelled")
 MATCHING_EVENTS = QueueSpec(
     "matching.events", EVENTS,
-    ("need.*", "offer.*", "expert.*", "workshop.*", "checklist_assistance.*", "alert.*") + MATCH_STEPS)
+    ("need.*", "offer.*", "expert.*", "workshop.*", "checklist_assistance.*", "alert.*") + MATCH_STEPS,
+    single_active=True)   # one instance applies events to its model at a time (services/matching/README.md)
 NOTIFY_EVENTS = QueueSpec(
     "notify.events", EVENTS,
     ("match.*", "gap.*", "duplication.*", "workshop.*", "need.*", "offer.*"))
@@ -132,42 +157,78 @@ CONSUMER_QUEUES = (
 ALL_QUEUES = CONSUMER_QUEUES + (PARKED, UNROUTED_QUEUE)
 
 
-def declare(connection, specs=ALL_QUEUES):
-    """Declare every exchange, then each queue, its retry queue and bindings."""
+class QueueArgumentsChanged(RuntimeError):
+    """A queue exists with other arguments than this release declares it with."""
+
+
+def declare(connection, specs=ALL_QUEUES, upgrade=False):
+    """Declare every exchange, then each queue, its retry queue and bindings.
+
+    A queue that exists with other arguments (made by an older release, before a switch to
+    quorum queues or to matching's single active consumer) raises
+    :class:`QueueArgumentsChanged` naming what to do; ``upgrade=True`` (``infra.stack up``, as
+    the admin) moves it to the new arguments instead (:mod:`tacoord.queue_upgrade`)."""
     with connection.channel() as channel:
         for exchange in EXCHANGES.values():
             exchange.bind(channel).declare()
-        for spec in specs:
-            kombu_queue(spec).bind(channel).declare()
     for spec in specs:
+        _declare_queue(connection, spec, upgrade=upgrade)
         if spec.retry:
-            _declare_retry_queue(connection, spec)
+            _declare_retry_queue(connection, spec, upgrade=upgrade)
 
 
-def _declare_retry_queue(connection, spec, passive_exchange=False):
-    """Declare ``spec``'s retry queue. One declared by an older release (dead-lettering
-    through the default exchange) is replaced when empty, so ``up`` is also an upgrade;
-    a non-empty one is left for its messages to come back, and the error stands."""
+def _declare_queue(connection, spec, passive_exchange=False, upgrade=False):
     from amqp.exceptions import PreconditionFailed
+    target = kombu_queue(spec, passive_exchange)
     try:
         with connection.channel() as channel:
-            kombu_retry_queue(spec, passive_exchange).bind(channel).declare()
-    except PreconditionFailed:
+            target.bind(channel).declare()
+    except PreconditionFailed as exc:
+        if not upgrade:
+            raise _changed(spec.name, exc)
+        from tacoord import queue_upgrade
+        queue_upgrade.move(connection, target, EXCHANGES[REQUEUE] if spec.retry else None,
+                           queue_arguments())
+
+
+def _changed(name, exc):
+    return QueueArgumentsChanged(
+        f"queue {name} exists with other arguments than this release declares ({exc}); stop the services "
+        f"consuming it and run `tacoord stack up` (as the admin), which moves it and its messages to the new "
+        f"arguments (tacoord/queue_upgrade.py)")
+
+
+def _declare_retry_queue(connection, spec, passive_exchange=False, upgrade=False):
+    """Declare ``spec``'s retry queue. One declared by an older release (dead-lettering
+    through the default exchange, or a classic one on a cluster) is replaced when empty, so
+    ``up`` is also an upgrade; a non-empty one is moved with ``upgrade``, else the error stands."""
+    from amqp.exceptions import PreconditionFailed
+    target = kombu_retry_queue(spec, passive_exchange)
+    try:
         with connection.channel() as channel:
-            channel.queue_delete(spec.retry_name, if_empty=True)
-            kombu_retry_queue(spec, passive_exchange).bind(channel).declare()
+            target.bind(channel).declare()
+    except PreconditionFailed:
+        try:
+            with connection.channel() as channel:
+                channel.queue_delete(spec.retry_name, if_empty=True)
+                target.bind(channel).declare()
+        except PreconditionFailed as exc:
+            if not upgrade:
+                raise _changed(spec.retry_name, exc)
+            from tacoord import queue_upgrade
+            # the holding queue dead-letters like a retry queue: a message whose wait ends there goes back too
+            queue_upgrade.move(connection, target, None, _retry_arguments(spec))
 
 
-def declare_all(connection):
-    declare(connection)
+def declare_all(connection, upgrade=False):
+    declare(connection, upgrade=upgrade)
 
 
 def declare_own(connection, spec):
     """What a service's own broker user may declare: its queue, retry queue and
     bindings; the exchanges must exist already (``infra.stack up`` declares
     everything as the admin user)."""
-    with connection.channel() as channel:
-        kombu_queue(spec, passive_exchange=True).bind(channel).declare()
+    _declare_queue(connection, spec, passive_exchange=True)
     if spec.retry:
         _declare_retry_queue(connection, spec, passive_exchange=True)
 

@@ -86,8 +86,13 @@ def story(database, correlation_id, limit=HISTORY_LIMIT):
 
 
 class AuditLog(Repository):
-    lock = Semaphore(1)  # one writer per process keeps the chain linear
-    heads = {}  # database name -> (hash, seq) of the last record this process wrote
+    """Appends to the chain. Several recorders (containers, processes) may append at once: each
+    seals after the head it read, and the unique index on ``seq`` lets only one record take a
+    place, so a recorder that lost the race reads the head again and seals after it (the chain
+    never forks). ``lock`` and ``heads`` are a recorder's own: an ``AuditStore`` gives its logs
+    its own pair; logs made outside a container share these."""
+    lock = Semaphore(1)  # one append at a time per recorder keeps its batches in order
+    heads = {}  # database name -> (hash, seq) of the last record this recorder wrote
 
     def append(self, record):
         """Append unless this event id is already recorded; the stored record, or None."""
@@ -201,9 +206,18 @@ class AuditLog(Repository):
 class AuditStore(MongoStore):
     repository = AuditLog
 
+    def setup(self):
+        super().setup()
+        self.lock, self.heads = Semaphore(1), {}   # this recorder's own (two containers compete fairly)
+
     def start(self):
         super().start()
         self.repository(self.database, self.relay).anchor_unanchored_log()
+
+    def get_dependency(self, worker_ctx):
+        log = super().get_dependency(worker_ctx)
+        log.lock, log.heads = self.lock, self.heads
+        return log
 
 
 VERIFY_SECONDS_KEY = "TACOORD_AUDIT_VERIFY_SECONDS"

@@ -143,14 +143,23 @@ class Commitments(ReadModel):
 
         A step on a match the model had let go of (its retraction missed the stored document because
         the person was quicker, see :mod:`services.matching.match_writes`) holds it again from the
-        event, then settles it like any other."""
+        event, then settles it like any other.
+
+        A step the model holds already because it reloaded from the store between the step's write
+        and its event (another instance taking over, a failed batch, a restart) still has its
+        consequences: the offer's other matches re-scored when the commitment came or went (from the
+        event's ``previous_status``), a need that lost its match refilled. Each is a no-op when
+        already done, so a step applied twice still changes nothing."""
         mid, status = data["match_id"], data["status"]
         out.stepped(mid, status)
         match = self.matches.get(mid)
         if status in REFUSED:
             self.refused.add(mid)
-            if match is None:
-                return None
+            if match is None:   # let go already (loaded as refused, or retracted): its consequences only
+                if data["previous_status"] in COMMITTED and data.get("offer_id"):
+                    self._rescore_offer(out, data["offer_id"], now)
+                need = self.needs.get(data["need_id"])
+                return need if need is not None and need["status"] in OPEN_NEED else None
             self._drop_match(match)
             self._note_unmatched(out, match, now)
             if match["status"] in COMMITTED and match.get("offer_id"):
@@ -161,8 +170,13 @@ class Commitments(ReadModel):
             return None
         held = match is not None
         match = match if held else self._held_from_step(data)
-        if match is None or (match["status"] == status and (match.get("steps") or [{}])[-1].get("at") == data["at"]):
-            return None  # a pair the model never knew, or a step it holds already (loaded from the store)
+        if match is None:
+            return None  # a pair the model never knew
+        if match["status"] == status and (match.get("steps") or [{}])[-1].get("at") == data["at"]:
+            # held already (loaded from the store after the step was written): only its consequences
+            if match.get("offer_id") and (data["previous_status"] in COMMITTED) != (status in COMMITTED):
+                self._rescore_offer(out, match["offer_id"], now)
+            return self._settle(out, match, now)
         before = match["status"]
         if held:
             self._drop_match(match)

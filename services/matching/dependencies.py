@@ -16,10 +16,16 @@ named reads of the HTTP routes. The model learns of a step by consuming its
 event, whichever instance took it; the model's own writes of a match are
 conditional on the status it believes is stored
 (:mod:`services.matching.match_writes`), so they never overwrite a step.
+Several instances: each batch and sweep is a turn under the writer lease, on a
+model reloaded first if another instance wrote since; a standby refreshes its
+model for the routes it serves (:mod:`services.matching.writer`). A person's
+step needs no turn: it is a write of the store, and the model learns of it
+from its event, in the active instance's turn like any other.
 """
 import gc
 import logging
 import time
+from contextlib import contextmanager
 from datetime import timezone
 
 import eventlet
@@ -35,10 +41,11 @@ from services.matching.alert_book import KEPT_FIELDS as ALERT_FIELDS
 from services.matching.domain import Matcher
 from services.matching.match_writes import Write, condition, fold
 from services.matching.settings import (ALERTS, GAP_SWEEP_KEY, MATCHES, PROPOSALS, REPLAY_KEY_KEY, REPLAY_URL_KEY,
-                                        VIEWS, settings_from)
+                                        STANDBY_REFRESH_KEY, STANDBY_REFRESH_SECONDS, VIEWS, settings_from)
+from services.matching.writer import LEASE_KEY, LEASE_SECONDS, WriterLease
 from tacoord.config import setting
 from tacoord.envelope import new_event, utcnow
-from tacoord.errors import Rejected
+from tacoord.errors import Busy, Conflict, Rejected
 from tacoord.kpis import Kpis, replace
 from tacoord.ops import metric
 from tacoord.outbox import staged, strip
@@ -106,8 +113,7 @@ class MatchingRepository(Repository):
         Any failure reloads the model from the store before it is raised, so the
         events (retried each on its own) are applied to a model equal to the store."""
         self.provider.loaded.wait()
-        with self.provider.lock:
-            self.provider.reload_if_stale()
+        with self.provider.lock, self.provider.turn():
             outcomes = []
             for event in events:
                 started = time.perf_counter()
@@ -224,6 +230,12 @@ class MatchingStore(MongoStore):
         self.stale = False  # a failure left the model ahead of the store and it could not be reloaded
         self.loaded = Event()
         self.model = Matcher(self.settings)
+        # one writer at a time among the instances (services/matching/writer.py)
+        self.writer = WriterLease(self.database, float(setting(cfg, LEASE_KEY, LEASE_SECONDS)))
+        self.version = None  # the store's version the model is at (None: unknown, reload before a turn)
+        self.refresh_every = float(setting(cfg, STANDBY_REFRESH_KEY, STANDBY_REFRESH_SECONDS))
+        self.refreshed_at = 0.0
+        self.wrote = False
 
     def start(self):
         super().start()
@@ -233,12 +245,43 @@ class MatchingStore(MongoStore):
                                      setting(self.container.config, REPLAY_KEY_KEY, ""), self.settings)
         # Before the lifecycle a match that stood was stored as "active": it is a proposal.
         self.database[MATCHES].update_many({"status": LEGACY_ACTIVE}, {"$set": {"status": "proposed"}})
-        self.reload()
+        self.refresh()
         self.loaded.send(True)
         self.background(self._sweep_forever, "gap-sweeper")
 
-    def reload(self):
-        """Load the read model from the service's own collections."""
+    @contextmanager
+    def turn(self):
+        """Apply and store as the one writer among the instances (services/matching/writer.py):
+        under the writer lease, on a model reloaded first if another instance wrote since."""
+        version = self.writer.take()
+        self.wrote = False
+        try:
+            if self.stale or self.version != version - 1:
+                self.reload(at_version=version)
+                self.writer.renew()
+            self.version = version
+            yield
+        except BaseException:
+            self.wrote = True   # a failure may have stored part of what it did
+            raise
+        finally:
+            try:
+                if self.writer.give_back(self.wrote) and not self.wrote:
+                    self.version = version - 1   # a turn that wrote nothing moved the version back
+            except Exception as exc:  # the database went: the lease runs out by itself
+                log.warning("could not give the writer lease back (%s)", exc)
+
+    def refresh(self):
+        """Reload the model outside a turn (a standby keeping warm); it counts as at the store's
+        version only if no turn was on while it was read."""
+        before = self.writer.state()
+        self.reload()
+        after = self.writer.state()
+        self.version = before[0] if before == after and not before[1] else None
+
+    def reload(self, at_version=None):
+        """Load the read model from the service's own collections (``at_version``: in a turn, the
+        version it is at)."""
         db = self.database
 
         def docs(collection, query=None):
@@ -258,6 +301,7 @@ class MatchingStore(MongoStore):
             # full collection (bench/matching_bench.py measures with the same setting).
             gc.collect()
             gc.freeze()
+        self.version, self.stale, self.refreshed_at = at_version, False, time.monotonic()
         log.info("matching read model loaded: %d needs, %d offers, %d experts, %d active matches",
                  len(self.model.needs), len(self.model.offers), len(self.model.experts),
                  len(self.model.matches))
@@ -267,15 +311,9 @@ class MatchingStore(MongoStore):
         the next event or sweep reloads it first)."""
         self.stale = True
         try:
-            self.reload()
-            self.stale = False
+            self.reload(at_version=self.version)   # in a turn: nobody else writes meanwhile
         except Exception as exc:
             log.warning("could not reload the read model (%s); will reload before the next event", exc)
-
-    def reload_if_stale(self):
-        if self.stale:
-            self.reload()
-            self.stale = False
 
     def persist(self, outcome, cause=None):
         """Store an outcome's documents (events staged in their outbox), then relay the events."""
@@ -332,6 +370,7 @@ class MatchingStore(MongoStore):
             if allowed:
                 match_writes.append((UpdateOne(condition(match_id, allowed), staged({"$set": fields}, envelopes),
                                                upsert=True), envelopes))
+        self.wrote = self.wrote or bool(views or collections or steps or match_writes)
         try:
             for collection, writes in (*views.items(), *collections.items()):
                 self.database[collection].bulk_write(writes, ordered=False)
@@ -382,20 +421,43 @@ class MatchingStore(MongoStore):
                 refused.add(envelope["id"])
         return refused
 
-    def sweep(self, now=None):
+    def sweep(self, now=None, wait_seconds=10.0):
+        """Sweep for gaps in a turn, waiting up to ``wait_seconds`` for another instance's turn to
+        end (then ``Conflict``)."""
         self.loaded.wait()
-        with self.lock:
-            self.reload_if_stale()
-            outcome = self.model.sweep(now or utcnow())
-            if outcome:
-                self.persist(outcome)
-            return outcome
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                with self.lock, self.turn():
+                    outcome = self.model.sweep(now or utcnow())
+                    if outcome:
+                        self.persist(outcome)
+                    return outcome
+            except Busy:
+                if time.monotonic() > deadline:
+                    raise Conflict("another matching instance is applying events; try again")
+                eventlet.sleep(0.2)
+
+    def sweep_or_refresh(self):
+        """The instance whose model is at the store's version sweeps (the active one, or any once
+        the active stopped writing); a standby refreshes its model every
+        ``TACOORD_MATCHING_STANDBY_REFRESH_SECONDS`` and sweeps once it is current."""
+        version, busy = self.writer.state()
+        if busy or version != self.version:
+            if time.monotonic() - self.refreshed_at >= self.refresh_every:
+                with self.lock:
+                    self.refresh()
+            return None
+        try:
+            return self.sweep(wait_seconds=0)
+        except Conflict:   # the other instance started a turn meanwhile: it is the active one
+            return None
 
     def _sweep_forever(self):
         while True:
             eventlet.sleep(self.sweep_every)
             try:
-                self.sweep()
+                self.sweep_or_refresh()
             except Exception as exc:  # keep sweeping: the next pass retries
                 log.warning("gap sweep failed, will retry: %s", exc)
 

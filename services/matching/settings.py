@@ -21,6 +21,8 @@ CHAPTER_WEIGHTS_KEY = "TACOORD_MATCH_CHAPTER_WEIGHTS"     # "2:1.0,4:1.0"
 DEFAULT_CHAPTER_WEIGHT_KEY = "TACOORD_MATCH_DEFAULT_CHAPTER_WEIGHT"
 REPLAY_URL_KEY = "TACOORD_MATCHING_REPLAY_URL"    # the audit service: restore an empty store from its feed at start
 REPLAY_KEY_KEY = "TACOORD_MATCHING_REPLAY_KEY"    # an operator API key for that feed
+STANDBY_REFRESH_KEY = "TACOORD_MATCHING_STANDBY_REFRESH_SECONDS"   # a standby instance reloads its model this often
+STANDBY_REFRESH_SECONDS = 60.0
 
 
 def _weights(value):

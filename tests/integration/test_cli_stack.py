@@ -12,3 +12,15 @@ def test_stack_status_reports_every_component_and_fails_when_the_broker_is_not_o
     assert [line.split()[0] for line in lines] == ["rabbitmq", "mongo", "audit", "needs", "supply", "requests",
                                                   "matching", "notify", "gateway"]
     assert lines[0].startswith("rabbitmq  down")
+
+
+def test_stack_status_of_the_cluster_names_three_nodes_and_two_instances_of_each_service(tmp_path, monkeypatch):
+    monkeypatch.setenv("TACOORD_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("TACOORD_CLUSTER_MGMT_PORT", "1")   # nothing of ours answers
+    result = CliRunner().invoke(main, ["stack", "status", "--cluster"])
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert [line.split()[:3] for line in lines[:3]] == [
+        ["rabbitmq", f"tacoord-c{i}@localhost", "down"] for i in (1, 2, 3)]
+    assert [" ".join(line.split()[:2]) for line in lines[4:]] == [
+        f"{name} #{i}" for name in ("audit", "needs", "supply", "requests", "matching", "notify") for i in (1, 2)]

@@ -9,7 +9,7 @@ from infra.partners import add_partner, remove_partner
 from services.needs.service import NeedsService
 from tacoord import config, envelope
 from tacoord.partner import PartnerClient, PublishRefused
-from tacoord.testing import unique, wait_until
+from tacoord.testing import free_port, unique, wait_until
 
 
 @pytest.fixture
@@ -44,6 +44,14 @@ def test_the_client_reconnects_when_its_connection_is_lost(sandbox, start, partn
         client._connection.close()
         client.publish("need.submitted", {"state": "PER", "article": 5, "forms": ["ACTION_PLAN"], "priority": 1})
     wait_until(lambda: sandbox.db("needs").needs.find_one({"state": "PER"}), message="need after reconnect")
+
+
+def test_given_every_node_of_a_cluster_the_client_connects_to_one_that_answers(sandbox, start, partner_url):
+    start(NeedsService)
+    down = partner_url.replace(f":{config.amqp_port()}/", f":{free_port()}/")   # a node that is down
+    with PartnerClient(f"{down};{partner_url}") as client:
+        client.publish("need.submitted", {"state": "BRA", "article": 5, "forms": ["ACTION_PLAN"], "priority": 1})
+    wait_until(lambda: sandbox.db("needs").needs.find_one({"state": "BRA"}), message="need through the live node")
 
 
 def test_the_client_knows_every_intake_type_and_offers_reach_supply(sandbox, partner_url):

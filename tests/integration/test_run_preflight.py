@@ -25,3 +25,19 @@ def test_bad_configuration_ends_the_service_with_one_clear_line(stack, env, expe
     assert code == 2
     assert len(lines) == 1, lines
     assert lines[0].startswith("needs: ") and expected in lines[0]
+
+
+def test_a_queue_made_by_an_older_release_ends_the_service_with_one_line_naming_the_command(sandbox):
+    from kombu import Connection
+
+    from tacoord import topology
+    with Connection(sandbox.amqp_uri) as connection, connection.channel() as channel:
+        channel.queue_delete(topology.NEEDS_INGRESS.name)
+        old = topology.kombu_queue(topology.NEEDS_INGRESS)
+        old.queue_arguments = {"x-max-length": 1000}   # arguments this release does not declare
+        old.bind(channel).declare()
+    code, lines = run_service(AMQP_URI=sandbox.amqp_uri, TACOORD_DB_PREFIX=sandbox.prefix,
+                              TACOORD_NEEDS_HTTP_PORT=str(free_port()), TACOORD_NEEDS_OPS_PORT=str(free_port()))
+    assert code == 2
+    assert lines[-1].startswith("needs: queue needs.ingress exists with other arguments") and \
+        "tacoord stack up" in lines[-1]

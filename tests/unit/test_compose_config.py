@@ -39,7 +39,19 @@ def config_env_names():
     names = set(re.findall(r'env(?:_int)?\(["\']([A-Z0-9_]+)["\']', source))
     names |= set(re.findall(r'os\.environ\.get\("([A-Z0-9_]+)"', source))
     names |= {f"TACOORD_{s.upper()}_{kind}_PORT" for s in config.SERVICES for kind in ("HTTP", "OPS")}
+    names |= set(config.MONGO_CONCERN_KEYS)
+    names |= {f"TACOORD_{s.upper()}_{k.removeprefix('TACOORD_')}" for s in config.SERVICES
+              for k in config.MONGO_CONCERN_KEYS}
     return names
+
+
+def interpolated(value, variables):
+    """A compose value with ``${NAME:-default}`` resolved from ``variables``."""
+    return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: variables.get(m.group(1)) or m.group(2), value)
+
+
+def env_file(path):
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#"))
 
 
 def test_every_service_of_the_code_is_in_compose_with_its_own_command():
@@ -65,7 +77,7 @@ def test_services_listen_on_all_interfaces_and_reach_the_broker_and_database_by_
         assert env["TACOORD_HTTP_HOST"] == "0.0.0.0"
         password = f"${{TACOORD_AMQP_{name.upper()}_PASSWORD:-{name}-dev-only}}"
         assert env[config.AMQP_URI_KEY] == f"pyamqp://tacoord-{name}:{password}@rabbitmq:5672/tacoord"
-        assert env[config.MONGO_URI_KEY] == "mongodb://mongo:27017/"
+        assert interpolated(env[config.MONGO_URI_KEY], {}) == "mongodb://mongo:27017/"
 
 
 def test_services_set_only_environment_variables_the_code_reads():
@@ -95,9 +107,10 @@ def test_service_health_checks_ask_readiness_on_their_own_ops_port():
 
 def test_services_wait_for_a_healthy_broker_and_database():
     for name in config.SERVICES:
-        assert SERVICES[name]["depends_on"] == {"rabbitmq": {"condition": "service_healthy"},
-                                                "mongo": {"condition": "service_healthy"},
-                                                "broker-setup": {"condition": "service_completed_successfully"}}
+        assert SERVICES[name]["depends_on"] == {
+            "rabbitmq": {"condition": "service_healthy"}, "mongo": {"condition": "service_healthy"},
+            "broker-setup": {"condition": "service_completed_successfully"},
+            "mongo-rs-init": {"condition": "service_completed_successfully", "required": False}}
 
 
 def test_broker_setup_gives_each_service_the_user_and_password_its_amqp_uri_names():
@@ -136,6 +149,67 @@ def test_mongo_is_pinged_with_mongosh_and_keeps_its_data_in_a_volume():
     assert mongo["healthcheck"]["test"][:2] == ["CMD", "mongosh"]
     assert "ping" in " ".join(mongo["healthcheck"]["test"])
     assert published_ports("mongo") == {27017: 27017}
+
+
+REPLICA = ("mongo-rs1", "mongo-rs2", "mongo-rs3")
+REPLICA_ENV = env_file(ROOT / "infra" / "mongo" / "replica.env")
+
+
+def test_the_replica_profile_has_three_members_of_one_set_and_an_init_naming_them():
+    assert REPLICA_ENV["COMPOSE_PROFILES"] == "replica"
+    for member in REPLICA:
+        service = SERVICES[member]
+        assert service["image"] == "mongo:7" and service["profiles"] == ["replica"]
+        assert service["command"] == ["mongod", "--replSet", "tacoord-rs", "--bind_ip_all"]
+        assert "ping" in " ".join(service["healthcheck"]["test"])
+        assert named_volume_mounts(member) == [f"{member}-data"]
+    init = SERVICES["mongo-rs-init"]
+    assert init["profiles"] == ["replica"] and init["restart"] == "no"
+    assert init["depends_on"] == {m: {"condition": "service_healthy"} for m in REPLICA}
+    assert init["command"][:3] == ["mongosh", "--host", "mongo-rs1:27017"]
+    script = (ROOT / "infra" / "mongo" / "replica-init.js").read_text()
+    assert "rs.initiate" in script and '_id: "tacoord-rs"' in script
+    assert re.search(r"const members = \[(.*)\];", script).group(1) == ", ".join(f'"{m}:27017"' for m in REPLICA)
+    uri = REPLICA_ENV["TACOORD_MONGO_URI"]
+    assert uri == "mongodb://" + ",".join(f"{m}:27017" for m in REPLICA) + "/?replicaSet=tacoord-rs"
+    assert "mongo" not in SERVICES[REPLICA[0]].get("profiles", []) and "profiles" not in SERVICES["mongo"]
+
+
+def test_on_the_replica_set_services_write_majority_journaled_read_majority_and_retry(monkeypatch):
+    from tacoord.store import connect
+    for name in config.SERVICES:
+        for key, value in env_of(name).items():
+            monkeypatch.setenv(key, interpolated(value, REPLICA_ENV))
+        cfg = config.service_config(name)
+        assert cfg[config.MONGO_URI_KEY] == REPLICA_ENV["TACOORD_MONGO_URI"]
+        client = connect(cfg)
+        try:
+            assert client.write_concern.document == {"w": "majority", "j": True}
+            assert client.read_concern.level == "majority"
+            assert client.options.retry_writes and client.options.retry_reads
+            assert client.options.replica_set_name == "tacoord-rs"
+        finally:
+            client.close()
+
+
+def test_a_service_may_set_its_own_concerns_and_a_single_server_keeps_its_defaults(monkeypatch):
+    from tacoord.store import connect
+    replica = REPLICA_ENV["TACOORD_MONGO_URI"]
+    monkeypatch.setenv("TACOORD_AUDIT_MONGO_READ_CONCERN", "linearizable")
+    monkeypatch.setenv("TACOORD_NOTIFY_MONGO_WRITE_CONCERN", "2")
+    audit, notify = (connect(config.service_config(s, MONGO_URI=replica)) for s in ("audit", "notify"))
+    single = connect(config.service_config("needs", MONGO_URI="mongodb://mongo:27017/"))
+    try:
+        assert audit.read_concern.level == "linearizable" and audit.write_concern.document["w"] == "majority"
+        assert notify.write_concern.document == {"w": 2, "j": True} and notify.read_concern.level == "majority"
+        assert single.write_concern.document == {} and single.read_concern.level is None
+        assert single.options.retry_writes
+    finally:
+        for client in (audit, notify, single):
+            client.close()
+    monkeypatch.setenv("TACOORD_MONGO_READ_CONCERN", "strong")
+    with pytest.raises(SystemExit, match="read concern 'strong'"):
+        config.service_config("needs", MONGO_URI=replica)
 
 
 def test_every_named_volume_is_declared_and_every_declared_one_used():

@@ -1,12 +1,13 @@
 """A match's lifecycle without any I/O: the state machine people move it through, the model following
 their steps (capacity, refills, withdrawals, re-scoring), and the model's guarded writes."""
+import copy
 import re
 
 import pytest
 
 from services.matching.domain import Matcher
-from services.matching.lifecycle import (EVENT_OF, MOVES, STEP_EVENTS, IllegalMove, allowed_moves, move,
-                                         parties)
+from services.matching.lifecycle import (EVENT_OF, HELD, MOVES, REFUSED, STEP_EVENTS, IllegalMove, allowed_moves,
+                                         move, parties, step_changes)
 from services.matching.match_writes import NO_DOCUMENT, Stepped, Write, condition, fold
 from services.matching.matrix import matrix
 from services.matching.read_model import match_id
@@ -290,6 +291,38 @@ def test_a_step_already_held_changes_nothing():
     accepted = step(model, KEN, "accepted")
     run(model, accepted)
     assert run(model, accepted) == [] and len(model.matches[KEN]["steps"]) == 1
+
+
+def reloaded_after_the_write_of(model, late, settings=None):
+    """The model an instance loads from the store between a step's write and its event's consumption
+    (a standby taking over, a failed batch reloading): the step is in the stored match already."""
+    mid, status = late["data"]["match_id"], late["data"]["status"]
+    stored_matches = {m: copy.deepcopy(doc) for m, doc in model.matches.items()}
+    stored_matches[mid].update(step_changes(stored_matches[mid], late["data"]))
+    return Matcher(settings or Settings()).load(
+        needs=copy.deepcopy(list(model.needs.values())), offers=copy.deepcopy(list(model.offers.values())),
+        matches=[m for m in stored_matches.values() if m["status"] in HELD],
+        refused=[*model.refused, *([mid] if status in REFUSED else [])])
+
+
+@pytest.mark.parametrize("targets, late_target", [(("accepted",), "agreed"), (("accepted", "agreed"), "cancelled"),
+                                                  ((), "declined")])
+def test_a_step_consumed_after_a_reload_that_holds_it_does_what_it_would_have_done(targets, late_target):
+    # capacity 2: an agreed match changes the score of the offer's other match; one offer match per
+    # need: a declined proposal is refilled from the next best
+    settings = Settings(max_offer_matches_per_need=1)
+    live = Matcher(settings)
+    run(live, event("offer.published", offer(capacity=2, states=("KEN", "UGA"))),
+        event("offer.published", offer("next", languages=("fr",))),
+        event("need.submitted", need()), event("need.submitted", need("UGA-9", state="UGA")))
+    take(live, KEN, *targets)
+    late = step(live, KEN, late_target, reason="no budget" if late_target in REFUSED else None)
+    reloaded = reloaded_after_the_write_of(live, late, settings)
+    expected = run(live, late)
+    assert expected, "the step has consequences"
+    assert run(reloaded, late) == expected
+    assert reloaded.matches == live.matches and reloaded.refused == live.refused
+    assert run(reloaded, late) == []   # and once done, a step applied again changes nothing
 
 
 # --- the replay stores what the route and the model stored ------------------------------------------
