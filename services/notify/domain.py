@@ -107,7 +107,7 @@ def completed(event, known):
         for name, value in (facts or {}).items():
             if data.get(name) is None and name not in added:
                 added[name] = value
-    return {**event, "data": {**added, **data}} if added else event
+    return {**event, "data": {**data, **added}} if added else event
 
 
 # -- what an event is about ----------------------------------------------------

@@ -222,7 +222,8 @@ def describe(event, workspace_url):
         sections.append(("The offers", _duplicating_offers(data)))
     elif family == "alert":
         sections.append(("What it is about", _need_lines(data)))
-        sections.append(("The providers it names", [listed(data.get("providers") or ())] if data.get("providers") else []))
+        providers = data.get("providers") or ()
+        sections.append(("The providers it names", [listed(providers)] if providers else []))
     else:
         sections.append(("The need", _need_lines(data)))
         sections.append(("The offer" if data.get("provider") else "The supplier", _supply_lines(data)))

@@ -61,7 +61,8 @@ def test_audit_history_shows_what_each_step_changed(sandbox, start):
     assert table.exit_code == 0, table.output
     lines = table.stdout.splitlines()
     updated = next(i for i, line in enumerate(lines) if "  need.updated  " in line)
-    assert lines[updated + 1:] == ["    priority: 1 → 3", "    description: Public procurement reform → Procurement"]
+    assert lines[updated + 1:] == ["    priority: 1 → 3",
+                                   "    description: Public procurement reform → Procurement"]
     assert "  need.submitted  " in lines[0] and "need.updated" in lines[1]   # nothing listed for the first
     records = json.loads(cli(sandbox, "audit", "history", "need", need["need_id"], "--json").stdout)["records"]
     assert [r["changes"] for r in records] == [None, [

@@ -109,7 +109,8 @@ def test_each_step_of_a_history_says_which_fields_changed_from_what_to_what():
     assert changes[6] == []
     assert domain.describe_changes(changes[5]) == ["status: open → withdrawn",
                                                    "withdrawal_reason: — → covered by the budget"]
-    assert domain.describe_changes([{"field": "forms", "old": ["A"], "new": ["A", "B"]}]) == ['forms: ["A"] → ["A","B"]']
+    listed = [{"field": "forms", "old": ["A"], "new": ["A", "B"]}]
+    assert domain.describe_changes(listed) == ['forms: ["A"] → ["A","B"]']
 
 
 def test_a_payload_without_an_id_of_its_family_is_known_by_its_ids():
