@@ -87,18 +87,21 @@ class NotifyService:
         if delivery is None:
             log.info("notification %s was delivered already; the replay sends nothing", parked["notification_id"])
             return
+        self._send_again(delivery, parked["events"], cause=None if delivery.get("digest") else parked["events"][0])
+
+    def _send_again(self, delivery, events, cause=None):
+        """A delivery taken back (a digest its worker left, a replayed dead letter): sent to its
+        subscription as it is now, or recorded failed when that subscription ended meanwhile."""
         try:
             subscription = self.store.subscription(delivery["subscription_id"])
         except NotFound:
             subscription = None
         if subscription is None or subscription["status"] != "active":
-            gone = Outcome(ok=False, attempts=0, error="the subscription ended before the notification was sent again")
+            gone = Outcome(ok=False, attempts=0, error="the subscription ended before the notification was sent")
             self.store.finish_delivery(delivery, subscription or {"subscription_id": delivery["subscription_id"],
                                                                   "channel": delivery["channel"]}, gone)
             return
-        digest = bool(delivery.get("digest"))
-        self._deliver(subscription, delivery, parked["events"], cause=None if digest else parked["events"][0],
-                      digest=digest)
+        self._deliver(subscription, delivery, events, cause=cause, digest=bool(delivery.get("digest")))
 
     def _deliver(self, subscription, delivery, events, cause=None, digest=False):
         outcome = self.channels.send(subscription, delivery["_id"], events, digest, known=self.store.known(events))
@@ -145,16 +148,7 @@ class NotifyService:
             if not events:
                 self.store.drop_delivery(delivery["_id"])
                 continue
-            try:
-                subscription = self.store.subscription(delivery["subscription_id"])
-            except NotFound:
-                subscription = None
-            if subscription is None or subscription["status"] != "active":
-                gone = Outcome(ok=False, attempts=0, error="the subscription ended before its digest was sent")
-                self.store.finish_delivery(delivery, subscription or {"subscription_id": delivery["subscription_id"],
-                                                                      "channel": delivery["channel"]}, gone)
-            else:
-                self._deliver(subscription, delivery, events, digest=True)
+            self._send_again(delivery, events)
 
     # -- subscriptions ----------------------------------------------------------
 
