@@ -8,7 +8,7 @@ from infra import stack as infra_stack
 
 @click.group()
 def stack():
-    """Start, stop and inspect the local stack (RabbitMQ, database, services) without Docker."""
+    """Start, stop and inspect the local stack (RabbitMQ, database, gateway, services) without Docker."""
 
 
 def _stack_call(function, *args):
@@ -20,7 +20,7 @@ def _stack_call(function, *args):
 
 @stack.command("up")
 def stack_up():
-    """Start RabbitMQ and the database, apply definitions and indexes (idempotent)."""
+    """Start RabbitMQ, the database and the gateway, apply definitions and indexes (idempotent)."""
     _stack_call("up")
 
 
@@ -32,7 +32,7 @@ def stack_services():
 
 @stack.command("down")
 def stack_down():
-    """Stop the services, RabbitMQ and the database."""
+    """Stop the gateway, the services, RabbitMQ and the database."""
     _stack_call("down")
 
 

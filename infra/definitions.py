@@ -36,9 +36,10 @@ from tacoord import config, topology
 # tests/integration/test_service_broker_users.py checks that every registered
 # event type is owned by exactly one service.
 SERVICE_EMITS = {
-    "needs": r"need\.[a-z_]+",
+    "needs": r"need\.[a-z_]+|party\.corrected",
     "supply": r"(offer|expert)\.[a-z_]+",
-    "requests": r"workshop\.(requested|under_review|approved|scheduled|held|declined|cancelled|joined)",
+    "requests": r"workshop\.(requested|under_review|approved|scheduled|held|declined|cancelled|joined|offered|"
+                r"accepted)|network\.(registered|updated|retired)",
     "matching": r"(match|gap|duplication|alert)\.[a-z_]+|workshop\.participants_proposed",
     "notify": r"notification\.[a-z_]+",
     "audit": None,

@@ -108,12 +108,15 @@ def main(argv=None):
           f"(two of them duplicating each other on KEN x article 15) and "
           f"workshop request {workshop['request_id']} (seed {args.seed})")
     print(f"demo: API keys in {keys_file} (operator key: {operator})")
+    gateway = f"http://127.0.0.1:{config.gateway_port()}"
+    print(f"open {gateway}/   (the one address: the workspace, the API docs at /docs/, every API under /api/)")
     print("where to look:")
+    print(f"  docs      {gateway}/docs/  (paste a key under Authorize to try a route)")
+    print(f"  matrix    {gateway}/api/matching/matrix/page  (paste a key, e.g. the operator's)")
+    print(f"  needs     curl -H 'Authorization: Bearer {operator}' '{gateway}/api/needs/needs?state=KEN'")
     for name in config.SERVICES:
-        print(f"  {name:<9} http://127.0.0.1:{config.http_port(name)}/   "
+        print(f"  {name:<9} {gateway}/api/{name}/  (directly http://127.0.0.1:{config.http_port(name)}/)   "
               f"metrics http://127.0.0.1:{config.ops_port(name)}/metrics")
-    print(f"  needs     curl -H 'Authorization: Bearer {operator}' {base}/needs?state=KEN")
-    print(f"  matrix    http://127.0.0.1:{config.http_port('matching')}/matrix/page  (paste a key, e.g. the operator's)")
     print(f"  RabbitMQ  http://127.0.0.1:{config.amqp_mgmt_port()}/  (user tacoord / tacoord)")
     return 0
 

@@ -1,13 +1,14 @@
-"""The local stack without Docker: RabbitMQ, a MongoDB-protocol server, the services.
+"""The local stack without Docker: RabbitMQ, a MongoDB-protocol server, the gateway, the services.
 
-    python -m infra.stack up          # broker + database, definitions, indexes
+    python -m infra.stack up          # broker + database, definitions, indexes, the gateway (nginx)
     python -m infra.stack services    # start every service (after ``up``)
-    python -m infra.stack down        # stop services, broker, database
+    python -m infra.stack down        # stop gateway, services, broker, database
     python -m infra.stack status
 
 Everything lives under ``$TACOORD_STATE_DIR`` (default ``.stack/``): RabbitMQ's
 mnesia and logs (owned by user ``rabbitmq``, as its wrapper requires), the
-database files, PID files and service logs. Running ``up`` twice is harmless;
+database files, PID files and service logs, the gateway's config and logs (``gateway/``,
+see ``infra/gateway.py``). Running ``up`` twice is harmless;
 a port taken by something else stops it with one clear line.
 """
 import argparse
@@ -20,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from infra import gateway
 from tacoord import config
 
 NODE = os.environ.get("TACOORD_RABBIT_NODE", "tacoord@localhost")
@@ -315,6 +317,27 @@ def stop_services():
         pid_file.unlink(missing_ok=True)
 
 
+# --- the gateway (nginx) -------------------------------------------------------
+
+def start_gateway():
+    settings = gateway.local_settings()
+    if not gateway.pid(settings):
+        require_free(config.gateway_port(), "gateway")
+    try:
+        started = gateway.start(settings)
+    except gateway.GatewayError as exc:
+        raise StackError(str(exc.code).removeprefix("gateway: "))
+    log(f"gateway (nginx) {'started' if started else 'already running; config reloaded'} on "
+        f"http://{settings.listen}/ (logs in {gateway.paths(settings)['access'].parent})")
+
+
+def stop_gateway():
+    settings = gateway.local_settings()
+    if gateway.pid(settings):
+        log("stopping the gateway")
+        gateway.stop(settings)
+
+
 # --- commands ---------------------------------------------------------------
 
 def up():
@@ -323,9 +346,11 @@ def up():
     apply_rabbit_definitions()
     start_mongo()
     apply_indexes()
+    start_gateway()
 
 
 def down():
+    stop_gateway()
     stop_services()
     stop_rabbit()
     stop_mongo()
@@ -341,6 +366,9 @@ def status():
         alive = bool(pid_alive(run_dir() / f"{name}.pid"))
         print(f"{name:<9} {'up' if alive else 'down'}  http://127.0.0.1:{config.http_port(name)}/  "
               f"metrics http://127.0.0.1:{config.ops_port(name)}/metrics")
+    settings = gateway.local_settings()
+    print(f"gateway   {'up' if gateway.pid(settings) else 'down'}  http://{settings.listen}/  "
+          f"docs http://{settings.listen}/docs/  api http://{settings.listen}/api/")
     return 0 if rabbit_running() and mongo_up else 1
 
 

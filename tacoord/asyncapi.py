@@ -11,20 +11,15 @@ Everything comes from the code that the services run:
 - the exchanges, their types and the routing keys from ``tacoord.topology``;
 - the dead-letter headers from ``tacoord.headers``.
 
-marshmallow fields become JSON Schema through apispec's marshmallow
-converter (maintained by the marshmallow team; OpenAPI 3.1 flavour, i.e.
-plain JSON Schema: ``type: [..., "null"]`` for ``allow_none``); tacoord's
-own fields (``tacoord.fields``: State codes, languages, regional groups, IATI
-organisation ids) give their JSON Schema themselves. Cross-field rules
-(``@validates_schema``) cannot be expressed there: the schema's docstring
-says what they check.
+marshmallow fields become JSON Schema through ``tacoord.schemadoc`` (apispec's
+marshmallow converter, OpenAPI 3.1 flavour, with tacoord's own fields; the
+OpenAPI document uses the same).
 
 Each message carries an example built below and validated with the real
 schemas (``envelope.load``) while the document is generated, so an example
 that no longer fits its schema fails the generation (and the tests).
 """
 import copy
-import inspect
 import json
 import uuid
 import warnings
@@ -33,10 +28,8 @@ from pathlib import Path
 # Imported modules may import nameko, hence eventlet, which warns on every import.
 warnings.filterwarnings("ignore", message="\\s*Eventlet is deprecated")
 
-from apispec.ext.marshmallow import OpenAPIConverter
-
 from tacoord import envelope, headers, topology
-from tacoord.fields import TacoordField
+from tacoord.schemadoc import component_name, converter, package_version, schema_to_json
 
 ASYNCAPI_VERSION = "2.6.0"
 AMQP_BINDING_VERSION = "0.2.0"
@@ -45,61 +38,6 @@ DEFAULT_VHOST = "tacoord"
 DEFAULT_PORT = "5673"
 EXAMPLE_TIME = "2026-11-26T10:00:00+00:00"
 NAMESPACE = uuid.UUID("6f0c1e2a-3b4d-4c5e-8f70-9a1b2c3d4e5f")  # deterministic example ids
-
-
-# --- marshmallow field -> JSON Schema ---------------------------------------------------------
-
-def _doc_line(obj):
-    doc = inspect.getdoc(obj) or ""
-    return " ".join(doc.split("\n\n")[0].split())
-
-
-def _tacoord_fields(self, field, **kwargs):
-    """Attributes for fields whose checks live in ``_deserialize`` (invisible to apispec)."""
-    extra = {}
-    if isinstance(field, TacoordField):
-        extra = field.json_schema()
-    elif not type(field).__module__.startswith("marshmallow"):
-        line = _doc_line(type(field))
-        if line:
-            extra = {"description": line}
-    if field.allow_none and "enum" in extra and None not in extra["enum"]:
-        extra["enum"] = extra["enum"] + [None]
-    return extra
-
-
-def converter():
-    conv = OpenAPIConverter(openapi_version="3.1.0", schema_name_resolver=lambda schema: None, spec=None)
-    conv.add_attribute_function(_tacoord_fields)
-    return conv
-
-
-def schema_to_json(schema, conv=None):
-    """A marshmallow schema (instance) as a JSON Schema object (nested schemas inlined)."""
-    result = (conv or converter()).schema2jsonschema(schema)
-    line = _doc_line(type(schema))
-    rules = _schema_validators(schema)
-    description = line
-    if rules:
-        description = (description + " " if description else "") + (
-            "Also checked across fields by the service: " + ", ".join(rules) + " (see the schema's source).")
-    if description:
-        result = {"description": description, **result}
-    return result
-
-
-def _schema_validators(schema):
-    """Names of the schema's ``@validates_schema`` methods (its cross-field rules)."""
-    hooks = getattr(type(schema), "_hooks", {}) or {}
-    return sorted({entry[0] if isinstance(entry, tuple) else entry
-                   for key, entries in hooks.items() if "validates_schema" in str(key) for entry in entries})
-
-
-def component_name(schema):
-    """``needs.NeedSchema`` for ``services.needs.schemas.NeedSchema``; ``Envelope`` for the envelope."""
-    module = type(schema).__module__.split(".")
-    owner = module[1] if module[0] == "services" and len(module) > 2 else module[-1]
-    return f"{owner}.{type(schema).__name__}"
 
 
 # --- examples (validated with the real schemas at generation time) ------------------------------
@@ -153,6 +91,22 @@ REQUEST_STEPS = {  # type -> what the transition sets
     "workshop.cancelled": {"status": "cancelled", "reason": "Requested by the State"},
     "workshop.joined": {"status": "approved", "states": ["KEN", "UGA", "TZA"]},
 }
+MATCH_PAIR = {"match_id": MATCH_ID, "need_id": NEED_ID, "offer_id": OFFER_ID, "provider": "GB-GOV-1", "state": "KEN",
+              "regional_group": "AFRICAN", "article": 9}
+MATCH_STEP = {**MATCH_PAIR, "chapter": 2, "forms": ["LEGAL_ADVICE"], "priority": 1, "level": "bilateral", "score": 0.91,
+              "reason": None, "at": EXAMPLE_TIME}
+MATCH_STEPS = {  # type -> the step it records (services/matching/lifecycle.py)
+    "match.accepted": {"previous_status": "proposed", "status": "accepted", "by": "donor:GB-GOV-1",
+                       "reason": "We can start in March"},
+    "match.declined": {"previous_status": "proposed", "status": "declined", "by": "donor:GB-GOV-1",
+                       "reason": "No budget left this year"},
+    "match.agreed": {"previous_status": "accepted", "status": "agreed", "by": "state:KEN"},
+    "match.delivery_started": {"previous_status": "agreed", "status": "in_delivery", "by": "donor:GB-GOV-1"},
+    "match.delivered": {"previous_status": "in_delivery", "status": "delivered", "by": "state:KEN",
+                        "reason": "Workshop held; law drafted"},
+    "match.cancelled": {"previous_status": "agreed", "status": "cancelled", "by": "state:KEN",
+                        "reason": "Elections postponed the reform"},
+}
 NOTIFICATION = {"notification_id": f"sub_5c1e9a:{MATCH_ID}", "subscription_id": "sub_5c1e9a",
                 "source_event_id": "0b6f4d0e-6a41-4c4e-9d51-2b1f3c9a7e10", "source_event_type": "match.proposed",
                 "channel": "webhook", "attempts": 1, "error": None}
@@ -192,6 +146,10 @@ EXAMPLES = {
                         "weights": {"priority": 0.3, "language": 0.2, "level": 0.3, "capacity": 0.2}}},
     (envelope.EVENTS, "match.retracted"): {"match_id": MATCH_ID, "need_id": NEED_ID, "offer_id": OFFER_ID,
                                            "reason": "need withdrawn"},
+    **{(envelope.EVENTS, kind): {**MATCH_STEP, **step} for kind, step in MATCH_STEPS.items()},
+    (envelope.EVENTS, "match.withdrawn"): {**MATCH_PAIR, "previous_status": "agreed", "reason": "need withdrawn"},
+    (envelope.EVENTS, "match.rescored"): {**MATCH_PAIR, "status": "proposed", "score": 0.79, "previous_score": 0.91,
+                                          "priority": 2, "previous_priority": 1, "forms": ["LEGAL_ADVICE"]},
     (envelope.EVENTS, "duplication.detected"): {
         "duplication_id": "dup-f8760a73c399df632672", "state": "KEN", "regional_group": "AFRICAN", "article": 9,
         "form": "LEGAL_ADVICE", "providers": ["DE-BMZ-1", "GB-GOV-1"], "offer_ids": ["off-7a1b2c3d4e5f60", OFFER_ID],
@@ -219,6 +177,31 @@ EXAMPLES = {
                                                "error": "HTTP 500 from https://donor.example/tacoord-hook"},
     **{(envelope.EVENTS, kind): {**REQUEST_EVENT, **step} for kind, step in REQUEST_STEPS.items()},
 }
+
+
+# The parties list, the networks directory and checklist assistance offered (issue 17).
+NETWORK_EVENT = {"network_id": "ARINSA", "name": "Asset Recovery Inter-Agency Network of Southern Africa",
+                 "kind": "regional_network", "status": "active", "states": ["BWA", "NAM", "ZAF"], "donors": [],
+                 "focus_articles": [51, 54], "website": "https://www.arinsa.org",
+                 "contacts": [{"name": "Secretariat", "email": "secretariat@example.org", "role": ""}],
+                 "description": "", "retired_reason": None, "created_at": EXAMPLE_TIME, "updated_at": EXAMPLE_TIME}
+OFFERED = {**REQUEST_EVENT, "request_id": "REQ-TCD-5b0e1d7c3a", "kind": "checklist_assistance", "state": "TCD",
+           "regional_group": "AFRICAN", "states": ["TCD"], "articles": [], "preferred_dates": [], "language": "fr",
+           "support_received": [], "expected_outcomes": "The self-assessment checklist completed",
+           "offered_by": "GB-GOV-1", "donors": ["GB-GOV-1"], "checklist_round": "2027-1"}
+EXAMPLES.update({
+    (envelope.EVENTS, "party.corrected"): {
+        "party_id": "NIU", "name": "Niue", "kind": "state", "status": "party", "instrument": "accession",
+        "deposited": "2017-03-03", "party_since": "2017-04-02", "verification": "operator_corrected",
+        "source": "depositary notification", "note": None, "corrected_by": "operator:ops",
+        "corrected_at": EXAMPLE_TIME,
+        "previous": {"status": "unknown", "instrument": None, "deposited": None, "verification": "unknown"}},
+    (envelope.EVENTS, "network.registered"): NETWORK_EVENT,
+    (envelope.EVENTS, "network.updated"): {**NETWORK_EVENT, "website": "https://arinsa.example.org"},
+    (envelope.EVENTS, "network.retired"): {**NETWORK_EVENT, "status": "retired", "retired_reason": "Merged"},
+    (envelope.EVENTS, "workshop.offered"): {**OFFERED, "status": "offered"},
+    (envelope.EVENTS, "workshop.accepted"): {**OFFERED, "status": "submitted"},
+})
 
 
 def example_envelope(channel, event_type, version):
@@ -364,7 +347,7 @@ def build():
     return {
         "asyncapi": ASYNCAPI_VERSION,
         "id": "urn:tacoord:amqp",
-        "info": {"title": "tacoord AMQP interface", "version": _version(), "description": _info_description(),
+        "info": {"title": "tacoord AMQP interface", "version": package_version(), "description": _info_description(),
                  "license": {"name": "see the tacoord repository"}},
         "servers": {"local": {
             "url": "{host}:{port}", "protocol": "amqp", "protocolVersion": "0.9.1",
@@ -384,14 +367,6 @@ def build():
                                "of every message to this user name."}},
         },
     }
-
-
-def _version():
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        return version("tacoord")
-    except PackageNotFoundError:  # a checkout that is not installed
-        return "0.1.0"
 
 
 def _payload(channel, event_type, version, schema_name):

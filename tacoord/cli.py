@@ -4,11 +4,13 @@
     tacoord credentials issue --role R --subject S [--label L] | revoke KEY_ID | list
     tacoord import needs|offers|iati FILE
     tacoord asyncapi [--output FILE] [--check]
+    tacoord openapi [--output FILE] [--check]
 
 ``main`` is the group; the commands owned elsewhere (``stack`` in
 ``infra/commands.py``, ``audit`` and ``matching`` in
-``services/<name>/commands.py``) and ``asyncapi``, which needs every
-service's schemas registered first, are added to it by the composition root
+``services/<name>/commands.py``), ``asyncapi``, which needs every
+service's schemas registered first, and ``openapi``, which needs every
+service's routes, are added to it by the composition root
 ``services/cli.py``, which the ``tacoord`` console script runs
 (``python -m services.cli`` from a checkout).
 
@@ -47,6 +49,7 @@ class Settings:
     def __init__(self, amqp_uri=None, vhost=None, mongo_uri=None, db_prefix=None):
         self._amqp_uri = amqp_uri
         self.vhost = vhost
+        self.amqp_given = bool(amqp_uri or vhost)   # else a service's command may use its own broker user
         self.mongo_uri = mongo_uri or config.mongo_uri()
         self.db_prefix = db_prefix or config.db_prefix()
 
@@ -278,22 +281,20 @@ def credentials_list(settings, as_json):
 
 # --- contract ------------------------------------------------------------------
 
-def asyncapi_command(register_schemas):
-    """The ``asyncapi`` command; ``register_schemas()`` registers the payload schemas it documents."""
+def _document_command(name, title, render):
+    """A command that writes (or, with ``--check``, compares) one generated document, docs/<name>.json."""
+    default_path = config.PROJECT_ROOT / "docs" / f"{name}.json"
 
-    @click.command("asyncapi")
+    @click.command(name, help=f"Generate {title}.")
     @click.option("--output", "-o", default=None, metavar="FILE",
-                  help="Where to write it (default: docs/asyncapi.json of this checkout; '-' for stdout).")
+                  help=f"Where to write it (default: docs/{default_path.name} of this checkout; '-' for stdout).")
     @click.option("--check", is_flag=True, help="Write nothing; exit 1 if FILE differs from a fresh generation.")
     def command(output, check):
-        """Generate the AsyncAPI 2.6.0 document of the AMQP interface from the registered schemas."""
-        from tacoord import asyncapi
-        register_schemas()
-        text = asyncapi.render()
-        path = Path(output) if output and output != "-" else asyncapi.DOC_PATH
+        text = render()
+        path = Path(output) if output and output != "-" else default_path
         if check:
             if not path.exists() or path.read_text(encoding="utf-8") != text:
-                raise click.ClickException(f"{path} is out of date: run `tacoord asyncapi -o {path}`")
+                raise click.ClickException(f"{path} is out of date: run `tacoord {name} -o {path}`")
             click.echo(f"{path} is up to date")
             return
         if output == "-":
@@ -303,6 +304,27 @@ def asyncapi_command(register_schemas):
         click.echo(f"wrote {path}", err=True)
 
     return command
+
+
+def asyncapi_command(register_schemas):
+    """The ``asyncapi`` command; ``register_schemas()`` registers the payload schemas it documents."""
+
+    def render():
+        from tacoord import asyncapi
+        register_schemas()
+        return asyncapi.render()
+    return _document_command("asyncapi", "the AsyncAPI 2.6.0 document of the AMQP interface from the registered "
+                             "schemas", render)
+
+
+def openapi_command(http_apis):
+    """The ``openapi`` command; ``http_apis()`` gives ``{service: (routes, summary)}`` (``services.http_apis``)."""
+
+    def render():
+        from tacoord import openapi
+        return openapi.render(openapi.document(http_apis()))
+    return _document_command("openapi", "the OpenAPI 3.1 document of every service's HTTP API, as the gateway "
+                             "serves them (/api/<service>/...), from the routes' declarations", render)
 
 
 # --- imports -------------------------------------------------------------------
@@ -327,7 +349,10 @@ class _ProgressFile:
         self.file.close()
 
 
-def _import(what, file, url, key, content_type, quiet):
+def upload(what, file, url=None, key=None, content_type=None, quiet=False):
+    """POST ``file`` to the import route of ``what`` (``IMPORTS``) and return the summary it answers;
+    ClickException naming the cause when it is refused or unreachable. Commands owned elsewhere
+    (``tacoord import iati``, supply's) upload through it."""
     import requests
     from tqdm import tqdm
     service, path, _ = IMPORTS[what]
@@ -365,7 +390,11 @@ def _import(what, file, url, key, content_type, quiet):
         else:
             detail = response.text[:500] if "<html" not in response.text[:500].lower() else response.reason
         raise click.ClickException(f"import refused by {service} ({response.status_code}): {detail}")
-    emit(result if result is not None else {"status": response.status_code, "body": response.text[:2000]})
+    return result if result is not None else {"status": response.status_code, "body": response.text[:2000]}
+
+
+def _import(what, file, url, key, content_type, quiet):
+    emit(upload(what, file, url, key, content_type, quiet))
 
 
 def _import_command(what):
@@ -386,7 +415,11 @@ def _import_command(what):
 
 @main.group("import")
 def import_():
-    """Bulk-import files through the services' HTTP import routes."""
+    """Bulk-import files through the services' HTTP import routes.
+
+    The composition root may put a service's own command in place of a generic one
+    (``services/cli.py``: ``import iati`` is supply's, with an offline ``--dry-run``).
+    """
 
 
 for _what in IMPORTS:

@@ -143,6 +143,29 @@ def ops_port(service):
     return env_int(f"TACOORD_{service.upper()}_OPS_PORT", OPS_PORTS.get(service, 0))
 
 
+# The gateway (nginx, infra/gateway.py): one origin in front of every service.
+GATEWAY_PORT = 8080
+# An X-Request-Id the gateway and the services keep (tacoord.webserver); any other is replaced.
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{8,128}$"
+
+
+def gateway_port():
+    return env_int("TACOORD_GATEWAY_PORT", GATEWAY_PORT)
+
+
+def gateway_rate():
+    """Requests per second one client may send to /api (more within the burst), then 429."""
+    return env_int("TACOORD_GATEWAY_RATE", 20)
+
+
+def gateway_burst():
+    return env_int("TACOORD_GATEWAY_BURST", 40)
+
+
+def max_body_bytes():
+    return env_int("TACOORD_MAX_BODY_BYTES", 1_000_000)
+
+
 def service_config(service, **overrides):
     """The nameko config dict for one service, from the environment."""
     config = {
@@ -156,7 +179,7 @@ def service_config(service, **overrides):
         MAX_ATTEMPTS_KEY: env_int("TACOORD_MAX_ATTEMPTS", 5),
         RETRY_BASE_MS_KEY: env_int("TACOORD_RETRY_BASE_MS", 500),
         OUTBOX_RELAY_SECONDS_KEY: env_int("TACOORD_OUTBOX_RELAY_SECONDS", 5),
-        MAX_BODY_BYTES_KEY: env_int("TACOORD_MAX_BODY_BYTES", 1_000_000),
+        MAX_BODY_BYTES_KEY: max_body_bytes(),
         INBOX_LEASE_SECONDS_KEY: env_int("TACOORD_INBOX_LEASE_SECONDS", INBOX_LEASE_SECONDS),
         "max_workers": env_int("TACOORD_MAX_WORKERS", 10),
         "serializer": "json",

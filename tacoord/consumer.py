@@ -57,6 +57,7 @@ write must be keyed by event id under a unique index, and copies may share a
 batch). The container's prefetch is raised to ``2 × batch_size`` so batches
 can fill.
 """
+import functools
 import json
 import logging
 import random
@@ -74,11 +75,12 @@ from nameko.exceptions import ContainerBeingKilled
 from nameko.messaging import Consumer, QueueConsumer
 from pymongo.errors import ConnectionFailure
 
-from tacoord import config, envelope, headers, topology
+from tacoord import config, envelope, headers, logs, topology
 from tacoord.errors import Busy, Rejected
 from tacoord.inbox import Inbox
 from tacoord.ops import metric, metrics_for
 from tacoord.publisher import ConfirmedPublisher
+from tacoord.queuedepth import QueueDepth
 from tacoord.store import DatabaseClient, service_name
 
 log = logging.getLogger(__name__)
@@ -109,7 +111,8 @@ def apply_each(events, handle):
     failed = {}
     for index, event in enumerate(events):
         try:
-            handle(event)
+            with logs.bound(**logs.event_fields(event)):
+                handle(event)
         except Exception as exc:
             failed[event["id"]] = exc
             if outage(exc):  # the database or broker is down: the rest would only wait for it too
@@ -171,6 +174,27 @@ class ParkingQueueConsumer(QueueConsumer):
                        kind="invalid")
 
 
+class Refused(NamedTuple):
+    """A ``Rejected`` or ``ValidationError`` the handler raised, returned by its worker instead: a
+    message refused is parked with a WARNING naming the reason, not logged by nameko's container
+    as a worker error with a traceback (that is for bugs: any other exception still is)."""
+    exc: Exception
+
+
+def _logging_event_fields(handler):
+    """The handler, run with the ids of its event (or its batch's only event) bound to its log lines;
+    a refusal comes back as :class:`Refused`."""
+    @functools.wraps(handler)
+    def handle(service, first, *args, **kwargs):
+        single = first[0] if isinstance(first, list) and len(first) == 1 else first
+        with logs.bound(**logs.event_fields(single)):
+            try:
+                return handler(service, first, *args, **kwargs)
+            except (Rejected, ValidationError) as exc:
+                return Refused(exc)
+    return handle
+
+
 class EventConsumer(Consumer):
 
     queue_consumer = ParkingQueueConsumer()
@@ -217,6 +241,11 @@ class EventConsumer(Consumer):
         self._batch_generation = 0
         super().__init__(queue=topology.kombu_queue(spec, passive_exchange=True), requeue_on_error=False, **kwargs)
 
+    @classmethod
+    def decorator(cls, *args, **kwargs):
+        register = super().decorator(*args, **kwargs)
+        return lambda handler: register(_logging_event_fields(handler))
+
     def setup(self):
         super().setup()
         cfg = self.container.config
@@ -227,15 +256,34 @@ class EventConsumer(Consumer):
         self.max_attempts = int(cfg.get(config.MAX_ATTEMPTS_KEY, 5))
         self.retry_base = int(cfg.get(config.RETRY_BASE_MS_KEY, 500)) / 1000.0
         self.metrics = metrics_for(self.service)
+        self.metrics.queue_settled.labels(queue=self.spec.name)  # at 0 from the start, like the depth
+        self.depth = QueueDepth(cfg[config.AMQP_URI_KEY], self.spec.name, self.metrics.queue_messages, cfg)
         if self.batch_size > 1:
             self.batches = metric("counter", self.service, "consumer_batches_total",
                                   "Batches handed to a batch handler, by queue", ["queue"])
         self._declare_topology()
 
+    def start(self):
+        super().start()
+        self._depth_thread = self.container.spawn_managed_thread(self.depth.poll_forever,
+                                                                 identifier=f"queue-depth[{self.spec.name}]")
+
     def stop(self):
         if self.batch_size > 1:
             self._flush_batch()  # hand the waiting messages to a worker before the pool is drained
+        self._stop_depth()
         super().stop()
+
+    def kill(self):
+        self._stop_depth()
+        super().kill()
+
+    def _stop_depth(self):
+        thread = getattr(self, "_depth_thread", None)
+        if thread is not None:
+            thread.kill()
+            self._depth_thread = None
+        self.depth.close()
 
     def _declare_topology(self):
         from kombu import Connection
@@ -247,7 +295,8 @@ class EventConsumer(Consumer):
     def handle_message(self, body, message):
         # Runs in a managed thread: an exception escaping it would kill the container.
         try:
-            self._handle_message(body, message)
+            with logs.bound(queue=self.spec.name, **logs.event_fields(body)):
+                self._handle_message(body, message)
         except Exception:
             log.exception("could not dispatch a message from %s; giving it back to the broker", self.spec.name)
             self._requeue(message)
@@ -395,17 +444,20 @@ class EventConsumer(Consumer):
         skipped = [(claims[message_id], d) for message_id, d in first.items()
                    if claims.get(message_id, "new") != "new"]
         for claim, delivery in skipped + [("copy", delivery) for delivery in copies]:
-            if claim == "done":
-                self._count(delivery.event, "duplicate")
-                self._ack(delivery)
-            else:
-                self._wait_round(delivery, "a copy of this message is in the same batch" if claim == "copy"
-                                 else "another worker is handling this message")
+            with self._fields(delivery):
+                if claim == "done":
+                    self._count(delivery.event, "duplicate")
+                    self._ack(delivery)
+                else:
+                    self._wait_round(delivery, "a copy of this message is in the same batch" if claim == "copy"
+                                     else "another worker is handling this message")
         return handle
 
     # -- after the worker ----------------------------------------------------
 
     def handle_result(self, batch, started, worker_ctx, result=None, exc_info=None):
+        if isinstance(result, Refused):
+            result, exc_info = None, (type(result.exc), result.exc, result.exc.__traceback__)
         per_event = (time.monotonic() - started) / len(batch)  # the batch's time, shared out
         for delivery in batch:
             self.metrics.handler_seconds.labels(type=self._type(delivery.event)).observe(per_event)
@@ -431,20 +483,8 @@ class EventConsumer(Consumer):
             return result, exc_info
         for delivery in batch:
             try:
-                if exc is None and delivery.message_id in failed:
-                    self._settle_failure(delivery, failed[delivery.message_id])
-                elif exc is None:
-                    self._count(delivery.event, "ok")
-                    self.queue_consumer.ack_message(delivery.message)
-                elif len(batch) == 1:
-                    self._settle_failure(delivery, exc)
-                elif transient(exc):
-                    self._retry_or_park(delivery, exc)  # round the retry queue, keeping its tries
-                else:
-                    # Which message failed the batch is unknown: each one goes round on its own, no try used.
-                    self.metrics.retries.labels(type=self._type(delivery.event)).inc()
-                    self._send_round(delivery, delivery.attempt,
-                                     f"failed in a batch of {len(batch)}: {describe(exc)}", alone=True)
+                with self._fields(delivery):
+                    self._settle(delivery, batch, exc, failed)
             except Exception:
                 log.exception("could not settle a message from %s; it will be redelivered", self.spec.name)
                 self._requeue(delivery.message)
@@ -452,6 +492,26 @@ class EventConsumer(Consumer):
             log.warning("%s: a batch of %d failed (%s); each message will be handled on its own",
                         self.spec.name, len(batch), describe(exc))
         return result, exc_info
+
+    def _fields(self, delivery):
+        return logs.bound(queue=self.spec.name, **logs.event_fields(delivery.event))
+
+    def _settle(self, delivery, batch, exc, failed):
+        """One message of a handled batch: acked, or settled as a failure."""
+        if exc is None and delivery.message_id in failed:
+            self._settle_failure(delivery, failed[delivery.message_id])
+        elif exc is None:
+            self._count(delivery.event, "ok")
+            log.debug("%s: handled %s", self.spec.name, self._type(delivery.event))
+            self.queue_consumer.ack_message(delivery.message)
+        elif len(batch) == 1:
+            self._settle_failure(delivery, exc)
+        elif transient(exc):
+            self._retry_or_park(delivery, exc)  # round the retry queue, keeping its tries
+        else:
+            # Which message failed the batch is unknown: each one goes round on its own, no try used.
+            self._send_round(delivery, delivery.attempt,
+                             f"failed in a batch of {len(batch)}: {describe(exc)}", alone=True)
 
     def _settle_failure(self, delivery, exc):
         """One message's failure: parked at once when retrying cannot help, else retried."""
@@ -463,7 +523,6 @@ class EventConsumer(Consumer):
     def _retry_or_park(self, delivery, exc):
         attempt = delivery.attempt
         if transient(exc) and self.spec.retry:
-            self.metrics.retries.labels(type=self._type(delivery.event)).inc()
             delay = self._send_round(delivery, attempt, describe(exc), wait=True)
             what = "busy elsewhere" if isinstance(exc, Busy) else "database or broker unavailable"
             log.warning("%s: %s (%s); retrying in %.1fs without using a try",
@@ -473,7 +532,6 @@ class EventConsumer(Consumer):
             self._park(delivery.body, delivery.message, f"failed {attempt} time(s); last error: {describe(exc)}",
                        kind="exhausted")
             return
-        self.metrics.retries.labels(type=self._type(delivery.event)).inc()
         delay = self._send_round(delivery, attempt + 1, describe(exc))
         log.warning("%s: attempt %d failed (%s); retrying in %.1fs", self.spec.name, attempt, describe(exc), delay)
 
@@ -506,6 +564,8 @@ class EventConsumer(Consumer):
 
     def _send_round(self, delivery, attempt, reason, wait=False, alone=False):
         """Republish to ``<queue>.retry`` (TTL grows with ``attempt``), then ack. Returns the delay.
+        Every round is counted in ``retries_total`` (a failed try, a wait, a batch split alike), as it
+        is in ``events_consumed_total{outcome="retried"}``.
 
         ``wait``: not a failed try (database or broker unreachable, or another worker
         holds the claim); the delay grows with the number of such rounds
@@ -529,6 +589,7 @@ class EventConsumer(Consumer):
         self.publisher.publish_raw(delivery.body, exchange=topology.RETRY, routing_key=self.spec.retry_name,
                                    headers=sent, expiration=delay, message_id=message.properties.get("message_id"))
         self._count(delivery.event, "retried")
+        self.metrics.retries.labels(type=self._type(delivery.event)).inc()
         self.queue_consumer.ack_message(message)
         return delay
 
@@ -542,10 +603,8 @@ class EventConsumer(Consumer):
         user_id = self._partner(message)
         if user_id:
             parked[headers.PARTNER] = user_id
-        self.publisher.publish_raw(body, exchange=topology.DEAD,
-                                   routing_key=message.delivery_info.get("routing_key") or "",
-                                   headers=parked, message_id=message.properties.get("message_id"))
-        self.metrics.dead_letters.labels(reason=kind).inc()
+        self.publisher.park(body, parked, message.delivery_info.get("routing_key"),
+                            message_id=message.properties.get("message_id"))
         self._count(body if isinstance(body, dict) else None, "dead_lettered")
         log.warning("%s: parked a message in the dead-letter queue: %s", self.spec.name, reason)
         self.queue_consumer.ack_message(message)
@@ -555,7 +614,10 @@ class EventConsumer(Consumer):
         return event_type if envelope.is_registered(event_type) else "other"
 
     def _count(self, event, outcome):
-        self.metrics.events_consumed.labels(type=self._type(event), outcome=outcome).inc()
+        event_type = self._type(event)
+        self.metrics.events_consumed.labels(type=event_type, outcome=outcome).inc()
+        self.metrics.queue_settled.labels(queue=self.spec.name).inc()
+        self.metrics.retries.labels(type=event_type)  # at 0 for each type seen: a first retry is an increase
 
 
 consume_events = EventConsumer.decorator

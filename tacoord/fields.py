@@ -6,10 +6,17 @@
     languages = fields.List(Language())       # "EN" -> "en"
     provider = OrgId(required=True)           # "GB-GOV-1"
     scope_groups = fields.List(GroupId())     # "AFRICAN"
+    description = Text(validate=validate.Length(max=5000))   # may hold line breaks
 
 Their checks live in ``_deserialize``, which a marshmallow → JSON Schema
 converter cannot see; ``json_schema()`` says what they accept instead, for
 the AsyncAPI document (``tacoord.asyncapi``) and any other generator.
+
+Text comes in two kinds (``tacoord.safety.check_text`` tells them apart at the
+HTTP edge): ``Text`` is free text a person writes (descriptions, outcomes,
+reasons, notes), which may hold tabs and line breaks; every other string field
+is one line (names, ids, codes, e-mail, URLs), where a tab or a line break is
+refused. No text holds any other control character.
 """
 import re
 
@@ -19,8 +26,10 @@ from tacoord import reference
 
 # IATI organisation identifier: {RegistrationAgency}-{RegistrationNumber}; the agency is a
 # 2-letter country (or XI/XM) plus an agency code: GB-GOV-1, XM-DAC-41114, GB-COH-06368740,
-# and the legacy one-character codes still published (Sida: SE-0-SE-6).
-ORG_ID_PATTERN = r"^[A-Z]{2}-[A-Z0-9]{1,12}-[A-Za-z0-9][A-Za-z0-9_-]{0,80}$"
+# and the legacy one-character codes still published (Sida: SE-0-SE-6). Refs that predate the
+# guidance have two parts, a country prefix and a number (GB-1, NL-1, US-1): the number is then
+# one alphanumeric token.
+ORG_ID_PATTERN = (r"^[A-Z]{2}-(?:[A-Z0-9]{1,12}-[A-Za-z0-9][A-Za-z0-9_-]{0,80}|[A-Za-z0-9]{1,40})$")
 ORG_ID = re.compile(ORG_ID_PATTERN)
 LANGUAGE = re.compile(r"^[a-z]{2}$")
 
@@ -30,14 +39,6 @@ class EntityId(fields.String):
 
     def __init__(self, **kwargs):
         super().__init__(validate=validate.Length(min=1, max=80), **kwargs)
-
-
-class Reason(fields.String):
-    """Why a person did something (withdrew, declined, resolved…), in their words; at most 1,000 characters."""
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("load_default", "")
-        super().__init__(validate=validate.Length(max=1000), **kwargs)
 
 
 class TacoordField(fields.String):
@@ -102,3 +103,15 @@ class GroupId(TacoordField):
 
     def json_schema(self):
         return {"enum": sorted(reference.regional_groups())}
+
+
+class Text(fields.String):
+    """Free text written by a person; it may span several lines."""
+
+
+class Reason(Text):
+    """Why a person did something (withdrew, declined, resolved…), in their words; at most 1,000 characters."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("load_default", "")
+        super().__init__(validate=validate.Length(max=1000), **kwargs)

@@ -20,6 +20,7 @@ INDEXES = {
             IndexModel([("regional_group", ASCENDING), ("article", ASCENDING)]),
             OUTBOX_PENDING,
         ],
+        "party_corrections": [OUTBOX_PENDING],
     },
     "supply": {
         "offers": [IndexModel([("provider", ASCENDING)]), OUTBOX_PENDING],
@@ -27,6 +28,7 @@ INDEXES = {
     },
     "requests": {
         "workshop_requests": [IndexModel([("state", ASCENDING)]), OUTBOX_PENDING],
+        "networks": [OUTBOX_PENDING],
     },
     "matching": {
         "matches": [
@@ -55,6 +57,7 @@ INDEXES = {
             IndexModel([("event_id", ASCENDING)], unique=True),
             IndexModel([("seq", ASCENDING)], unique=True),
             IndexModel([("entities", ASCENDING), ("seq", ASCENDING)]),
+            IndexModel([("correlation_id", ASCENDING), ("seq", ASCENDING)]),  # tacoord trace
         ],
     },
 }

@@ -15,7 +15,7 @@ import eventlet.wsgi
 from nameko.extensions import DependencyProvider
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, make_wsgi_app
 
-from tacoord import config
+from tacoord import config, headers
 
 log = logging.getLogger(__name__)
 _METRICS = {}
@@ -44,7 +44,17 @@ def metrics_for(service):
                                  "Events stored in an outbox and not yet confirmed by the broker"),
             http_requests=Counter(f"{prefix}_http_requests_total",
                                   "HTTP requests, by method and status class", ["method", "status"]),
+            queue_messages=Gauge(f"{prefix}_queue_messages",
+                                 "Messages ready in a queue this service consumes (polled by its consumer)",
+                                 ["queue"]),
+            queue_settled=Counter(f"{prefix}_queue_settled_total",
+                                  "Messages taken off a queue and settled (acked, sent round or parked)",
+                                  ["queue"]),
         )
+        # Every kind at 0 from the start: the first dead letter is then an increase that
+        # rate()/increase() and the alert see, not the birth of a series they cannot compare.
+        for kind in headers.DEAD_LETTER_KINDS:
+            _METRICS[service].dead_letters.labels(reason=kind)
     return _METRICS[service]
 
 

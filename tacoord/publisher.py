@@ -16,7 +16,7 @@ from nameko.amqp.publish import Publisher
 from nameko.constants import PERSISTENT
 from nameko.extensions import DependencyProvider
 
-from tacoord import config, topology
+from tacoord import config, headers, topology
 from tacoord.ops import metrics_for
 
 RETRY_POLICY = {"max_retries": 10, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 3}
@@ -143,6 +143,14 @@ class ConfirmedPublisher:
         self._publisher.publish(
             body, exchange=target, routing_key=routing_key, headers=headers or {},
             message_id=message_id, expiration=expiration)
+
+    def park(self, body, parking_headers, routing_key, message_id=None):
+        """Publish a message to the dead-letter exchange (confirmed), with its parking headers
+        (:func:`tacoord.headers.parking`), and count it in ``dead_letters_total`` by its kind: every
+        path that parks (the consumer, notify's undeliverable notifications) goes through here."""
+        self.publish_raw(body, exchange=topology.DEAD, routing_key=routing_key or "", headers=parking_headers,
+                         message_id=message_id)
+        self._metrics.dead_letters.labels(reason=parking_headers[headers.KIND]).inc()
 
 
 class EventPublisher(DependencyProvider):

@@ -9,6 +9,8 @@ from functools import lru_cache
 from pathlib import Path
 
 DATA_FILE = Path(__file__).parent / "data" / "uncac_reference.json"
+PARTIES_FILE = Path(__file__).parent / "data" / "uncac_parties.json"     # who is a party, since when
+LANGUAGES_FILE = Path(__file__).parent / "data" / "iso639_1.json"
 
 NEED_ARTICLES = range(5, 63)  # chapters II–VI: what a State can need help with
 PRIORITY_CHAPTERS = (2, 4)    # prevention and international cooperation
@@ -79,3 +81,21 @@ def checklist_articles():
 
 def un_member_count():
     return len(data()["countries"])
+
+
+@lru_cache(maxsize=1)
+def parties_data():
+    """The parties file: ``_meta`` (legend, sources) and ``parties`` (one entry per State or organisation,
+    each with its own ``verification`` label)."""
+    return json.loads(PARTIES_FILE.read_text(encoding="utf-8"))
+
+
+def parties():
+    """Party code (ISO3, or ``EU``) -> entry as shipped; corrections are the needs service's."""
+    return {p["party"]: p for p in parties_data()["parties"]}
+
+
+@lru_cache(maxsize=1)
+def language_codes():
+    """The ISO 639-1 two-letter codes, as a frozenset."""
+    return frozenset(json.loads(LANGUAGES_FILE.read_text(encoding="utf-8"))["codes"])

@@ -5,15 +5,15 @@
 
 A wrong URI, wrong credentials or a stopped server end the process with one
 line naming the problem (exit 2) instead of a reconnect loop of tracebacks.
-Then the service runs under nameko's runner (SIGTERM stops it gracefully).
+Then the service logs JSON lines (:mod:`tacoord.logs`) and runs under nameko's runner
+(SIGTERM stops it gracefully).
 The caller monkey-patches eventlet before it imports anything else, as
 ``services/run.py`` does: that is the entry point that picks the class by
 name (``python -m services.run needs``).
 """
-import logging
 import sys
 
-from tacoord import config
+from tacoord import config, logs
 
 
 def preflight(cfg):
@@ -52,7 +52,7 @@ def run(service_class, cfg=None):
     if problem:
         print(f"{name}: {problem}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s")
+    logs.setup(name)  # one JSON object per line on stderr (the stack's .stack/run/<name>.log)
     from nameko.cli.run import run as nameko_run
     print(f"{name}: starting; HTTP {cfg['WEB_SERVER_ADDRESS']}, metrics and health on port "
           f"{cfg[config.OPS_PORT_KEY]}", flush=True)

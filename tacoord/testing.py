@@ -208,3 +208,72 @@ def consumed(service, outcome):
     name = f"tacoord_{service}_events_consumed_total"
     return sum(sample.value for family in REGISTRY.collect() for sample in family.samples
                if sample.name == name and sample.labels.get("outcome") == outcome)
+
+
+class ServiceProcess:
+    """One service run as its own OS process (``python -m services.run NAME``), as the stack runs
+    it, inside a sandbox: its vhost, its database prefix, ports of its own; stderr (its JSON log
+    lines) and stdout go to ``log_path``. ``env``: more settings (``TACOORD_KPI_SECONDS=1`` …)."""
+
+    def __init__(self, sandbox, name, log_path, **env):
+        import os
+        import subprocess
+        import sys
+        self.name, self.log_path = name, log_path
+        self.ops_port = free_port()
+        http_port = sandbox.http_ports.setdefault(name, free_port())
+        settings = {**os.environ, "AMQP_URI": sandbox.amqp_uri, "MONGO_URI": config.mongo_uri(),
+                    "TACOORD_DB_PREFIX": sandbox.prefix, "TACOORD_RETRY_BASE_MS": "100",
+                    "TACOORD_OUTBOX_RELAY_SECONDS": "1", f"TACOORD_{name.upper()}_HTTP_PORT": str(http_port),
+                    f"TACOORD_{name.upper()}_OPS_PORT": str(self.ops_port),
+                    **{key: str(value) for key, value in env.items()}}
+        self._log = open(log_path, "ab")
+        self.process = subprocess.Popen([sys.executable, "-m", "services.run", name], cwd=str(config.PROJECT_ROOT),
+                                        env=settings, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.ops_port}{path}"
+
+    def ready(self):
+        if self.process.poll() is not None:
+            raise AssertionError(f"service {self.name} exited ({self.process.returncode}); see {self.log_path}")
+        try:
+            return requests.get(self.url("/health/ready"), timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def metrics(self):
+        return scrape(self.url("/metrics"))
+
+    def log_lines(self):
+        return self.log_path.read_text(errors="replace").splitlines()
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except Exception:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._log.close()
+
+
+def scrape(url):
+    """One scrape of a ``/metrics`` endpoint: ``{(name, frozenset(labels.items())): value}``."""
+    from prometheus_client.parser import text_string_to_metric_families
+    text = requests.get(url, timeout=5).text
+    return {(sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def ops_url(container, path="/metrics"):
+    """The URL of an in-process container's ops port (its ``OpsServer``)."""
+    from tacoord.ops import OpsServer
+    [ops] = [d for d in container.dependencies if isinstance(d, OpsServer)]
+    return f"http://127.0.0.1:{ops.port}{path}"
+
+
+def sample(metrics, name, **labels):
+    """The value of one sample of :func:`scrape` (None when absent)."""
+    return metrics.get((name, frozenset(labels.items())))

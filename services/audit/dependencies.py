@@ -10,6 +10,7 @@ The anchor is one document in its own collection (``audit_head``): the ``seq`` a
 (services/audit/README.md says what it does and does not protect against).
 """
 import logging
+import time
 
 from eventlet.semaphore import Semaphore
 from pymongo import ASCENDING, DESCENDING
@@ -18,6 +19,8 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from services.audit import domain
 from services.audit.schemas import FEED_MAX_LIMIT
 from tacoord.envelope import utcnow
+from tacoord.kpis import Kpis
+from tacoord.ops import metric
 from tacoord.store import DUPLICATE_KEY_CODES, MongoStore, Repository
 
 log = logging.getLogger(__name__)
@@ -75,6 +78,12 @@ def history(database, entity, limit=HISTORY_LIMIT, events_only=False):
     query = {"entities": entity, **({"kind": "event"} if events_only else {})}
     records = [clean(r) for r in database[AUDIT].find(query, sort=[("seq", ASCENDING)], limit=limit or 0)]
     return domain.with_changes(domain.in_order_of_happening(records))
+
+
+def story(database, correlation_id, limit=HISTORY_LIMIT):
+    """Every record of one story (events and rejections carrying ``correlation_id``), in ``seq`` order."""
+    return [clean(r) for r in database[AUDIT].find({"correlation_id": correlation_id}, sort=[("seq", ASCENDING)],
+                                                   limit=limit or 0)]
 
 
 class AuditLog(Repository):
@@ -196,3 +205,33 @@ class AuditStore(MongoStore):
     def start(self):
         super().start()
         self.repository(self.database, self.relay).anchor_unanchored_log()
+
+
+VERIFY_SECONDS_KEY = "TACOORD_AUDIT_VERIFY_SECONDS"
+CHAIN_INTACT = metric("gauge", "audit", "chain_intact",
+                      "1 when the last periodic verify found the audit chain and its head anchor intact, else 0")
+CHAIN_RECORDS = metric("gauge", "audit", "chain_verified_records", "Records in the log at the last periodic verify")
+CHAIN_VERIFIED_AT = metric("gauge", "audit", "chain_verified_timestamp_seconds",
+                           "When the last periodic verify finished (Unix time)")
+
+
+class ChainCheck(Kpis):
+    """Verifies the whole log and its anchor (:func:`checked`) at start and every
+    ``TACOORD_AUDIT_VERIFY_SECONDS`` (600), for the chain-broken alert; a break is logged at
+    ERROR once, naming its seq. ``tacoord audit verify`` runs the same check on demand."""
+
+    interval_key, default_interval = VERIFY_SECONDS_KEY, 600.0
+
+    def setup(self):
+        super().setup()
+        self.broken_at = None
+
+    def refresh(self):
+        problem, _ = checked(self.database)
+        records = self.database[AUDIT].estimated_document_count()
+        CHAIN_INTACT.set(0 if problem else 1)
+        CHAIN_RECORDS.set(records)
+        CHAIN_VERIFIED_AT.set(time.time())
+        if problem and problem != self.broken_at:
+            log.error("audit chain broken at seq %s: %s", problem["seq"], problem["problem"])
+        self.broken_at = problem

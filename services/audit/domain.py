@@ -62,7 +62,9 @@ def rejection_record(body, message_headers):
     original_id = parsed.get("id") if isinstance(parsed, dict) else None
     if isinstance(original_id, str):
         entities.append(f"event:{original_id}")
+    correlation_id = parsed.get("correlation_id") if isinstance(parsed, dict) else None
     return {"kind": "rejection", "event_id": f"dead-letter:{dead_letter_id}", "type": "message.rejected",
+            "correlation_id": correlation_id if isinstance(correlation_id, str) else None,
             "occurred_at": message_headers.get(headers.FAILED_AT), "source": message_headers.get(headers.QUEUE),
             "actor": message_headers.get(headers.PARTNER), "reason": message_headers.get(headers.REASON),
             "rejected_kind": message_headers.get(headers.KIND), "entities": sorted(set(entities)),
@@ -241,3 +243,22 @@ def describe_value(value):
 def describe_changes(changes):
     """``["priority: 2 → 1", …]`` for a record's ``changes``."""
     return [f"{c['field']}: {describe_value(c['old'])} → {describe_value(c['new'])}" for c in changes or ()]
+
+
+def trace(records, log_entries=()):
+    """One story's path (its records and the log lines carrying its correlation id) in the order
+    things happened: ``[{"at", "what", "service", ...}]``. A record says which event happened,
+    from which service and actor (a rejection: which queue parked what, and why); a log line
+    what a service noted meanwhile (a retry, a refusal, a delivery that failed)."""
+    entries = []
+    for record in records:
+        entry = {"at": record.get("occurred_at") or record.get("recorded_at"), "what": record["type"],
+                 "service": record.get("source"), "actor": record.get("actor"), "event_id": record["event_id"],
+                 "causation_id": record.get("causation_id"), "seq": record["seq"], "from": "audit"}
+        if record.get("reason"):
+            entry["reason"] = record["reason"]
+        entries.append(entry)
+    for line in log_entries:
+        entries.append({"at": line.get("time"), "what": line.get("message"), "service": line.get("service"),
+                        "level": line.get("level"), "event_id": line.get("event_id"), "from": "log"})
+    return sorted(entries, key=lambda e: (_instant(e["at"]), e["from"] != "audit", e.get("seq") or 0))

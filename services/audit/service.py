@@ -3,7 +3,7 @@
 Entrypoints only: the log and its chain head anchor are in ``dependencies.py``, what a
 record says and how the chain is checked in ``domain.py``."""
 from services.audit import domain
-from services.audit.dependencies import AuditStore
+from services.audit.dependencies import AuditStore, ChainCheck
 from services.audit.schemas import FEED_MAX_LIMIT, FeedQuerySchema, parse_types, type_regex
 from tacoord import topology
 from tacoord.consumer import consume_events
@@ -19,6 +19,7 @@ class AuditService:
 
     log = AuditStore()
     ops = OpsServer()
+    chain = ChainCheck()
 
     # unique event_id index; one insert_many per batch
     @consume_events(topology.AUDIT_EVENTS, keyed_by_event_id=True, batch_size=BATCH_SIZE)
@@ -29,7 +30,7 @@ class AuditService:
     def record_rejection(self, body, headers):
         self.log.append(domain.rejection_record(body, headers))
 
-    @api("GET", "/audit/entities/<string:entity_type>/<string:entity_id>")
+    @api("GET", "/audit/entities/<string:entity_type>/<string:entity_id>", query=())
     def entity_history(self, request, entity_type, entity_id):
         """Every role may follow the history of coordination data (needs, offers, matches,
         requests); dead letters (which hold other partners' rejected messages, like
@@ -48,7 +49,7 @@ class AuditService:
     def recent_rejections(self, request):
         return {"records": self.log.rejections()}
 
-    @api("GET", "/audit/events", roles=("operator",))
+    @api("GET", "/audit/events", roles=("operator",), query=FeedQuerySchema)
     def event_feed(self, request):
         query = FeedQuerySchema().load(query_args(request, ("after", "limit", "types")))
         limit = min(query["limit"], FEED_MAX_LIMIT)

@@ -48,10 +48,23 @@ def normalize_offer(data, event):
         "languages": sorted(set(data.get("languages") or [])), "status": data.get("status") or "active",
         "period_start": data.get("period_start"), "period_end": data.get("period_end"),
         "created_at": data.get("created_at"), "updated_at": data.get("updated_at") or event["occurred_at"],
+        **normalize_money(data),
     }
     if event["type"] == "offer.withdrawn":
         offer["status"] = "withdrawn"
     return offer
+
+
+def normalize_money(data):
+    """An offer's money as :mod:`services.matching.funding` counts it (events of offers filed
+    before offers carried money have none: share 1, no lines)."""
+    share = data.get("anti_corruption_share")
+    transactions = [{"type": t["type"], "value": float(t["value"]), "currency": t.get("currency") or data.get("currency"),
+                     "value_date": t.get("value_date"), "date": t.get("date"), "share": t.get("share"),
+                     "state": t.get("state")}
+                    for t in data.get("transactions") or () if t.get("currency") or data.get("currency")]
+    return {"anti_corruption_share": 1.0 if share is None else float(share), "currency": data.get("currency"),
+            "budget": list(data.get("budget") or []), "transactions": transactions}
 
 
 def normalize_expert(data, event):
@@ -70,6 +83,9 @@ def normalize_expert(data, event):
         "forms": sorted(set(data.get("forms") or [])), "availability": availability,
         "vetting_status": data.get("vetting_status") or "active",
         "updated_at": data.get("updated_at") or event["occurred_at"],
+        # never proposed to these States' needs (supply's experts.conflict_states; nationality at least)
+        "conflict_states": sorted(set(data.get("conflict_states") or []) | (
+            {data["nationality"]} if data.get("nationality") else set())),
     }
     if event["type"] == "expert.expired":
         expert["vetting_status"] = "expired"

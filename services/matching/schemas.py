@@ -10,10 +10,13 @@ from datetime import timezone
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from services.matching import lifecycle
 from services.matching.alerts import KINDS as ALERT_KINDS
 from services.matching.alerts import STATUSES as ALERT_STATUSES
+from services.matching.matrix import STATUSES as MATRIX_STATUSES
+from services.matching.worklists import LISTED as WORKLIST_LEVELS
 from tacoord import envelope, reference
-from tacoord.fields import GroupId, OrgId, StateCode
+from tacoord.fields import GroupId, OrgId, StateCode, Text
 
 LEVELS = ("bilateral", "regional", "global")
 MATCH_LEVELS = LEVELS + ("expert",)
@@ -30,7 +33,8 @@ class ExplanationSchema(Strict):
     weights = fields.Dict(keys=fields.String(), values=fields.Float())   # of each part; absent from older events
 
 
-class MatchProposedSchema(Strict):
+class MatchPairSchema(Strict):
+    """What names a match and who is on each side: every match.* event but ``match.retracted`` carries it."""
     match_id = fields.String(required=True)
     need_id = fields.String(required=True)
     offer_id = fields.String()
@@ -39,17 +43,23 @@ class MatchProposedSchema(Strict):
     state = fields.String(required=True)
     regional_group = fields.String(allow_none=True, required=True)
     article = fields.Integer(required=True, strict=True)
-    chapter = fields.Integer(required=True, strict=True, allow_none=True)
-    forms = fields.List(fields.String(), required=True)
-    priority = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=3))
-    level = fields.String(required=True, validate=validate.OneOf(MATCH_LEVELS))
-    score = fields.Float(required=True, validate=validate.Range(min=0, max=1))
-    explanation = fields.Nested(ExplanationSchema, required=True)
 
     @validates_schema
     def one_supplier(self, data, **kwargs):
         if bool(data.get("offer_id")) == bool(data.get("expert_id")):
             raise ValidationError("exactly one of offer_id and expert_id", "offer_id")
+
+
+class MatchSchema(MatchPairSchema):
+    chapter = fields.Integer(required=True, strict=True, allow_none=True)
+    forms = fields.List(fields.String(), required=True)
+    priority = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=3))
+    level = fields.String(required=True, validate=validate.OneOf(MATCH_LEVELS))
+    score = fields.Float(required=True, validate=validate.Range(min=0, max=1))
+
+
+class MatchProposedSchema(MatchSchema):
+    explanation = fields.Nested(ExplanationSchema, required=True)
 
 
 class MatchRetractedSchema(Strict):
@@ -60,6 +70,29 @@ class MatchRetractedSchema(Strict):
     reason = fields.String(required=True)
 
 
+class MatchStepSchema(MatchSchema):
+    """A person's step on a match (``match.accepted`` … ``match.cancelled``): the pair, the step, why, who."""
+    status = fields.String(required=True, validate=validate.OneOf(lifecycle.TARGETS))
+    previous_status = fields.String(required=True, validate=validate.OneOf(lifecycle.STATUSES))
+    reason = fields.String(allow_none=True, required=True)
+    by = fields.String(required=True)
+    at = fields.String(required=True)
+
+
+class MatchWithdrawnSchema(MatchPairSchema):
+    """An agreed match, or one in delivery, whose need or supply was withdrawn."""
+    previous_status = fields.String(required=True, validate=validate.OneOf(lifecycle.WITHDRAWABLE))
+    reason = fields.String(required=True)
+
+
+class MatchRescoredSchema(MatchPairSchema):
+    """A match whose score, priority or forms changed with its need or supply."""
+    status = fields.String(required=True, validate=validate.OneOf(lifecycle.HELD))
+    score = fields.Float(required=True, validate=validate.Range(min=0, max=1))
+    previous_score = fields.Float(required=True, validate=validate.Range(min=0, max=1))
+    priority = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=3))
+    previous_priority = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=3))
+    forms = fields.List(fields.String(), required=True)
 class DuplicatingOfferSchema(Strict):
     offer_id = fields.String(required=True)
     provider = fields.String(required=True)
@@ -130,6 +163,10 @@ class ParticipantsSchema(Strict):
 
 envelope.register("match.proposed", MatchProposedSchema())
 envelope.register("match.retracted", MatchRetractedSchema())
+for _step_event in lifecycle.STEP_EVENTS:
+    envelope.register(_step_event, MatchStepSchema())
+envelope.register("match.withdrawn", MatchWithdrawnSchema())
+envelope.register("match.rescored", MatchRescoredSchema())
 envelope.register("duplication.detected", DuplicationSchema())
 envelope.register("gap.detected", GapSchema())
 envelope.register("workshop.participants_proposed", ParticipantsSchema())
@@ -158,9 +195,6 @@ class CellFilterSchema(Strict):
     priority = Number(validate=validate.Range(min=1, max=3, error="priority must be 1, 2 or 3"))
 
 
-MATRIX_STATUSES = ("unmet", "partly_met", "met", "duplicated", "no_need")
-
-
 class MatrixQuerySchema(CellFilterSchema):
     rows = fields.String(load_default="article", validate=validate.OneOf(("article", "chapter")))
     cols = fields.String(load_default="state", validate=validate.OneOf(("state", "regional_group")))
@@ -181,7 +215,7 @@ class MatchesQuerySchema(Strict):
     need_id = fields.String(validate=validate.Length(max=80))
     offer_id = fields.String(validate=validate.Length(max=80))
     expert_id = fields.String(validate=validate.Length(max=80))
-    status = fields.String(validate=validate.OneOf(("active", "retracted")))
+    status = fields.String(validate=validate.OneOf((lifecycle.ACTIVE,) + lifecycle.STATUSES))
 
 
 class AlertsQuerySchema(Strict):
@@ -194,16 +228,29 @@ class AlertsQuerySchema(Strict):
     need_id = fields.String(validate=validate.Length(max=80))
 
 
-NOTE = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+NOTE = Text(load_default=None, allow_none=True, validate=validate.Length(max=2000))
 
 
 class AcknowledgeSchema(Strict):
+    """The body may be left out (no note)."""
+
+    example = {"note": "Both providers contacted; a call is set for next week"}
     note = NOTE
 
 
 class ResolveSchema(Strict):
+    example = {"resolution": "work_split", "note": "GB-GOV-1 takes the legal drafting, XM-DAC-41114 the training"}
     resolution = fields.String(required=True, validate=validate.Length(min=1, max=40))
-    note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+    note = Text(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+
+
+class TransitionSchema(Strict):
+    """``POST /matches/<id>/transitions``: ``{"to": "accepted", "reason": "…"}`` (a reason is required to
+    decline or cancel)."""
+
+    example = {"to": "declined", "reason": "our 2027 budget for article 9 is already committed elsewhere"}
+    to = fields.String(required=True, validate=validate.OneOf(lifecycle.TARGETS))
+    reason = Text(load_default=None, allow_none=True, validate=validate.Length(max=2000))
 
 
 class WorklistQuerySchema(Strict):
@@ -213,7 +260,7 @@ class WorklistQuerySchema(Strict):
     chapter = Number(validate=validate.Range(min=2, max=6, error="chapter must be between 2 and 6"))
     form = fields.String(validate=validate.OneOf(tuple(f for f in reference.assistance_forms())))
     priority = Number(validate=validate.Range(min=1, max=3, error="priority must be 1, 2 or 3"))
-    status = fields.String(validate=validate.OneOf(("unmatched", "proposed")))
+    status = fields.String(validate=validate.OneOf(WORKLIST_LEVELS))
     limit = Number(load_default=1000, validate=validate.Range(min=1, max=10000))
 
 
@@ -230,3 +277,28 @@ class ChangesQuerySchema(Strict):
         named = [k for k in ("state", "donor", "network") if k in data]
         if len(named) > 1:
             raise ValidationError("give at most one of state, donor and network", named[1])
+
+
+# --- funding (services/matching/funding.py) ------------------------------------------------------
+
+class FundingQuerySchema(MatrixQuerySchema):
+    """``GET /funding``: the matrix's rows, columns and filters."""
+
+
+class ExchangeRatesSchema(Strict):
+    """``PUT /funding/rates``: a table of annual exchange rates, as units of each currency per one
+    unit of ``base``, by year: ``{"source": "…", "base": "USD", "rates": {"2026": {"EUR": 0.92}}}``."""
+
+    example = {"source": "IMF International Financial Statistics, annual averages (as entered by the operator)",
+               "base": "USD", "rates": {"2025": {"EUR": 0.95, "GBP": 0.79}, "2026": {"EUR": 0.92, "GBP": 0.78}}}
+
+    source = fields.String(required=True, validate=validate.Length(min=1, max=300))
+    base = fields.String(required=True, validate=validate.Regexp(r"^[A-Z]{3}$", error="ISO 4217 code such as 'USD'"))
+    rates = fields.Dict(
+        keys=fields.String(validate=validate.Regexp(r"^(19|20)\d\d$", error="a year such as '2026'")),
+        values=fields.Dict(
+            keys=fields.String(validate=validate.Regexp(r"^[A-Z]{3}$", error="ISO 4217 code such as 'EUR'")),
+            values=fields.Float(allow_nan=False, validate=validate.Range(min=0, min_inclusive=False,
+                                                                         error="a rate is above 0")),
+            validate=validate.Length(max=300)),
+        required=True, validate=validate.Length(min=1, max=100))

@@ -157,6 +157,8 @@ def offer_constraints(need, offer):
 def expert_constraints(need, expert):
     if need["status"] not in OPEN_NEED or expert["vetting_status"] not in MATCHABLE_EXPERT:
         return None
+    if need["state"] in (expert.get("conflict_states") or ()) or need["state"] == expert.get("nationality"):
+        return None  # a conflict of interest: the roster marks this State for this expert
     level = expert["expertise"].get(str(need["article"]))
     common = sorted(set(need["forms"]) & set(expert["forms"]))
     if level is None or not common:

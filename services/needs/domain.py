@@ -8,6 +8,7 @@ Every function here returns the new state and the events it causes, as
 write (the outbox) and relays the events.
 """
 import hashlib
+import re
 from collections import defaultdict
 
 from tacoord import reference
@@ -15,6 +16,7 @@ from tacoord.errors import Conflict, Rejected
 
 OPEN = ("open", "in_progress")
 STATUSES = ("open", "in_progress", "met", "withdrawn")
+PRIORITIES = (1, 2, 3)  # 1 highest
 
 # What a status may become through an update (withdrawal has its own command;
 # a met or withdrawn need is reopened by filing it again).
@@ -221,33 +223,17 @@ def overview(needs):
     }
 
 
-def reporting_rate(reporting_states, parties):
-    """Share of States parties that reported at least one need.
-
-    ``parties``: iso3 -> regional group (the denominator: UN member States).
-    Reporters outside ``parties`` are listed apart and do not count.
-    """
-    reporting = set(reporting_states)
-    reported = sorted(reporting & set(parties))
-    by_group = {}
-    for group in sorted({g for g in parties.values() if g}):
-        members = {s for s, g in parties.items() if g == group}
-        count = len(members & reporting)
-        by_group[group] = {"reported": count, "parties": len(members), "rate": _rate(count, len(members))}
-    return {
-        "reported": len(reported),
-        "parties": len(parties),
-        "rate": _rate(len(reported), len(parties)),
-        "text": f"{len(reported)} of {len(parties)}",
-        "by_group": by_group,
-        "not_counted": sorted(reporting - set(parties)),
-    }
+def current_round(rounds):
+    """The latest checklist round of those named (``"2026-10"`` after ``"2026-9"``), or None."""
+    named = [r for r in rounds if isinstance(r, str) and r]
+    return max(named, key=_round_key) if named else None
 
 
-def un_member_parties():
-    """The denominator of the reporting rate: UN member States, iso3 -> regional group."""
-    return {c["iso3"]: c.get("regional_group") for c in reference.data()["countries"]}
+def _round_key(name):
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name) if part]
 
 
-def _rate(part, whole):
-    return round(part / whole, 3) if whole else 0.0
+def open_needs_counts(counts_by_priority):
+    """``{(priority, chapter): open needs}`` from ``{priority: {chapter: n}}`` (label values as text)."""
+    return {(str(priority), str(chapter)): n for priority, chapters in counts_by_priority.items()
+            for chapter, n in chapters.items() if chapter is not None}

@@ -72,6 +72,9 @@ DELIVERY_SECONDS = metric("histogram", "notify", "delivery_seconds",
 # tacoord_notify_retries_total{type} is already the consumer's counter (tacoord.ops.metrics_for)
 DELIVERY_RETRIES = metric("counter", "notify", "delivery_retries_total",
                           "Delivery attempts that failed transiently and were retried", ("channel",))
+for _channel in domain.CHANNELS:  # every channel and outcome at 0: the first failure is an increase
+    for _outcome in ("delivered", "failed"):
+        DELIVERIES_TOTAL.labels(channel=_channel, outcome=_outcome)
 
 
 # -- the store ------------------------------------------------------------------
@@ -591,5 +594,4 @@ class Channels(DependencyProvider):
             routing_key=topology.NOTIFY_RESEND.name, exchange=topology.NOTIFY_RESEND.exchange,
             failed_at=utcnow().isoformat(), kind="undeliverable",
             **{headers.SUBSCRIPTION_ID: subscription["subscription_id"], headers.CHANNEL: subscription["channel"]})
-        self.dead.publish_raw(json.loads(encode(body)), exchange=topology.DEAD, routing_key=delivery["event_type"],
-                              headers=parking, message_id=delivery["_id"])
+        self.dead.park(json.loads(encode(body)), parking, delivery["event_type"], message_id=delivery["_id"])

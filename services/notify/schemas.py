@@ -5,7 +5,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from services.notify.domain import CHANNELS, EVENT_FAMILIES, KINDS
 from tacoord import envelope, reference
-from tacoord.fields import ORG_ID, GroupId, StateCode
+from tacoord.fields import ORG_ID, GroupId, StateCode, Text
 
 NETWORK_ID = re.compile(r"^[A-Z][A-Z0-9_]{1,39}$")
 EVENT_PATTERN = re.compile(r"^(\*|[a-z_]+\.(\*|[a-z_]+))$")
@@ -106,7 +106,7 @@ class NetworkSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(min=2, max=200))
     states = fields.List(StateCode(), required=True, validate=validate.Length(min=1, max=200))
     contacts = fields.List(fields.Nested(ContactSchema), load_default=list, validate=validate.Length(max=50))
-    description = fields.String(load_default="", validate=validate.Length(max=2000))
+    description = Text(load_default="", validate=validate.Length(max=2000))
 
 
 class NotificationEventSchema(Schema):

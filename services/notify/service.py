@@ -152,9 +152,9 @@ class NotifyService:
 
     # -- subscriptions ----------------------------------------------------------
 
-    @api("POST", "/subscriptions", roles=SUBSCRIBERS)
+    @api("POST", "/subscriptions", roles=SUBSCRIBERS, body=SubscriptionSchema)
     def subscribe(self, request):
-        body = read_json(request, SubscriptionSchema())
+        body = read_json(request)
         kind, subject = self._subscriber(request.principal, body)
         if kind == "network":
             try:
@@ -209,7 +209,7 @@ class NotifyService:
             raise Forbidden(f"{principal.actor} may not see subscription {subscription_id}")
         return subscription
 
-    @api("GET", "/subscriptions", roles=SUBSCRIBERS)
+    @api("GET", "/subscriptions", roles=SUBSCRIBERS, query=("kind", "subject", "status", "channel"))
     def list_subscriptions(self, request):
         query = query_args(request, ("kind", "subject", "status", "channel"))
         if not request.principal.is_operator():
@@ -227,7 +227,7 @@ class NotifyService:
         self.store.set_status(subscription_id, "deleted")
         return {"subscription_id": subscription_id, "status": "deleted"}
 
-    @api("GET", "/subscriptions/<string:subscription_id>/deliveries", roles=SUBSCRIBERS)
+    @api("GET", "/subscriptions/<string:subscription_id>/deliveries", roles=SUBSCRIBERS, query=())
     def deliveries(self, request, subscription_id):
         query_args(request, ())
         self._owned(request.principal, subscription_id)
@@ -242,7 +242,7 @@ class NotifyService:
 
     # -- networks ---------------------------------------------------------------
 
-    @api("GET", "/networks")
+    @api("GET", "/networks", query=())
     def list_networks(self, request):
         query_args(request, ())
         networks = sorted(self.store.networks().values(), key=lambda n: (not n.get("builtin"), n["network_id"]))
@@ -252,9 +252,9 @@ class NotifyService:
     def get_network(self, request, network_id):
         return self.store.network(network_id)
 
-    @api("POST", "/networks", roles=("operator",))
+    @api("POST", "/networks", roles=("operator",), body=NetworkSchema)
     def create_network(self, request):
-        network = read_json(request, NetworkSchema())
+        network = read_json(request)
         network = {**network, "states": sorted(set(network["states"])), "builtin": False,
                    "created_at": utcnow().isoformat(), "created_by": request.principal.actor}
         return 201, self.store.add_network(network)

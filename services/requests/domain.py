@@ -4,8 +4,12 @@
                       │              │
                       └──────────────┴─▶ declined            (operator, with a reason)
     submitted / under_review / approved / scheduled ─▶ cancelled   (the requesting State, or an operator)
+    offered ─▶ submitted (the State accepts)  |  offered ─▶ cancelled   (the State refuses, the offerer withdraws)
 
-``held``, ``declined`` and ``cancelled`` are final. Each transition becomes
+``offered`` is where checklist assistance offered to a State (recommendation 22 of the
+2009 Working Group: help non-reporting States parties complete the self-assessment
+checklist) waits for the State; accepted, it follows the lifecycle of a request the State
+filed. ``held``, ``declined`` and ``cancelled`` are final. Each transition becomes
 one ``workshop.<status>`` event. Functions that change a request return the
 new state and its events as ``(type, data)`` pairs; the repository
 (``dependencies.py``) stores both in one write and relays the events.
@@ -13,6 +17,7 @@ new state and its events as ``(type, data)`` pairs; the repository
 import hashlib
 import uuid
 
+from services.requests import networks
 from tacoord import reference
 from tacoord.errors import Conflict, Forbidden, Rejected
 
@@ -24,24 +29,29 @@ TRANSITIONS = {
     "held": (),
     "declined": (),
     "cancelled": (),
+    "offered": ("submitted", "cancelled"),
 }
 STATUSES = tuple(TRANSITIONS)
+TARGETS = tuple(dict.fromkeys(t for targets in TRANSITIONS.values() for t in targets))
 OPEN = tuple(s for s, targets in TRANSITIONS.items() if targets)
 FINAL = tuple(s for s, targets in TRANSITIONS.items() if not targets)
 
 OPERATOR = "operator"
 REQUESTER = "requesting State"
+OFFERER = "offering donor"     # only while the offer waits for the State
 # Who may move a request *to* each status.
 MAY_MOVE_TO = {
+    "submitted": (REQUESTER,),
     "under_review": (OPERATOR,),
     "approved": (OPERATOR,),
     "scheduled": (OPERATOR,),
     "declined": (OPERATOR,),
     "held": (REQUESTER, OPERATOR),
-    "cancelled": (REQUESTER, OPERATOR),
+    "cancelled": (REQUESTER, OPERATOR, OFFERER),
 }
 # What each target status requires (r) or accepts (o); anything else is refused.
 PARAMETERS = {
+    "submitted": {},
     "under_review": {},
     "approved": {},
     "scheduled": {"scheduled_for": "r"},
@@ -55,12 +65,16 @@ EVENT_OF = {
     "submitted": "workshop.requested",
     **{status: f"workshop.{status}" for status in STATUSES if status != "submitted"},
 }
+ACCEPTED = "workshop.accepted"   # offered → submitted: the State took up the offer
 JOINED = "workshop.joined"
 
 # The payload of every workshop.* event; the HTTP answers add what matching proposed.
+# ``donors``: the donors proposed for the request and the one that offered it, so that every later step
+# (the dates of workshop.scheduled above all) reaches them.
 EVENT_FIELDS = ("request_id", "kind", "state", "regional_group", "network_id", "network_states", "states",
                 "articles", "expected_outcomes", "preferred_dates", "language", "support_received", "status",
-                "reason", "outcome_notes", "scheduled_for", "created_at", "updated_at")
+                "reason", "outcome_notes", "scheduled_for", "offered_by", "donors", "checklist_round",
+                "created_at", "updated_at")
 PUBLIC_FIELDS = EVENT_FIELDS + ("proposed_participants",)
 
 
@@ -85,7 +99,7 @@ def describe_allowed(status):
 def check_transition(current, target):
     """Raise ``Conflict`` unless ``current → target`` is a legal step."""
     if target not in TRANSITIONS:
-        raise Rejected(f"unknown status {target!r}; one of: {', '.join(STATUSES[1:])}", "to")
+        raise Rejected(f"unknown status {target!r}; one of: {', '.join(TARGETS)}", "to")
     if target not in TRANSITIONS[current]:
         raise Conflict(f"cannot move a request from '{current}' to '{target}'; "
                        f"allowed from '{current}': {describe_allowed(current)}")
@@ -93,13 +107,16 @@ def check_transition(current, target):
 
 def check_actor(request, target, role, subject):
     """Raise ``Forbidden`` unless this principal may move the request to ``target``."""
-    allowed = MAY_MOVE_TO[target]
+    allowed = [a for a in MAY_MOVE_TO[target] if a != OFFERER or request["status"] == "offered"]
     if role == "operator" and OPERATOR in allowed:
         return
     if role == "state" and REQUESTER in allowed and subject == request["state"]:
         return
-    who = " or ".join(f"the {REQUESTER} ({request['state']})" if a == REQUESTER else "an operator"
-                      for a in allowed)
+    if role == "donor" and OFFERER in allowed and subject == request.get("offered_by"):
+        return
+    names = {OPERATOR: "an operator", REQUESTER: f"the {REQUESTER} ({request['state']})",
+             OFFERER: f"the {OFFERER} ({request.get('offered_by')})"}
+    who = " or ".join(names[a] for a in allowed)
     raise Forbidden(f"only {who} may move a request to '{target}'; you are {role}:{subject}")
 
 
@@ -130,7 +147,8 @@ def transition(request, target, role, subject, params, now):
     for name in PARAMETERS[target]:
         if params.get(name) not in (None, ""):
             changes[name] = params[name]
-    return changes, emitted(EVENT_OF[target], {**request, **changes})
+    event_type = ACCEPTED if request["status"] == "offered" and target == "submitted" else EVENT_OF[target]
+    return changes, emitted(event_type, {**request, **changes})
 
 
 # --- filing -------------------------------------------------------------------
@@ -156,6 +174,9 @@ def new_request(filed, now, request_id):
         "reason": None,
         "outcome_notes": None,
         "scheduled_for": None,
+        "offered_by": None,
+        "donors": [],
+        "checklist_round": filed.get("checklist_round"),
         "created_at": now,
         "updated_at": now,
     }
@@ -168,6 +189,34 @@ def file_request(filed, now, request_id):
     """A new request and its ``workshop.requested``. Returns ``(request, events)``."""
     request = new_request(filed, now, request_id)
     return request, emitted(EVENT_OF["submitted"], request)
+
+
+def with_network(filed, network):
+    """A regional workshop filing that names ``network_id``: its members from the directory entry
+    (``network``, or None when the id is not registered), which a filing must then not repeat;
+    an unregistered network must be given its members (``network_states``)."""
+    if not filed.get("network_id") or filed["kind"] != "regional_workshop":
+        return filed
+    if network is None:
+        if not filed.get("network_states"):
+            raise Rejected(f"network {filed['network_id']} is not in the directory (GET /networks): name its "
+                           f"member States (ISO3) who may join, or register it (POST /networks)", "network_states")
+        return filed
+    members = networks.member_states(network)
+    if filed.get("network_states") and sorted(set(filed["network_states"])) != members:
+        raise Rejected(f"network {network['network_id']} is registered: its members come from the directory "
+                       f"({', '.join(members)}); leave network_states out", "network_states")
+    return {**filed, "network_states": members}
+
+
+def offer(filed, now, request_id, offered_by):
+    """Checklist assistance offered to a State: a ``checklist_assistance`` request waiting for the State
+    (``offered``) and its ``workshop.offered``. ``offered_by``: the donor's organisation id, or None
+    when the Secretariat offers it. Returns ``(request, events)``."""
+    request = new_request({**filed, "kind": "checklist_assistance", "support_received": [], "articles": [],
+                           "preferred_dates": []}, now, request_id)
+    request.update(status="offered", offered_by=offered_by, donors=[offered_by] if offered_by else [])
+    return request, emitted(EVENT_OF["offered"], request)
 
 
 # --- regional workshops: who may join -------------------------------------------
@@ -200,8 +249,9 @@ def join(request, state, now):
 
 
 def may_view(request, role, subject):
-    """Operators see everything; a State its own requests, those it joined, and regional ones it may join;
-    a network the requests of its network or regional group."""
+    """Operators see everything; a State its own requests (and offers made to it), those it joined, and
+    regional ones it may join; a network the requests of its network or regional group; a donor those it
+    was proposed for or offered."""
     if role == "operator":
         return True
     if role == "state":
@@ -209,15 +259,20 @@ def may_view(request, role, subject):
             request["status"] in OPEN and subject in eligible_states(request))
     if role == "network":
         return subject in (request.get("network_id"), request.get("regional_group"))
+    if role == "donor":
+        return subject in (request.get("donors") or []) or subject == request.get("offered_by")
     return False
 
 
-def proposed_participants(proposal, event_id, now):
-    """What matching proposed, as stored on the request."""
-    return {
+def proposed_participants(request, proposal, event_id, now):
+    """What matching proposed, as stored on the request: ``(changes)``; the proposed donors join the
+    request's ``donors``, so they read it and every later step reaches them."""
+    participants = {
         "states_completed": sorted(set(proposal["states_completed"])),
         "states_upcoming": sorted(set(proposal["states_upcoming"])),
         "donors": sorted(set(proposal["donors"])),
         "proposed_at": now,
         "event_id": event_id,
     }
+    return {"proposed_participants": participants,
+            "donors": sorted(set(request.get("donors") or []) | set(participants["donors"]))}

@@ -8,14 +8,19 @@ WTO technical-assistance form asks the same, to avoid duplication.
 """
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from services.requests import networks
 from tacoord import envelope, reference
-from tacoord.fields import GroupId, Language, StateCode
+from tacoord.fields import GroupId, Language, OrgId, StateCode, Text
 
 KINDS = ("national_workshop", "regional_workshop", "checklist_assistance")
 WORKSHOP_KINDS = ("national_workshop", "regional_workshop")
-STATUSES = ("submitted", "under_review", "approved", "scheduled", "held", "declined", "cancelled")
+STATUSES = ("submitted", "under_review", "approved", "scheduled", "held", "declined", "cancelled", "offered")
+TARGETS = ("submitted", "under_review", "approved", "scheduled", "held", "declined", "cancelled")
 EVENT_TYPES = tuple(f"workshop.{s}" for s in ("requested", "under_review", "approved", "scheduled", "held",
-                                               "declined", "cancelled", "joined"))
+                                               "declined", "cancelled", "joined", "offered", "accepted"))
+DIRECTORY_ID = validate.Regexp(r"^[A-Z][A-Z0-9_]{1,39}$", error="network id: 2–40 upper-case letters, digits or _, "
+                                                                  "starting with a letter, e.g. 'ARINSA'")
+EMAIL = validate.Email(error="not a valid e-mail address")
 NETWORK_ID = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_-]{1,39}$",
                              error="network id: 2–40 letters, digits, '-' or '_'")
 
@@ -59,7 +64,7 @@ class SupportReceivedSchema(Schema):
         unknown = RAISE
 
     provider = fields.String(required=True, validate=validate.Length(min=1, max=120))
-    description = fields.String(load_default="", validate=validate.Length(max=2000))
+    description = Text(load_default="", validate=validate.Length(max=2000))
 
 
 SUPPORT_REQUIRED = ("required: list the support already received from other donors on the same need "
@@ -78,7 +83,7 @@ class RequestSchema(Schema):
     network_id = fields.String(load_default=None, allow_none=True, validate=NETWORK_ID)
     network_states = fields.List(StateCode(), load_default=list, validate=validate.Length(max=60))
     articles = fields.List(Article(), load_default=list, validate=validate.Length(max=58))
-    expected_outcomes = fields.String(required=True, validate=validate.Length(min=1, max=5000))
+    expected_outcomes = Text(required=True, validate=validate.Length(min=1, max=5000))
     preferred_dates = fields.List(fields.Nested(DateRangeSchema), load_default=list,
                                   validate=validate.Length(max=10, error="give at most 10 preferred periods"))
     language = Language(required=True)
@@ -107,9 +112,8 @@ class RequestSchema(Schema):
         if filed["network_states"] and not filed["network_id"]:
             raise ValidationError("network_states needs a network_id", "network_states")
         if filed["network_id"]:
-            if not filed["network_states"]:
-                raise ValidationError("name the network's member States (ISO3) who may join", "network_states")
-        elif filed["regional_group"] is None and own_group is None:
+            return  # a registered network gives its members; another must name them (domain.with_network)
+        if filed["regional_group"] is None and own_group is None:
             raise ValidationError(f"{filed['state']} is in no UN regional group: name a network_id and its "
                                   f"network_states", "regional_group")
         elif filed["regional_group"] not in (None, own_group):
@@ -159,6 +163,9 @@ class RequestEventSchema(Schema):
     reason = fields.String(load_default=None, allow_none=True)
     outcome_notes = fields.String(load_default=None, allow_none=True)
     scheduled_for = fields.Date(load_default=None, allow_none=True)
+    offered_by = fields.String(load_default=None, allow_none=True)
+    donors = fields.List(fields.String(), load_default=list)
+    checklist_round = fields.String(load_default=None, allow_none=True)
     created_at = fields.String(required=True)
     updated_at = fields.String(required=True)
 
@@ -170,10 +177,10 @@ class TransitionSchema(Schema):
         unknown = RAISE
 
     to = fields.String(required=True, validate=validate.OneOf(
-        STATUSES[1:], error="to must be one of: {choices}"))
-    reason = fields.String(validate=validate.Length(min=1, max=2000))
+        TARGETS, error="to must be one of: {choices}"))
+    reason = Text(validate=validate.Length(min=1, max=2000))
     scheduled_for = fields.Date()
-    outcome_notes = fields.String(validate=validate.Length(min=1, max=10000))
+    outcome_notes = Text(validate=validate.Length(min=1, max=10000))
 
 
 class ParticipantsProposedSchema(Schema):
@@ -193,8 +200,116 @@ class ParticipantsProposedSchema(Schema):
     donors = fields.List(fields.String(validate=validate.Length(min=1, max=120)), load_default=list)
 
 
+class OfferSchema(Schema):
+    """``POST /requests/offers``: checklist assistance offered to a State party (recommendation 22)."""
+
+    example = {"state": "TLS", "expected_outcomes": "The self-assessment checklist completed for chapters II "
+               "and IV, with a national workshop to validate it", "language": "pt",
+               "checklist_round": "2026-1", "offered_by": "GB-GOV-1"}
+
+    class Meta:
+        unknown = RAISE
+
+    state = StateCode(required=True)
+    expected_outcomes = fields.String(required=True, validate=validate.Length(min=1, max=5000))
+    language = Language(required=True)
+    checklist_round = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=40))
+    offered_by = OrgId(load_default=None, allow_none=True)
+
+
+class ContactSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    email = fields.String(load_default=None, allow_none=True, validate=[validate.Length(max=254), EMAIL])
+    role = fields.String(load_default="", validate=validate.Length(max=200))
+
+
+class NetworkFields(Schema):
+    """A directory entry's fields (every one optional here: an update names what changes)."""
+
+    class Meta:
+        unknown = RAISE
+
+    name = fields.String(validate=validate.Length(min=2, max=200))
+    kind = fields.String(validate=validate.OneOf(networks.KINDS, error="kind must be one of: {choices}"))
+    states = fields.List(StateCode(), validate=validate.Length(max=200))
+    donors = fields.List(OrgId(), validate=validate.Length(max=200))
+    focus_articles = fields.List(Article(), validate=validate.Length(max=58))
+    website = fields.Url(allow_none=True, schemes={"http", "https"})
+    contacts = fields.List(fields.Nested(ContactSchema), validate=validate.Length(max=50))
+    description = fields.String(validate=validate.Length(max=5000))
+
+
+class NetworkSchema(NetworkFields):
+    """``POST /networks``: a new entry of the directory."""
+
+    example = {"network_id": "ARIN_AP", "name": "Asset Recovery Interagency Network for Asia-Pacific",
+               "kind": "regional_network", "states": ["KOR", "IDN", "PHL"], "focus_articles": [51, 54, 57],
+               "website": "https://www.arin-ap.org/", "contacts": [{"name": "Secretariat", "role": "focal point"}],
+               "description": "Practitioners' network on asset recovery"}
+
+    network_id = fields.String(required=True, validate=DIRECTORY_ID)
+    name = fields.String(required=True, validate=validate.Length(min=2, max=200))
+    kind = fields.String(required=True, validate=validate.OneOf(networks.KINDS, error="kind must be one of: {choices}"))
+    states = fields.List(StateCode(), load_default=list, validate=validate.Length(max=200))
+    donors = fields.List(OrgId(), load_default=list, validate=validate.Length(max=200))
+    focus_articles = fields.List(Article(), load_default=list, validate=validate.Length(max=58))
+    website = fields.Url(load_default=None, allow_none=True, schemes={"http", "https"})
+    contacts = fields.List(fields.Nested(ContactSchema), load_default=list, validate=validate.Length(max=50))
+    description = fields.String(load_default="", validate=validate.Length(max=5000))
+
+
+class NetworkUpdateSchema(NetworkFields):
+    """``PATCH /networks/<id>``: what changes (at least one field)."""
+
+    example = {"focus_articles": [51, 52, 54, 57], "website": "https://www.arin-ap.org/"}
+
+    @validates_schema
+    def not_empty(self, changes, **kwargs):
+        if not changes:
+            raise ValidationError(f"give at least one of: {', '.join(sorted(NetworkFields().fields))}")
+
+
+class RetireSchema(Schema):
+    """``POST /networks/<id>/retire``: why the entry is retired."""
+
+    example = {"reason": "merged into the regional network of the same States"}
+
+    class Meta:
+        unknown = RAISE
+
+    reason = Text(required=True, validate=validate.Length(min=1, max=2000))
+
+
+class NetworkEventSchema(Schema):
+    """Payload of ``network.registered`` / ``network.updated`` / ``network.retired``: the whole entry."""
+
+    class Meta:
+        unknown = RAISE
+
+    network_id = fields.String(required=True)
+    name = fields.String(required=True)
+    kind = fields.String(required=True, validate=validate.OneOf(networks.KINDS))
+    status = fields.String(required=True, validate=validate.OneOf(networks.STATUSES))
+    states = fields.List(StateCode(), required=True)
+    donors = fields.List(fields.String(), required=True)
+    focus_articles = fields.List(fields.Integer(strict=True), required=True)
+    website = fields.String(required=True, allow_none=True)
+    contacts = fields.List(fields.Nested(ContactSchema), required=True)
+    description = fields.String(required=True)
+    retired_reason = fields.String(required=True, allow_none=True)
+    created_at = fields.String(required=True)
+    updated_at = fields.String(required=True)
+
+
+NETWORK_EVENTS = ("network.registered", "network.updated", "network.retired")
+
 for _type in EVENT_TYPES:
     envelope.register(_type, RequestEventSchema())
+for _type in NETWORK_EVENTS:
+    envelope.register(_type, NetworkEventSchema())
 
 envelope.register("workshop.submitted", WorkshopSubmittedSchema(), channel=envelope.INGRESS)
 envelope.register("checklist_assistance.submitted", ChecklistAssistanceSubmittedSchema(), channel=envelope.INGRESS)

@@ -9,13 +9,11 @@ the same one through ``tacoord.store.opened(SupplyStore, ...)``.
 import json
 import uuid
 
-from marshmallow import ValidationError
 from nameko.extensions import DependencyProvider
 
-from services.supply import domain, experts
-from services.supply.schemas import OfferSchema
+from services.supply import domain, experts, iati, iati_mapping
 from tacoord.config import setting
-from tacoord.envelope import describe_errors, utcnow
+from tacoord.envelope import utcnow
 from tacoord.errors import Conflict, Rejected
 from tacoord.ops import metric
 from tacoord.outbox import strip
@@ -29,7 +27,8 @@ LIST_LIMIT = 1000
 SECTOR_MAP_KEY = "TACOORD_IATI_SECTOR_MAP"
 VALIDITY_KEY = "TACOORD_EXPERT_VALIDITY_DAYS"
 
-OFFER_FIELDS = domain.OFFER_EVENT_FIELDS + ("external_ref", "withdrawal_reason")
+OFFER_FIELDS = domain.OFFER_EVENT_FIELDS + ("external_ref", "withdrawal_reason", "iati_warnings",
+                                           "iati_last_updated")
 
 IATI_OUTCOMES = metric("counter", SOURCE, "iati_activities_total",
                        "IATI activities read by the importer, by outcome", ("outcome",))
@@ -37,7 +36,8 @@ IMPORT_ROWS = metric("counter", SOURCE, "import_rows_total", "Bulk-import rows, 
 
 
 def public_offer(document):
-    return {k: document.get(k) for k in OFFER_FIELDS} if document else None
+    """An offer as the service hands it out; one stored before offers carried money shows none."""
+    return {k: document.get(k, domain.MONEY_DEFAULTS.get(k)) for k in OFFER_FIELDS} if document else None
 
 
 def full_expert(document):
@@ -107,39 +107,54 @@ class SupplyRepository(Repository):
         return {"accepted": accepted, "rejected": rejected, "offers": offers}
 
     def import_iati(self, activities, sector_map, actor, only_provider=None):
-        """Import parsed IATI activities (``iati.parse``); per activity 'imported' (with offer_id)
-        or 'skipped' (with reason), in ``domain.import_summary``'s report."""
-        results, seen = [], {}
-        for activity in activities:
-            result = self._import_activity(activity, sector_map, actor, only_provider, seen)
-            seen.setdefault(activity["iati_identifier"], (activity["position"], result["outcome"]))
+        """Import parsed IATI activities (``iati.parse``). Per activity: 'imported' (a new offer),
+        'updated' (a newer or different version: ``offer.updated``, or ``offer.withdrawn`` when it
+        is now cancelled or suspended), 'unchanged' (the same content: nothing written, nothing
+        emitted) or 'skipped' (with the reason), in ``iati_mapping.import_summary``'s report."""
+        results = []
+        for activity, filed, reason, warnings in iati.checked(activities, sector_map):
+            result = self._import_activity(activity, filed, reason, warnings, actor, only_provider)
             IATI_OUTCOMES.labels(outcome=result["outcome"]).inc()
             results.append(result)
-        return domain.import_summary(results)
+        return iati_mapping.import_summary(results)
 
-    def _import_activity(self, activity, sector_map, actor, only_provider, seen):
+    def _import_activity(self, activity, filed, reason, warnings, actor, only_provider):
         identifier = activity["iati_identifier"]
-        result = {"position": activity["position"], "iati_identifier": identifier, "outcome": "skipped"}
-        if identifier in seen:
-            position, outcome = seen[identifier]
-            what = "already imported" if outcome == "imported" else "was skipped"
-            return {**result, "reason": f"duplicate iati-identifier: {what} (activity {position} of this file)"}
-        if identifier:
-            existing = self.db[OFFERS].find_one({"_id": domain.iati_offer_id(identifier)}, {"_id": 1})
-            if existing is not None:
-                return {**result, "offer_id": existing["_id"], "reason": "already imported"}
-        filing, reason = domain.offer_from_activity(activity, sector_map)
-        if filing is None:
-            return {**result, "reason": reason}
-        if only_provider is not None and filing["provider"] != only_provider:
-            return {**result, "reason": f"reporting-org {filing['provider']!r} is not your organisation "
-                                        f"({only_provider}); a donor imports its own activities"}
-        try:
-            filed = OfferSchema().load(filing)
-        except ValidationError as exc:
-            return {**result, "reason": "; ".join(describe_errors(exc.messages))}
-        offer, _ = self.file_offer(filed, identifier, actor)
-        return {**result, "outcome": "imported", "offer_id": offer["offer_id"]}
+        provider = filed["provider"] if filed is not None else activity.get("reporting_org_ref")
+        if only_provider is not None and identifier and provider != only_provider:
+            return iati_mapping.report_entry(activity, "skipped", reason=(
+                f"reporting-org {provider!r} is not your organisation ({only_provider}); a donor imports "
+                "its own activities"), warnings=warnings)
+        if filed is None:
+            if identifier and iati_mapping.is_cancelled(activity) and not reason.startswith("duplicate"):
+                return self._withdraw_cancelled(activity, reason, warnings, actor)
+            return iati_mapping.report_entry(activity, "skipped", reason=reason, warnings=warnings)
+        the_id = domain.iati_offer_id(identifier)
+        filed = {**filed, "iati_warnings": warnings, "iati_last_updated": activity.get("last_updated")}
+        decided = {}
+
+        def decide(stored):
+            now = utcnow().isoformat()
+            if stored is None:
+                decided.update(outcome="imported", reason=None)
+                return domain.file_offer(None, filed, the_id, now)
+            outcome, why = iati_mapping.reimport_outcome(stored, domain.normalized(filed))
+            decided.update(outcome=outcome, reason=why)
+            if outcome != "updated":
+                return stored, []
+            return domain.file_offer(stored, filed, the_id, now)
+        self._file_and_relay(OFFERS, the_id, "offer", decide, SOURCE, actor)
+        return iati_mapping.report_entry(activity, decided["outcome"], filed, decided["reason"], warnings, the_id)
+
+    def _withdraw_cancelled(self, activity, reason, warnings, actor):
+        """A cancelled or suspended activity withdraws the offer an earlier import made of it."""
+        the_id = domain.iati_offer_id(activity["iati_identifier"])
+        stored = self.db[OFFERS].find_one({"_id": the_id}, {"status": 1})
+        if stored is None or stored["status"] == "withdrawn":
+            return iati_mapping.report_entry(activity, "skipped", reason=reason, warnings=warnings)
+        self.withdraw_offer(the_id, f"IATI {reason}", actor)
+        return iati_mapping.report_entry(activity, "updated", reason=f"offer withdrawn: {reason}",
+                                         warnings=warnings, offer_id=the_id)
 
     # -- experts ------------------------------------------------------------------------------
 
@@ -207,10 +222,10 @@ class Settings:
         (JSON text or, from a config.yml, a mapping: ``{"15130": {"articles": [...], ...}}``)."""
         value = setting(self.config, SECTOR_MAP_KEY)
         mapping = {} if value is None else json.loads(value) if isinstance(value, str) else value
-        problems = domain.sector_map_problems(mapping)
+        problems = iati_mapping.sector_map_problems(mapping)
         if problems:
             raise Rejected(f"{SECTOR_MAP_KEY}: " + "; ".join(f"{c}: {m}" for c, m in problems))
-        return domain.merged_sector_map(mapping)
+        return iati_mapping.merged_sector_map(mapping)
 
     def validity_days(self):
         return int(setting(self.config, VALIDITY_KEY, experts.DEFAULT_VALIDITY_DAYS))

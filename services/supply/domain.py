@@ -1,5 +1,6 @@
-"""Supply: pure rules (no I/O) for offers: scope, coverage, filing and changing an offer, and the
-mapping of an IATI activity onto an offer. The expert roster's rules are in ``experts``.
+"""Supply: pure rules (no I/O) for offers: scope, coverage, filing and changing an offer. The
+mapping of an IATI activity onto an offer is ``iati_mapping``'s, the expert roster's rules are
+``experts``', the arithmetic of an offer's money is ``money``'s.
 
 Functions that change an offer return the new state and the events it causes, as
 ``[(event type, payload)]``; the repository wraps them in envelopes, stores and relays them.
@@ -19,7 +20,11 @@ FILING_STATUSES = ("pipeline", "active", "closed")   # withdrawn only by withdra
 OFFER_EVENTS = ("offer.published", "offer.updated", "offer.withdrawn")
 OFFER_EVENT_FIELDS = ("offer_id", "provider", "provider_name", "level", "scope_states", "scope_groups",
                       "articles", "chapters", "forms", "capacity", "period_start", "period_end",
-                      "languages", "status", "iati_identifier", "created_at", "updated_at")
+                      "languages", "status", "iati_identifier", "anti_corruption_share", "currency",
+                      "budget", "planned_disbursements", "transactions", "created_at", "updated_at")
+# What an offer stored before offers carried money stands for in its events.
+MONEY_DEFAULTS = {"anti_corruption_share": 1.0, "currency": None, "budget": [], "planned_disbursements": [],
+                  "transactions": []}
 
 
 def offer_id(provider, key):
@@ -82,7 +87,7 @@ def new_offer(filed, the_id, now):
 
 
 def event_data(offer):
-    return {k: offer.get(k) for k in OFFER_EVENT_FIELDS}
+    return {k: offer.get(k, MONEY_DEFAULTS.get(k)) for k in OFFER_EVENT_FIELDS}
 
 
 def filed_offer_id(filed, key):
@@ -160,172 +165,3 @@ def offer_matches(offer, filters):
         return False
     return True
 
-
-# --- IATI activities → offers ----------------------------------------------------------------
-
-ANTI_CORRUPTION_SECTOR = "15113"   # OECD DAC "Anti-corruption organisations and institutions"
-
-# DAC purpose code → what the offer covers. 15113 is about anti-corruption bodies: UNCAC art. 6
-# (preventive bodies) and art. 36 (specialized law-enforcement authorities); IATI says nothing
-# about forms of assistance, so institutional support is read as capacity-building. Extend or
-# override with the ``TACOORD_IATI_SECTOR_MAP`` setting / ``--map`` (same shape).
-DEFAULT_SECTOR_MAP = {
-    ANTI_CORRUPTION_SECTOR: {"articles": [6, 36], "chapters": [], "forms": ["CAPACITY_BUILDING"]},
-}
-
-# IATI Region codelist (vocabulary 1 = OECD DAC regions) → UN regional groups. An approximation:
-# DAC regions are geographic, the UN groups electoral (e.g. DAC "Europe, regional" is read as the
-# Eastern European Group, where the DAC recipients in Europe sit, though Türkiye is in WEOG).
-# "Developing countries, unspecified" (998) is read as a global offer. Any other region code or
-# vocabulary is skipped with a reason, never guessed.
-REGION_GROUPS = {
-    "88": ["EASTERN_EUROPEAN"],    # States Ex-Yugoslavia unspecified
-    "89": ["EASTERN_EUROPEAN"],    # Europe, regional
-    "189": ["AFRICAN"],            # North of Sahara, regional
-    "289": ["AFRICAN"],            # South of Sahara, regional
-    "298": ["AFRICAN"],            # Africa, regional
-    "380": ["GRULAC"],             # West Indies, regional
-    "389": ["GRULAC"],             # North & Central America, regional
-    "489": ["GRULAC"],             # South America, regional
-    "498": ["GRULAC"],             # America, regional
-    "589": ["ASIA_PACIFIC"],       # Middle East, regional
-    "619": ["ASIA_PACIFIC"],       # Central Asia, regional
-    "679": ["ASIA_PACIFIC"],       # South Asia, regional
-    "689": ["ASIA_PACIFIC"],       # South & Central Asia, regional
-    "789": ["ASIA_PACIFIC"],       # Far East Asia, regional
-    "798": ["ASIA_PACIFIC"],       # Asia, regional
-    "889": ["ASIA_PACIFIC"],       # Oceania, regional
-    "998": [],                     # Developing countries, unspecified → global
-}
-GLOBAL_REGIONS = {"998"}
-
-# IATI ActivityStatus → offer status.
-ACTIVITY_STATUS = {"1": "pipeline", "2": "active", "3": "closed", "4": "closed",
-                   "5": "withdrawn", "6": "withdrawn"}
-START_DATE_TYPES = ("2", "1")   # actual start preferred over planned
-END_DATE_TYPES = ("4", "3")     # actual end preferred over planned
-UNCAC_TAG_PREFIX = "UNCAC-"     # <tag vocabulary="99" code="UNCAC-46"/> names articles explicitly
-
-
-def import_summary(results):
-    """The report of an IATI import (or dry run) from its per-activity results."""
-    imported = sum(1 for r in results if r["outcome"] in ("imported", "would import"))
-    return {"activities": len(results), "imported": imported, "skipped": len(results) - imported,
-            "results": results}
-
-
-def merged_sector_map(extra=None):
-    mapping = {code: dict(entry) for code, entry in DEFAULT_SECTOR_MAP.items()}
-    for code, entry in (extra or {}).items():
-        mapping[str(code)] = {"articles": list(entry.get("articles", [])),
-                              "chapters": list(entry.get("chapters", [])),
-                              "forms": list(entry.get("forms", []))}
-    return mapping
-
-
-def sector_map_problems(mapping):
-    """Check a configured sector map; [(code, message)]."""
-    problems = []
-    forms = reference.assistance_forms()
-    for code, entry in (mapping or {}).items():
-        if not isinstance(entry, dict) or set(entry) - {"articles", "chapters", "forms"}:
-            problems.append((code, "each entry is {articles: [...], chapters: [...], forms: [...]}"))
-            continue
-        if not entry.get("forms") or any(f not in forms for f in entry["forms"]):
-            problems.append((code, "forms must be known form ids (at least one)"))
-        if not entry.get("articles") and not entry.get("chapters"):
-            problems.append((code, "name articles and/or chapters"))
-    return problems
-
-
-def offer_from_activity(activity, sector_map):
-    """One parsed IATI activity (see services.supply.iati) → (filing, None) or (None, reason).
-
-    The filing still goes through OfferSchema; this only translates.
-    """
-    identifier = activity.get("iati_identifier")
-    if not identifier:
-        return None, "no iati-identifier"
-    covered = {"articles": set(), "chapters": set(), "forms": set()}
-    matched = []
-    for sector in activity.get("sectors", []):
-        if sector.get("vocabulary") not in (None, "", "1"):
-            continue
-        entry = sector_map.get(sector.get("code"))
-        if entry:
-            matched.append(sector["code"])
-            for key in covered:
-                covered[key].update(entry.get(key, ()))
-    if not matched:
-        codes = ", ".join(f"{s.get('code')}" for s in activity.get("sectors", [])) or "none"
-        return None, f"no anti-corruption sector (15113 or a mapped code); sectors: {codes}"
-    tagged = set()
-    for tag in activity.get("tags", []):
-        code = tag.get("code") or ""
-        if tag.get("vocabulary") == "99" and code.upper().startswith(UNCAC_TAG_PREFIX):
-            number = code[len(UNCAC_TAG_PREFIX):]
-            if not number.isdigit():
-                return None, f"tag {code!r} does not name an UNCAC article number"
-            tagged.add(int(number))
-    if tagged:  # explicit article tags are more precise than the sector's default articles
-        covered["articles"], covered["chapters"] = tagged, set()
-
-    provider = activity.get("reporting_org_ref")
-    if not provider:
-        return None, "no reporting-org/@ref"
-
-    status = ACTIVITY_STATUS.get(activity.get("status_code") or "")
-    if status is None:
-        return None, f"activity-status {activity.get('status_code')!r} is not an IATI ActivityStatus code (1–6)"
-    if status == "withdrawn":
-        return None, f"activity-status {activity['status_code']} (cancelled/suspended): nothing to offer"
-
-    dates = activity.get("dates", {})
-    start = next((dates[t] for t in START_DATE_TYPES if dates.get(t)), None)
-    end = next((dates[t] for t in END_DATE_TYPES if dates.get(t)), None)
-    if not start or not end:
-        return None, "needs an activity-date of type 1 or 2 (start) and of type 3 or 4 (end)"
-
-    states = []
-    for code in activity.get("countries", []):
-        iso3 = reference.iso3_from_iso2((code or "").upper())
-        if iso3 is None:
-            return None, f"unknown recipient-country code {code!r} (ISO 3166-1 alpha-2 expected)"
-        states.append(iso3)
-    groups, is_global = [], activity.get("scope_code") == "1"
-    for region in activity.get("regions", []):
-        code, vocabulary = region.get("code"), region.get("vocabulary") or "1"
-        if vocabulary != "1" or code not in REGION_GROUPS:
-            return None, (f"recipient-region {code!r} (vocabulary {vocabulary}) has no mapping to a UN "
-                          "regional group")
-        if code in GLOBAL_REGIONS:
-            is_global = True
-        groups.extend(REGION_GROUPS[code])
-    if is_global:
-        level, states, groups = "global", [], []
-    elif groups:
-        level = "regional"
-    elif len(set(states)) == 1:
-        level = "bilateral"
-    elif states:
-        level = "regional"
-    else:
-        return None, "no recipient-country or recipient-region, and activity-scope is not global (1)"
-
-    filing = {
-        "provider": provider,
-        "provider_name": activity.get("reporting_org_name") or "",
-        "level": level,
-        "scope_states": sorted(set(states)),
-        "scope_groups": sorted(set(groups)),
-        "articles": sorted(covered["articles"]),
-        "chapters": sorted(covered["chapters"]),
-        "forms": sorted(covered["forms"]),
-        "capacity": 1,
-        "period_start": start,
-        "period_end": end,
-        "languages": [activity["language"]] if activity.get("language") else [],
-        "status": status,
-        "iati_identifier": identifier,
-    }
-    return filing, None

@@ -32,7 +32,7 @@ TRANSITIONS = {
     ("expired", "submitted"): OWNER,      # re-nominated
 }
 EXPERT_EVENT_FIELDS = ("expert_id", "nationality", "expertise", "languages", "regions", "countries",
-                       "forms", "availability", "vetting_status", "expires_at", "updated_at")
+                       "forms", "availability", "vetting_status", "expires_at", "updated_at", "conflict_states")
 
 # What must be filled in before a CV can be submitted (the required CV fields).
 REQUIRED_FOR_SUBMISSION = (
@@ -43,6 +43,28 @@ REQUIRED_FOR_SUBMISSION = (
     ("availability", "availability"), ("conflict_of_interest_declaration", "a conflict-of-interest declaration"),
     ("education", "education"), ("employment_history", "employment history"),
 )
+
+
+class Incomplete(Rejected):
+    """A CV that cannot be submitted yet: every missing field named on its own (HTTP 422 ``fields``)."""
+
+    def __init__(self, problems):
+        super().__init__("; ".join(f"{f}: {m}" for f, m in problems), problems[0][0])
+        self.problems = problems
+
+    def messages(self):
+        found = {}
+        for field, message in self.problems:
+            found.setdefault(field, []).append(message)
+        return found
+
+
+def conflict_states(expert):
+    """The States whose needs this expert is never proposed to: of their nationality, of their current
+    employer (``employer_country``), and any they declared (``conflict_states``, e.g. a second nationality
+    or a recent government post)."""
+    found = set(expert.get("declared_conflicts") or []) | {expert.get("nationality"), expert.get("employer_country")}
+    return sorted(s for s in found if s)
 
 
 def allowed_from(status):
@@ -84,7 +106,7 @@ def transition(expert, to, actor_role, is_owner, now, validity_days=DEFAULT_VALI
     if to == "submitted":
         problems = completeness_problems(expert)
         if problems:
-            raise Rejected("; ".join(f"{f}: {m}" for f, m in problems), problems[0][0])
+            raise Incomplete(problems)
     if to == "active" and not consented(expert):
         raise Rejected("data-protection consent is required before an expert becomes active",
                        "consent.consent_given")
@@ -150,6 +172,7 @@ def expire(expert, now):
 
 def expert_event_data(expert):
     data = {k: expert.get(k) for k in EXPERT_EVENT_FIELDS}
+    data["conflict_states"] = conflict_states(expert)
     data["expertise"] = [{"article": e["article"], "level": e["level"]} for e in expert.get("expertise", [])]
     data["languages"] = [{"code": lang["code"], "level": lang["level"]} for lang in expert.get("languages", [])]
     availability = expert.get("availability")
@@ -177,8 +200,8 @@ def searchable(expert, now):
 
 # What anyone may see of a searchable expert; the nominator and operators see the whole record.
 PUBLIC_EXPERT_FIELDS = ("expert_id", "title", "nationality", "country_of_residence", "current_position",
-                        "employer_type", "expertise", "thematic_areas", "forms", "legal_systems", "languages",
-                        "regions", "countries", "years_of_experience", "years_anti_corruption",
+                        "employer_type", "employer_country", "declared_conflicts", "expertise", "thematic_areas",
+                        "forms", "legal_systems", "languages", "regions", "countries", "years_of_experience", "years_anti_corruption",
                         "irm_experience", "availability", "vetting_status", "expires_at", "updated_at")
 NAMED_FIELDS = ("family_name", "given_names", "display_name", "employer")   # only if publish_profile
 

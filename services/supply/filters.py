@@ -38,10 +38,15 @@ def check_expert_filters(filters):
     _number(filters, "article")
     if "language" in filters:
         filters["language"] = filters["language"].lower()
+        if filters["language"] not in reference.language_codes():
+            raise Rejected(f"unknown language {filters['language']!r}: use an ISO 639-1 two-letter code such as "
+                           f"'en', 'fr', 'es', 'ar', 'ru' or 'zh'", "language")
     if "region" in filters and filters["region"] not in reference.regional_groups():
         raise Rejected(f"region must be one of {', '.join(sorted(reference.regional_groups()))}", "region")
     if "country" in filters:
         filters["country"] = filters["country"].upper()
+        if not reference.is_known_state(filters["country"]):
+            raise Rejected(f"unknown State {filters['country']!r}: use an ISO3 code such as 'KEN'", "country")
     if "vetting_status" in filters and filters["vetting_status"] not in experts.VETTING_STATUSES:
         raise Rejected(f"vetting_status must be one of {', '.join(experts.VETTING_STATUSES)}", "vetting_status")
     return filters

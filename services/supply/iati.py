@@ -1,37 +1,33 @@
-"""IATI 2.03 activity XML → offers.
+"""IATI activity XML (2.01–2.03) → offers: safe parsing, and each activity mapped and checked.
 
-    python -m services.supply.iati FILE.xml [--dry-run] [--map MAP.json] [--actor operator:cli]
+    meta, activities = parse(xml_bytes)                  # IatiError when the document is not IATI 2.0x
+    for activity, filed, reason, warnings in checked(activities, sector_map): ...
+    report = dry_run(xml_bytes, sector_map)              # what an import would do, offline
 
-Parsing is pure (bytes in, dicts out) and uses defusedxml, which refuses DTDs,
-entity declarations and external references (no XML bombs, no XXE). The
-translation of an activity into an offer is ``domain.offer_from_activity``;
-storing it is ``SupplyRepository.import_iati`` (``dependencies``) — the CLI and
-``POST /offers/import/iati`` share both. Without ``--dry-run`` the CLI writes
-to the supply database and publishes through the outbox with the repository a
-worker gets (``tacoord.store.opened``; ``MONGO_URI``, ``AMQP_URI``,
-``TACOORD_DB_PREFIX`` as for the services).
+Parsing is pure (bytes in, dicts out) and uses defusedxml, which refuses DTDs, entity
+declarations and external references (no XML bombs, no XXE). The translation of an activity
+into an offer is ``iati_mapping.map_activity``; storing it is ``SupplyRepository.import_iati``
+(``dependencies``). ``POST /offers/import/iati`` and ``tacoord import iati`` (``commands``) use
+them.
 """
-import argparse
 import json
-import sys
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import ParseError, fromstring
 from marshmallow import ValidationError
 
-from services.supply import domain
-from services.supply.dependencies import SupplyStore
-from services.supply.schemas import OfferSchema
-from tacoord import config
+from services.supply import iati_mapping
+from services.supply.schemas import IatiOfferSchema
 from tacoord.envelope import describe_errors
-from tacoord.store import opened
 
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
-SUPPORTED_MAJOR = "2"
+# One schema for every activity: building one (and its nested money schemas) costs more than loading.
+FILING = IatiOfferSchema()
+SUPPORTED_VERSIONS = ("2.01", "2.02", "2.03")
 
 
 class IatiError(ValueError):
-    """The document as a whole cannot be read (not XML, not IATI 2.x, unsafe)."""
+    """The document as a whole cannot be read (not XML, not IATI 2.01–2.03, unsafe)."""
 
 
 def _text(element):
@@ -40,6 +36,18 @@ def _text(element):
     narrative = element.find("narrative")
     text = (narrative.text if narrative is not None else element.text) or ""
     return text.strip() or None
+
+
+def check_version(version):
+    """The reason a document of this ``iati-activities/@version`` is refused, or None."""
+    if not version:
+        return "the <iati-activities> root has no version attribute; IATI activity files declare 2.01–2.03"
+    if version.startswith("1."):
+        return (f"IATI version {version} is not supported: 1.0x files are read no more; publish (or convert) "
+                "them as 2.0x (2.01–2.03)")
+    if version not in SUPPORTED_VERSIONS:
+        return f"IATI version {version} is not supported; expected 2.01–2.03"
+    return None
 
 
 def parse(xml_bytes):
@@ -53,15 +61,49 @@ def parse(xml_bytes):
         raise IatiError(f"not well-formed XML: {exc}")
     if root.tag != "iati-activities":
         raise IatiError(f"root element is <{root.tag}>; an IATI activity file has <iati-activities>")
-    version = root.get("version") or ""
-    if version.split(".")[0] != SUPPORTED_MAJOR:
-        raise IatiError(f"IATI version {version or '(missing)'} is not supported; expected 2.0x (2.03)")
+    version = (root.get("version") or "").strip()
+    problem = check_version(version)
+    if problem:
+        raise IatiError(problem)
     activities = [parse_activity(element, position)
                   for position, element in enumerate(root.findall("iati-activity"), start=1)]
     return {"version": version, "generated_datetime": root.get("generated-datetime")}, activities
 
 
+def _coded(element):
+    return {"code": (element.get("code") or "").strip() or None, "vocabulary": element.get("vocabulary"),
+            "percentage": element.get("percentage")}
+
+
+def _value(holder):
+    """A ``value`` child as raw text with its currency and value-date (checked by the mapping)."""
+    value = holder.find("value")
+    if value is None:
+        return {"value": None, "currency": None, "value_date": None}
+    return {"value": value.text, "currency": value.get("currency"), "value_date": value.get("value-date")}
+
+
+def _period(holder):
+    start, end = holder.find("period-start"), holder.find("period-end")
+    return {"period_start": start.get("iso-date") if start is not None else None,
+            "period_end": end.get("iso-date") if end is not None else None}
+
+
+def parse_transaction(element):
+    kind = element.find("transaction-type")
+    date = element.find("transaction-date")
+    country = element.find("recipient-country")
+    region = element.find("recipient-region")
+    return {"type": kind.get("code") if kind is not None else None,
+            "date": date.get("iso-date") if date is not None else None,
+            **_value(element),
+            "sectors": [_coded(s) for s in element.findall("sector")],
+            "country": _coded(country) if country is not None else None,
+            "region": _coded(region) if region is not None else None}
+
+
 def parse_activity(element, position):
+    """One ``iati-activity`` as plain data, its texts as published (the mapping checks them)."""
     reporting = element.find("reporting-org")
     status = element.find("activity-status")
     scope = element.find("activity-scope")
@@ -72,9 +114,15 @@ def parse_activity(element, position):
     for date in element.findall("activity-date"):
         if date.get("type") and date.get("iso-date"):
             dates[date.get("type")] = date.get("iso-date")[:10]
+    identifier, note, problem = iati_mapping.clean_identifier(element.findtext("iati-identifier"),
+                                                              "iati-identifier")
     return {
         "position": position,
-        "iati_identifier": (element.findtext("iati-identifier") or "").strip() or None,
+        "iati_identifier": identifier,
+        "identifier_problem": problem,
+        "notes": [note] if note else [],
+        "last_updated": element.get("last-updated-datetime"),
+        "default_currency": element.get("default-currency"),
         "reporting_org_ref": reporting.get("ref") if reporting is not None else None,
         "reporting_org_name": _text(reporting),
         "title": _text(title),
@@ -82,89 +130,52 @@ def parse_activity(element, position):
         "status_code": status.get("code") if status is not None else None,
         "scope_code": scope.get("code") if scope is not None else None,
         "dates": dates,
-        "countries": [c.get("code") for c in element.findall("recipient-country")],
-        "regions": [{"code": r.get("code"), "vocabulary": r.get("vocabulary")}
-                    for r in element.findall("recipient-region")],
-        "sectors": [{"code": s.get("code"), "vocabulary": s.get("vocabulary")}
-                    for s in element.findall("sector")],
+        "countries": [_coded(c) for c in element.findall("recipient-country")],
+        "regions": [_coded(r) for r in element.findall("recipient-region")],
+        "sectors": [_coded(s) for s in element.findall("sector")],
         "tags": [{"code": t.get("code"), "vocabulary": t.get("vocabulary")} for t in element.findall("tag")],
+        "budgets": [{"type": b.get("type"), "status": b.get("status"), **_period(b), **_value(b)}
+                    for b in element.findall("budget")],
+        "planned_disbursements": [{"type": d.get("type"), **_period(d), **_value(d)}
+                                  for d in element.findall("planned-disbursement")],
+        "transactions": [parse_transaction(t) for t in element.findall("transaction")],
     }
 
 
-def dry_run(xml_bytes, sector_map):
-    """What an import would do, without storing: the per-activity report."""
-    _, activities = parse(xml_bytes)
-    results, seen = [], {}
+def checked(activities, sector_map):
+    """Per activity ``(activity, filed or None, reason, warnings)``: mapped onto an offer and
+    checked by ``IatiOfferSchema``. An identifier the file has already had is a duplicate: only
+    the first activity of an identifier is read."""
+    seen = {}
     for activity in activities:
-        result = {"position": activity["position"], "iati_identifier": activity["iati_identifier"]}
-        filing, reason = domain.offer_from_activity(activity, sector_map)
-        if filing is not None and activity["iati_identifier"] in seen:
-            filing, reason = None, f"duplicate iati-identifier (activity {seen[activity['iati_identifier']]})"
+        identifier = activity["iati_identifier"]
+        filing, reason, warnings = iati_mapping.map_activity(activity, sector_map)
+        if identifier and identifier in seen:
+            yield activity, None, (f"duplicate iati-identifier: activity {seen[identifier]} of this file has it "
+                                   "(only the first is read)"), warnings
+            continue
+        if identifier:
+            seen[identifier] = activity["position"]
         if filing is not None:
             try:
-                OfferSchema().load(filing)
+                filing = FILING.load(filing)
             except ValidationError as exc:
                 filing, reason = None, "; ".join(describe_errors(exc.messages))
-        seen.setdefault(activity["iati_identifier"], activity["position"])
-        results.append({**result, "outcome": "would import" if filing else "skipped", "reason": reason})
-    return domain.import_summary(results)
+        yield activity, filing, reason, warnings
 
 
-def load_map(path):
-    extra = json.loads(open(path, encoding="utf-8").read()) if path else {}
-    problems = domain.sector_map_problems(extra)
-    if problems:
-        raise SystemExit("sector map: " + "; ".join(f"{code}: {msg}" for code, msg in problems))
-    return domain.merged_sector_map(extra)
-
-
-def run_import(xml_bytes, sector_map, actor, amqp_uri=None, mongo_uri=None, db_prefix=None):
-    """Import into the supply database, publishing through the outbox like the service."""
+def dry_run(xml_bytes, sector_map):
+    """What an import would do, without storing (offline): the per-activity report."""
     _, activities = parse(xml_bytes)
-    overrides = {config.AMQP_URI_KEY: amqp_uri, config.MONGO_URI_KEY: mongo_uri,
-                 config.DB_NAME_KEY: config.db_name("supply", db_prefix) if db_prefix else None}
-    container_config = config.service_config("supply", **{k: v for k, v in overrides.items() if v})
-    with opened(SupplyStore, container_config) as repository:
-        return repository.import_iati(activities, sector_map, actor)
+    return iati_mapping.import_summary([
+        iati_mapping.report_entry(activity, "would import" if filed else "skipped", filed, reason, warnings)
+        for activity, filed, reason, warnings in checked(activities, sector_map)])
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m services.supply.iati", description=__doc__.split("\n")[0])
-    parser.add_argument("file", help="IATI 2.03 activity XML file")
-    parser.add_argument("--dry-run", action="store_true", help="report what would be imported; store nothing")
-    parser.add_argument("--map", help="JSON file: extra DAC sector code → {articles, chapters, forms}")
-    parser.add_argument("--actor", default="operator:cli", help="who the events name as actor")
-    parser.add_argument("--amqp-uri")
-    parser.add_argument("--mongo-uri")
-    parser.add_argument("--db-prefix")
-    args = parser.parse_args(argv)
-    try:
-        with open(args.file, "rb") as handle:
-            xml_bytes = handle.read()
-    except OSError as exc:
-        print(f"cannot read {args.file}: {exc.strerror}", file=sys.stderr)
-        return 2
-    sector_map = load_map(args.map)
-    try:
-        if args.dry_run:
-            report = dry_run(xml_bytes, sector_map)
-        else:
-            report = run_import(xml_bytes, sector_map, args.actor, args.amqp_uri, args.mongo_uri, args.db_prefix)
-    except IatiError as exc:
-        print(f"{args.file}: {exc}", file=sys.stderr)
-        return 2
-    for result in report["results"]:
-        line = f"  #{result['position']:<3} {result['iati_identifier'] or '(no identifier)':<40} {result['outcome']}"
-        if result.get("offer_id"):
-            line += f" → {result['offer_id']}"
-        if result.get("reason"):
-            line += f": {result['reason']}"
-        print(line)
-    print(f"{report['activities']} activities: {report['imported']} "
-          f"{'would be imported' if args.dry_run else 'imported'}, {report['skipped']} skipped")
-    print(json.dumps({k: v for k, v in report.items() if k != "results"}))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def load_map(text):
+    """The sector map, the default extended by ``text`` (JSON); ValueError naming each problem."""
+    extra = json.loads(text) if text else {}
+    problems = iati_mapping.sector_map_problems(extra)
+    if problems:
+        raise ValueError("sector map: " + "; ".join(f"{code}: {msg}" for code, msg in problems))
+    return iati_mapping.merged_sector_map(extra)

@@ -5,11 +5,11 @@ classes are the contract of docs/events.md.
 """
 from datetime import date
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
-from services.supply import domain, experts
+from services.supply import domain, experts, iati_mapping, money
 from tacoord import envelope, reference
-from tacoord.fields import EntityId, GroupId, Language, OrgId, Reason, StateCode
+from tacoord.fields import EntityId, GroupId, Language, OrgId, Reason, StateCode, TacoordField, Text
 
 
 # --- fields ---------------------------------------------------------------------------------
@@ -44,6 +44,108 @@ def _raise_problems(problems):
         raise ValidationError(errors)
 
 
+class OrgRef(TacoordField):
+    """An organisation as an IATI file names it: an IATI organisation id, or (imported with a
+    warning) a historical ref of another shape, one token such as ``41114``."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        ref = super()._deserialize(value, attr, data, **kwargs)
+        if not iati_mapping.LOOSE_REF.match(ref):
+            raise ValidationError(f"{value!r} is not an organisation identifier")
+        return ref
+
+    def json_schema(self):
+        return {"pattern": iati_mapping.LOOSE_REF.pattern,
+                "description": "organisation identifier: an IATI organisation id {agency}-{number} such as "
+                               "GB-GOV-1 (offers filed directly), or a historical ref as published in an "
+                               "IATI file (imported with a warning)"}
+
+
+class Currency(TacoordField):
+    def _deserialize(self, value, attr, data, **kwargs):
+        code = super()._deserialize(value, attr, data, **kwargs).upper()
+        if not money.CURRENCY.match(code):
+            raise ValidationError(f"{value!r} is not an ISO 4217 currency code such as 'USD'")
+        return code
+
+    def json_schema(self):
+        return {"pattern": "^[A-Za-z]{3}$", "description": "ISO 4217 currency code (upper-cased on input)"}
+
+
+class OneOrMany(fields.List):
+    """A list that also takes a single item (``"budget": {…}`` is a budget of one line)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(value if isinstance(value, list) else [value], attr, data, **kwargs)
+
+
+# --- money (services/supply/money.py) ----------------------------------------------------------
+
+MAX_MONEY_LINES = 2000
+
+
+class MoneyLine(Schema):
+    """A value in a currency on a value date (IATI ``value``); the currency defaults to the offer's."""
+
+    class Meta:
+        unknown = RAISE
+
+    value = fields.Float(required=True, allow_nan=False)
+    currency = Currency(load_default=None, allow_none=True)
+    value_date = IsoDate(load_default=None, allow_none=True)
+
+
+class PeriodLine(MoneyLine):
+    period_start = IsoDate(load_default=None, allow_none=True)
+    period_end = IsoDate(load_default=None, allow_none=True)
+
+    @validates_schema
+    def period(self, line, **kwargs):
+        if line.get("period_start") and line.get("period_end") and line["period_end"] < line["period_start"]:
+            raise ValidationError("must not be before period_start", "period_end")
+
+
+class BudgetSchema(PeriodLine):
+    """IATI ``budget``: BudgetType 1 original / 2 revised, BudgetStatus 1 indicative / 2 committed."""
+
+    type = fields.String(load_default="original", validate=validate.OneOf(money.BUDGET_TYPES))
+    status = fields.String(load_default="indicative", validate=validate.OneOf(money.BUDGET_STATUSES))
+
+
+class PlannedDisbursementSchema(PeriodLine):
+    """IATI ``planned-disbursement``."""
+
+
+
+
+class TransactionSchema(MoneyLine):
+    """IATI ``transaction`` of TransactionType 1–4; ``share``: its own anti-corruption share when it
+    reports its own sectors (else the offer's); ``state``: its own recipient country."""
+
+    type = fields.String(required=True, validate=validate.OneOf(money.TRANSACTION_TYPES))
+    date = IsoDate(load_default=None, allow_none=True)
+    share = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0, max=1))
+    state = StateCode(load_default=None, allow_none=True)
+
+
+def _money_problems(offer):
+    """Each money line needs a currency: its own or the offer's."""
+    problems = []
+    for key in ("budget", "planned_disbursements", "transactions"):
+        for index, line in enumerate(offer.get(key) or ()):
+            if not line.get("currency") and not offer.get("currency"):
+                problems.append((key, f"line {index + 1}: give its currency or the offer's currency "
+                                      "(ISO 4217)"))
+    return problems
+
+
+def _fill_currency(offer):
+    for key in ("budget", "planned_disbursements", "transactions"):
+        if key in offer:
+            offer[key] = money.with_currency(offer[key], offer.get("currency"))
+    return offer
+
+
 # --- offers ---------------------------------------------------------------------------------
 
 class OfferFields(Schema):
@@ -62,8 +164,14 @@ class OfferFields(Schema):
     forms = fields.List(Form(), validate=validate.Length(min=1, max=8, error="give 1 to 8 forms of assistance"))
     capacity = fields.Integer(strict=True, validate=validate.Range(min=1, max=10000))
     period_start = IsoDate()
-    period_end = IsoDate()
+    period_end = IsoDate(allow_none=True)
     languages = fields.List(Language(), validate=validate.Length(max=10))
+    anti_corruption_share = fields.Float(validate=validate.Range(min=0, max=1))
+    currency = Currency(allow_none=True)
+    budget = OneOrMany(fields.Nested(BudgetSchema), validate=validate.Length(max=MAX_MONEY_LINES))
+    planned_disbursements = fields.List(fields.Nested(PlannedDisbursementSchema),
+                                        validate=validate.Length(max=MAX_MONEY_LINES))
+    transactions = fields.List(fields.Nested(TransactionSchema), validate=validate.Length(max=MAX_MONEY_LINES))
 
 
 class OfferSchema(OfferFields):
@@ -82,8 +190,15 @@ class OfferSchema(OfferFields):
                         validate=validate.Length(min=1, max=8, error="give 1 to 8 forms of assistance"))
     capacity = fields.Integer(load_default=1, strict=True, validate=validate.Range(min=1, max=10000))
     period_start = IsoDate(required=True)
-    period_end = IsoDate(required=True)
+    period_end = IsoDate(load_default=None, allow_none=True)   # None: open-ended (ongoing)
     languages = fields.List(Language(), load_default=list, validate=validate.Length(max=10))
+    anti_corruption_share = fields.Float(load_default=1.0, validate=validate.Range(min=0, max=1))
+    currency = Currency(load_default=None, allow_none=True)
+    budget = OneOrMany(fields.Nested(BudgetSchema), load_default=list, validate=validate.Length(max=MAX_MONEY_LINES))
+    planned_disbursements = fields.List(fields.Nested(PlannedDisbursementSchema), load_default=list,
+                                        validate=validate.Length(max=MAX_MONEY_LINES))
+    transactions = fields.List(fields.Nested(TransactionSchema), load_default=list,
+                               validate=validate.Length(max=MAX_MONEY_LINES))
     status = fields.String(load_default="active", validate=validate.OneOf(
         domain.FILING_STATUSES, error="a new offer is one of: {choices}"))
     external_ref = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=120))
@@ -91,11 +206,30 @@ class OfferSchema(OfferFields):
 
     @validates_schema
     def consistent(self, offer, **kwargs):
-        _raise_problems(domain.offer_problems(offer))
+        _raise_problems(domain.offer_problems(offer) + _money_problems(offer))
+
+    @post_load
+    def currencies(self, offer, **kwargs):
+        return _fill_currency(offer)
+
+
+class IatiOfferSchema(OfferSchema):
+    """An offer mapped from an IATI activity: its provider is the reporting-org ref as published."""
+
+    provider = OrgRef(required=True)
 
 
 class OfferUpdateSchema(OfferFields):
-    """What a provider may change on its offer (PATCH); the merged offer is checked again."""
+    """What a provider may change on its offer (PATCH); the merged offer is checked again. Money
+    lines sent without a currency take the ``currency`` sent with them."""
+
+    @validates_schema
+    def currencies_given(self, changes, **kwargs):
+        _raise_problems(_money_problems(changes))
+
+    @post_load
+    def currencies(self, changes, **kwargs):
+        return _fill_currency(changes)
 
     status = fields.String(validate=validate.OneOf(
         domain.FILING_STATUSES, error="status may be set to one of: {choices} (DELETE withdraws)"))
@@ -108,7 +242,7 @@ class OfferEventSchema(Schema):
         unknown = RAISE
 
     offer_id = fields.String(required=True, validate=validate.Length(min=1, max=80))
-    provider = OrgId(required=True)
+    provider = OrgRef(required=True)
     provider_name = fields.String(required=True)
     level = fields.String(required=True, validate=validate.OneOf(domain.LEVELS))
     scope_states = fields.List(StateCode(), required=True)
@@ -119,10 +253,16 @@ class OfferEventSchema(Schema):
     forms = fields.List(fields.String(), required=True)
     capacity = fields.Integer(strict=True, required=True, validate=validate.Range(min=1))
     period_start = IsoDate(required=True)
-    period_end = IsoDate(required=True)
+    period_end = IsoDate(required=True, allow_none=True)   # null: open-ended
     languages = fields.List(fields.String(), required=True)
     status = fields.String(required=True, validate=validate.OneOf(domain.OFFER_STATUSES))
     iati_identifier = fields.String(load_default=None, allow_none=True)
+    # The money (services/supply/money.py); absent in events of offers filed before offers carried it.
+    anti_corruption_share = fields.Float(load_default=1.0, validate=validate.Range(min=0, max=1))
+    currency = fields.String(load_default=None, allow_none=True)
+    budget = fields.List(fields.Nested(BudgetSchema), load_default=list)
+    planned_disbursements = fields.List(fields.Nested(PlannedDisbursementSchema), load_default=list)
+    transactions = fields.List(fields.Nested(TransactionSchema), load_default=list)
     created_at = fields.String(required=True)
     updated_at = fields.String(required=True)
 
@@ -184,14 +324,14 @@ class ConsentSchema(Strict):
 
 
 class DeclarationSchema(Strict):
-    text = fields.String(required=True, validate=validate.Length(max=5000))
+    text = Text(required=True, validate=validate.Length(max=5000))
     date = IsoDate(required=True)
 
 
 class ContactSchema(Strict):
     email = fields.Email(load_default=None, allow_none=True)
     phone = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=40))
-    address = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
+    address = Text(load_default=None, allow_none=True, validate=validate.Length(max=500))
 
 
 class EducationSchema(Strict):
@@ -206,7 +346,7 @@ class EmploymentSchema(Strict):
     to = IsoDate(load_default=None, allow_none=True)
     employer = fields.String(required=True, validate=validate.Length(max=300))
     position = fields.String(required=True, validate=validate.Length(max=300))
-    duties = fields.String(load_default="", validate=validate.Length(max=3000))
+    duties = Text(load_default="", validate=validate.Length(max=3000))
 
 
 class AssignmentSchema(Strict):
@@ -215,7 +355,7 @@ class AssignmentSchema(Strict):
     client = fields.String(load_default="", validate=validate.Length(max=300))
     type = Form(load_default=None, allow_none=True)
     uncac_articles = fields.List(Article(), load_default=list)
-    outcome = fields.String(load_default="", validate=validate.Length(max=2000))
+    outcome = Text(load_default="", validate=validate.Length(max=2000))
 
 
 class RefereeSchema(Strict):
@@ -244,6 +384,8 @@ class ExpertFields(Strict):
     current_position = fields.String(allow_none=True, validate=validate.Length(max=300))
     employer = fields.String(allow_none=True, validate=validate.Length(max=300))
     employer_type = fields.String(allow_none=True, validate=validate.OneOf(experts.EMPLOYER_TYPES))
+    employer_country = StateCode(allow_none=True)      # the current employer's State: a conflict of interest
+    declared_conflicts = fields.List(StateCode(), validate=validate.Length(max=50))   # other States to avoid
     expertise = fields.List(fields.Nested(ExpertiseSchema), validate=validate.Length(max=60))
     thematic_areas = fields.List(fields.String(validate=validate.Length(max=100)), validate=validate.Length(max=15))
     forms = fields.List(Form(), validate=validate.Length(max=8))
@@ -257,7 +399,7 @@ class ExpertFields(Strict):
     employment_history = fields.List(fields.Nested(EmploymentSchema), validate=validate.Length(max=50))
     prior_assignments = fields.List(fields.Nested(AssignmentSchema), validate=validate.Length(max=100))
     irm_experience = fields.Boolean(allow_none=True)
-    irm_details = fields.String(allow_none=True, validate=validate.Length(max=2000))
+    irm_details = Text(allow_none=True, validate=validate.Length(max=2000))
     publications = fields.List(fields.String(validate=validate.Length(max=500)), validate=validate.Length(max=100))
     references = fields.List(fields.Nested(RefereeSchema), validate=validate.Length(max=10))
     availability = fields.Nested(AvailabilitySchema)
@@ -294,7 +436,7 @@ class ExpertUpdateSchema(ExpertFields):
 
 class TransitionSchema(Strict):
     to = fields.String(required=True, validate=validate.OneOf(experts.VETTING_STATUSES))
-    note = fields.String(load_default="", validate=validate.Length(max=2000))
+    note = Text(load_default="", validate=validate.Length(max=2000))
 
 
 class ExpertiseEventSchema(Strict):
@@ -330,6 +472,8 @@ class ExpertEventSchema(Strict):
     vetting_status = fields.String(required=True, validate=validate.OneOf(experts.VETTING_STATUSES))
     expires_at = fields.String(required=True, allow_none=True)
     updated_at = fields.String(required=True)
+    # States the expert is never proposed to (nationality, current employer's State, declared ones)
+    conflict_states = fields.List(fields.String(), load_default=list)
 
 
 for _type in experts.EXPERT_EVENTS:

@@ -8,19 +8,23 @@ import uuid
 
 from nameko.timer import timer
 
-from services.supply import bulk, experts, iati
+from services.supply import bulk, expert_template, experts, iati
 from services.supply.dependencies import LIST_LIMIT, SupplySettings, SupplyStore
 from services.supply.filters import EXPERT_FILTERS, OFFER_FILTERS, check_expert_filters, check_offer_filters
-from services.supply.schemas import (ExpertSchema, ExpertUpdateSchema, OfferSchema, OfferUpdateSchema,
-                                     TransitionSchema)
+from services.supply.schemas import (ExpertSchema, ExpertUpdateSchema, OfferEventSchema, OfferSchema,
+                                     OfferUpdateSchema, TransitionSchema)
 from tacoord import topology
 from tacoord.consumer import consume_each
 from tacoord.envelope import utcnow
 from tacoord.errors import Conflict, Forbidden, NotFound, Rejected
 from tacoord.ops import OpsServer
+from tacoord.routes import listing
 from tacoord.web import BadRequest, api, query_args, read_body, read_json, require_scope
 
 EXPIRY_CHECK_SECONDS = 3600
+OFFERS_FILE = {"text/csv": "a header line naming the columns, then one offer per line (services/supply/bulk.py)",
+               "application/json": OfferSchema(many=True)}
+IATI_FILE = {"application/xml": "an IATI 2.03 <iati-activities> document"}
 
 
 class SupplyService:
@@ -46,39 +50,41 @@ class SupplyService:
 
     # -- offers over HTTP -----------------------------------------------------------------------
 
-    @api("POST", "/offers", roles=("donor", "operator"))
+    @api("POST", "/offers", roles=("donor", "operator"), body=OfferSchema, response=OfferEventSchema)
     def publish_offer(self, request):
-        filed = read_json(request, OfferSchema())
+        filed = read_json(request)
         require_scope(request.principal, filed["provider"], "offers")
         offer, event = self.store.file_offer(filed, filed.get("external_ref") or uuid.uuid4().hex,
                                              request.principal.actor)
         return (201 if event["type"] == "offer.published" else 200), offer
 
-    @api("GET", "/offers")
+    @api("GET", "/offers", query=OFFER_FILTERS, response=listing("offers", OfferEventSchema))
     def list_offers(self, request):
         filters = check_offer_filters(query_args(request, OFFER_FILTERS))
         offers = self.store.find_offers(filters)
         return {"count": len(offers), "offers": offers}
 
-    @api("GET", "/offers/<string:offer_id>")
+    @api("GET", "/offers/<string:offer_id>", response=OfferEventSchema)
     def get_offer(self, request, offer_id):
         return self.store.get_offer(offer_id)
 
-    @api("PATCH", "/offers/<string:offer_id>", roles=("donor", "operator"))
+    @api("PATCH", "/offers/<string:offer_id>", roles=("donor", "operator"), body=OfferUpdateSchema,
+         response=OfferEventSchema)
     def update_offer(self, request, offer_id):
-        changes = read_json(request, OfferUpdateSchema())
+        changes = read_json(request)
         require_scope(request.principal, self.store.get_offer(offer_id)["provider"], "offers")
         if not changes:
             raise BadRequest("nothing to change: send at least one field")
         return self.store.change_offer(offer_id, changes, request.principal.actor)
 
-    @api("DELETE", "/offers/<string:offer_id>", roles=("donor", "operator"))
+    @api("DELETE", "/offers/<string:offer_id>", roles=("donor", "operator"), query=("reason",),
+         response=OfferEventSchema)
     def withdraw_offer(self, request, offer_id):
         require_scope(request.principal, self.store.get_offer(offer_id)["provider"], "offers")
         reason = query_args(request, ("reason",)).get("reason", "")[:1000]
         return self.store.withdraw_offer(offer_id, reason, request.principal.actor)
 
-    @api("POST", "/offers/import", roles=("donor", "partner", "operator"))
+    @api("POST", "/offers/import", roles=("donor", "partner", "operator"), body=OFFERS_FILE)
     def import_offers(self, request):
         """Bulk import: CSV (text/csv) or a JSON array; one summary, one reason per rejected line."""
         raw = read_body(request)
@@ -89,7 +95,7 @@ class SupplyService:
         summary = self.store.import_offers(bulk.filings(rows, request.principal), request.principal.actor)
         return {"format": "csv" if is_csv else "json", **summary}
 
-    @api("POST", "/offers/import/iati", roles=("donor", "operator"))
+    @api("POST", "/offers/import/iati", roles=("donor", "operator"), body=IATI_FILE)
     def import_iati(self, request):
         """IATI 2.03 activity XML; a donor imports the activities it reports itself."""
         raw = read_body(request)
@@ -105,10 +111,9 @@ class SupplyService:
 
     # -- experts ---------------------------------------------------------------------------------
 
-    @api("POST", "/experts", roles=("donor", "state", "operator"))
+    @api("POST", "/experts", roles=("donor", "state", "operator"), body=ExpertSchema)
     def register_expert(self, request):
-        schema = ExpertSchema()
-        cv = schema.dump(read_json(request, schema))
+        cv = ExpertSchema().dump(read_json(request))
         principal = request.principal
         if principal.is_operator():
             nominated_by = cv.get("nominated_by") or principal.subject
@@ -119,7 +124,7 @@ class SupplyService:
         cv.pop("nominated_by", None)
         return 201, self.store.register_expert(cv, nominated_by, principal.actor)
 
-    @api("GET", "/experts")
+    @api("GET", "/experts", query=EXPERT_FILTERS)
     def search_experts(self, request):
         filters = check_expert_filters(query_args(request, EXPERT_FILTERS))
         principal = request.principal
@@ -129,6 +134,11 @@ class SupplyService:
                                        utcnow(), LIST_LIMIT)
         return {"count": len(found), "experts": found}
 
+    @api("GET", "/experts/template")
+    def cv_template(self, request):
+        query_args(request, ())
+        return expert_template.template()
+
     @api("GET", "/experts/balance")
     def balance(self, request):
         now = utcnow()
@@ -136,7 +146,7 @@ class SupplyService:
                          if experts.searchable(e, now)]
         return experts.balance(nationalities)
 
-    @api("POST", "/experts/expire-due", roles=("operator",))
+    @api("POST", "/experts/expire-due", roles=("operator",), body=None)
     def expire_due_now(self, request):
         expired = self.store.expire_due(request.principal.actor)
         return {"expired": expired}
@@ -149,11 +159,9 @@ class SupplyService:
             raise NotFound(f"no expert {expert_id!r}")
         return view
 
-    @api("PATCH", "/experts/<string:expert_id>", roles=("donor", "state", "operator"))
+    @api("PATCH", "/experts/<string:expert_id>", roles=("donor", "state", "operator"), body=ExpertUpdateSchema)
     def update_expert(self, request, expert_id):
-        schema = ExpertUpdateSchema()
-        loaded = read_json(request, schema)
-        changes = schema.dump(loaded)
+        changes = ExpertUpdateSchema().dump(read_json(request))
         expert = self.store.get_expert(expert_id)
         require_scope(request.principal, expert["owner"], "experts")
         if "expires_at" in changes and not request.principal.is_operator():
@@ -166,9 +174,10 @@ class SupplyService:
             raise Conflict(f"expert {expert_id} is expired; re-submit it (transition to 'submitted') first")
         return self.store.update_expert(expert_id, changes, request.principal.actor)
 
-    @api("POST", "/experts/<string:expert_id>/transition", roles=("donor", "state", "operator"))
+    @api("POST", "/experts/<string:expert_id>/transition", roles=("donor", "state", "operator"),
+         body=TransitionSchema)
     def transition_expert(self, request, expert_id):
-        body = read_json(request, TransitionSchema())
+        body = read_json(request)
         expert = self.store.get_expert(expert_id)
         require_scope(request.principal, expert["owner"], "experts")
         return self.store.transition_expert(expert_id, body["to"], body["note"], request.principal,

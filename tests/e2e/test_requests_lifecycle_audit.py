@@ -75,3 +75,48 @@ def test_a_regional_workshop_request_is_audited_step_by_step_until_held(sandbox,
 
     verified = requests.get(sandbox.url("audit", "/audit/verify"), headers=operator, timeout=5).json()
     assert verified["intact"] is True
+
+
+def test_a_non_reporting_party_is_offered_checklist_help_accepts_it_and_every_step_is_audited(sandbox, start):
+    from services.needs.service import NeedsService
+    start(AuditService, NeedsService, RequestsService)
+    operator, chad, donor = sandbox.headers("operator"), sandbox.headers("state", "TCD"), sandbox.headers(
+        "donor", "GB-GOV-1")
+    for state in ("KEN", "NGA"):
+        filed = requests.post(sandbox.url("needs", "/needs"), headers=operator, timeout=5, json={
+            "state": state, "article": 9, "forms": ["LEGAL_ADVICE"], "priority": 1, "checklist_round": "2027-1"})
+        assert filed.status_code == 201, filed.text
+    coverage = requests.get(sandbox.url("needs", "/needs/reporting-rate?checklist_round=2027-1"), headers=donor,
+                            timeout=5).json()
+    assert "TCD" in coverage["by_group"]["AFRICAN"]["not_reported"]     # a party since 2018 that has not reported
+
+    offered = requests.post(sandbox.url("requests", "/requests/offers"), headers=donor, timeout=5, json={
+        "state": "TCD", "checklist_round": "2027-1", "language": "fr",
+        "expected_outcomes": "Chad's self-assessment checklist completed with a national team"})
+    assert offered.status_code == 201, offered.text
+    request_id = offered.json()["request_id"]
+
+    def history():
+        response = requests.get(sandbox.url("audit", f"/audit/entities/request/{request_id}"), headers=operator,
+                                timeout=5)
+        assert response.status_code == 200, response.text
+        return response.json()["records"]
+
+    def move(who, count, **body):
+        response = requests.post(sandbox.url("requests", f"/requests/{request_id}/transitions"), json=body,
+                                 headers=who, timeout=5)
+        assert response.status_code == 200, response.text
+        wait_until(lambda: len(history()) == count, message=f"audit record for {body['to']}")
+
+    wait_until(lambda: len(history()) == 1, message="the offer audited")
+    move(chad, 2, to="submitted")
+    move(operator, 3, to="under_review")
+    move(operator, 4, to="approved")
+    move(operator, 5, to="scheduled", scheduled_for="2027-04-12")
+    move(chad, 6, to="held", outcome_notes="Checklist submitted to the Secretariat")
+    records = history()
+    assert [r["type"] for r in records] == ["workshop.offered", "workshop.accepted", "workshop.under_review",
+                                            "workshop.approved", "workshop.scheduled", "workshop.held"]
+    assert [r["actor"] for r in records] == ["donor:GB-GOV-1", "state:TCD", "operator:*", "operator:*",
+                                             "operator:*", "state:TCD"]
+    assert all(r["event"]["data"]["offered_by"] == "GB-GOV-1" for r in records)

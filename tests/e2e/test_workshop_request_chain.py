@@ -93,3 +93,59 @@ def test_a_regional_workshop_goes_from_filing_to_held_with_real_matching_and_not
     assert records[1]["causation_id"] == records[0]["event"]["id"]
     assert [r["seq"] for r in records] == sorted(r["seq"] for r in records)
     assert len(network_hook.received) == 1 and len(donor_hook.received) == 1
+
+
+ARINSA = {"network_id": "ARINSA", "name": "Asset Recovery Inter-Agency Network of Southern Africa",
+          "kind": "regional_network", "states": ["ZAF", "BWA", "NAM"], "focus_articles": [54],
+          "website": "https://www.arinsa.org"}
+
+
+def test_a_network_workshop_proposes_its_members_and_the_proposed_donor_reads_it_and_hears_the_dates(
+        sandbox, start, receivers):
+    start(AuditService, NeedsService, SupplyService, MatchingService, NotifyService, RequestsService, **FAST)
+    operator, south_africa = sandbox.headers("operator"), sandbox.headers("state", "ZAF")
+    asset_donor, other_donor = "CH-FDFA-1", "DE-BMZ-1"
+    dates_hook, other_hook = receivers(), receivers()
+    scheduled_only = {"types": ["workshop.scheduled"]}
+    subscribe(sandbox, "donor", asset_donor, {"channel": "webhook", "url": dates_hook.url, "filter": scheduled_only})
+    subscribe(sandbox, "donor", other_donor, {"channel": "webhook", "url": other_hook.url, "filter": scheduled_only})
+
+    registered = requests.post(sandbox.url("requests", "/networks"), json=ARINSA, headers=operator, timeout=5)
+    assert registered.status_code == 201, registered.text
+    # Kenya (not a member) completed a round; South Africa too. Two African offers: asset recovery and procurement.
+    sandbox.publish("need.submitted", {"state": "KEN", "article": 54, "forms": ["LEGAL_ADVICE"], "priority": 1,
+                                       "checklist_round": "2026-1"})
+    sandbox.publish("need.submitted", {"state": "ZAF", "article": 54, "forms": ["LEGAL_ADVICE"], "priority": 1,
+                                       "checklist_round": "2026-1"})
+    for donor, articles in ((asset_donor, [54, 57]), (other_donor, [9])):
+        offer = requests.post(sandbox.url("supply", "/offers"), headers=sandbox.headers("donor", donor), timeout=10,
+                              json={**AFRICA_OFFER, "provider": donor, "chapters": [], "articles": articles})
+        assert offer.status_code == 201, offer.text
+    wait_until(lambda: sandbox.db("matching").needs_view.count_documents({}) == 2
+               and sandbox.db("matching").offers_view.count_documents({}) == 2, message="matching read model")
+
+    filed = requests.post(sandbox.url("requests", "/requests"), headers=south_africa, timeout=5, json={
+        **REGIONAL, "state": "ZAF", "network_id": "ARINSA", "articles": [54],
+        "expected_outcomes": "A regional gap analysis of asset-recovery laws"})
+    assert filed.status_code == 201, filed.text
+    request_id = filed.json()["request_id"]
+    assert filed.json()["network_states"] == ["BWA", "NAM", "ZAF"]      # from the directory, not asked again
+
+    donor_view = sandbox.headers("donor", asset_donor)
+    shown = wait_until(lambda: requests.get(sandbox.url("requests", f"/requests/{request_id}"), headers=donor_view,
+                                            timeout=5).json().get("proposed_participants"),
+                       message="the proposed donor reads the request")
+    assert shown["states_completed"] == ["ZAF"] and shown["states_upcoming"] == []   # KEN is not a member
+    assert shown["donors"] == [asset_donor]
+    assert requests.get(sandbox.url("requests", f"/requests/{request_id}"), timeout=5,
+                        headers=sandbox.headers("donor", other_donor)).status_code == 403
+
+    for body in ({"to": "under_review"}, {"to": "approved"}, {"to": "scheduled", "scheduled_for": "2027-05-11"}):
+        moved = requests.post(sandbox.url("requests", f"/requests/{request_id}/transitions"), json=body,
+                              headers=operator, timeout=5)
+        assert moved.status_code == 200, moved.text
+    wait_until(lambda: len(dates_hook.received) == 1, message="the proposed donor hears the dates")
+    told = json.loads(dates_hook.received[0]["body"])["event"]
+    assert told["type"] == "workshop.scheduled" and told["data"]["scheduled_for"] == "2027-05-11"
+    assert told["data"]["donors"] == [asset_donor] and told["data"]["preferred_dates"] == REGIONAL["preferred_dates"]
+    assert other_hook.received == []

@@ -10,5 +10,5 @@ def test_stack_status_reports_every_component_and_fails_when_the_broker_is_not_o
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
     assert [line.split()[0] for line in lines] == ["rabbitmq", "mongo", "audit", "needs", "supply", "requests",
-                                                  "matching", "notify"]
+                                                  "matching", "notify", "gateway"]
     assert lines[0].startswith("rabbitmq  down")

@@ -54,6 +54,10 @@ ROUTES = [
     ("requests", "POST", "/requests/{request}/transitions", {"to": "under_review"}),
     ("notify", "POST", "/subscriptions", SUBSCRIPTION),
     ("notify", "POST", "/networks", NETWORK),
+    ("needs", "PUT", "/parties/NIU", {"status": "party", "deposited": "2017-03-03", "source": "a notification"}),
+    ("requests", "POST", "/requests/offers", {"state": "TCD", "expected_outcomes": "Checklist", "language": "fr"}),
+    ("requests", "POST", "/networks", {**NETWORK, "kind": "regional_network"}),
+    ("requests", "PATCH", "/networks/FUZZ_NET", {"description": "changed"}),
 ]
 
 
@@ -64,6 +68,8 @@ def world(stack):
         headers = {"Authorization": f"Bearer {sandbox.api_key('operator', '*')}"}
         need = requests.post(sandbox.url("needs", "/needs"), json=NEED, headers=headers, timeout=10).json()
         filed = requests.post(sandbox.url("requests", "/requests"), json=REQUEST, headers=headers, timeout=10).json()
+        requests.post(sandbox.url("requests", "/networks"), headers=headers, timeout=10, json={
+            "network_id": "FUZZ_NET", "name": "Fuzz network", "kind": "regional_network", "states": ["KEN"]})
         yield sandbox, headers, {"need": need["need_id"], "request": filed["request_id"]}
 
 

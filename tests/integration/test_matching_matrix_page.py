@@ -9,7 +9,8 @@ def test_the_matrix_page_and_its_files_are_public_with_a_strict_policy(sandbox, 
     start(MatchingService)
     page = requests.get(sandbox.url("matching", "/matrix/page"), timeout=5)
     assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
-    assert '<table id="matrix">' in page.text and "/matrix/static/matrix.js" in page.text
+    assert '<table id="matrix">' in page.text and 'src="static/matrix.js"' in page.text  # relative: works behind
+    # the gateway too (/api/matching/matrix/page)
     policy = page.headers["Content-Security-Policy"]
     assert "script-src 'self'" in policy and "connect-src 'self'" in policy and "frame-ancestors 'none'" in policy
     assert page.headers["X-Content-Type-Options"] == "nosniff"
@@ -21,7 +22,7 @@ def test_the_matrix_page_and_its_files_are_public_with_a_strict_policy(sandbox, 
     assert style.status_code == 200 and style.headers["Content-Type"].startswith("text/css")
 
     root = requests.get(sandbox.url("matching", "/"), timeout=5, allow_redirects=False)
-    assert root.status_code == 302 and root.headers["Location"] == "/matrix/page"
+    assert root.status_code == 200 and root.json()["pages"] == ["/matrix/page"]  # the JSON index links the page
 
 
 def test_only_the_pages_own_files_are_served(sandbox, start):
@@ -48,7 +49,8 @@ def test_the_matrix_reference_gives_labels_and_filter_choices_to_any_role_with_a
                                                                 "GRULAC", "WEOG"]
     assert reference["levels"] == ["bilateral", "regional", "global"]
     assert {"id": "LEGAL_ADVICE", "label": "Legal advice"} in reference["forms"]
-    assert [s["id"] for s in reference["statuses"]] == ["unmet", "partly_met", "met", "duplicated", "no_need"]
+    assert [s["id"] for s in reference["statuses"]] == ["unmet", "proposed", "partly_met", "met", "delivered",
+                                                        "duplicated", "no_need"]
     assert get(sandbox, "/matrix/reference", colour="red").status_code == 400
 
 
@@ -64,15 +66,16 @@ def test_the_matrix_can_be_filtered_by_form_of_assistance(sandbox, start):
         return [{k: c[k] for k in ("row", "col", "needs", "offers", "matches", "status")}
                 for c in get(sandbox, "/matrix", **params).json()["cells"]]
 
-    assert cells() == [{"row": 9, "col": "KEN", "needs": 2, "offers": 1, "matches": 1, "status": "partly_met"}]
+    assert cells() == [{"row": 9, "col": "KEN", "needs": 2, "offers": 1, "matches": 1, "status": "proposed"}]
     assert cells(form="LEGAL_ADVICE") == [{"row": 9, "col": "KEN", "needs": 1, "offers": 1, "matches": 1,
-                                           "status": "met"}]
+                                           "status": "proposed"}]
     assert cells(form="ACTION_PLAN") == [{"row": 9, "col": "KEN", "needs": 2, "offers": 0, "matches": 0,
                                           "status": "unmet"}]
     assert cells(form="ONSITE_EXPERT") == []
     cell = get(sandbox, "/matrix/cell", article=9, state="KEN", form="ACTION_PLAN").json()
     assert cell["status"] == "unmet" and sorted(n["need_id"] for n in cell["needs"]) == ["KEN-9-n1", "KEN-9-n2"]
     assert cell["offers"] == [] and cell["matches"] == []
-    assert get(sandbox, "/matrix.csv", form="ACTION_PLAN").text.splitlines()[1] == "9,KEN,all,2,0,0,0,unmet,unmet,no"
+    assert get(sandbox, "/matrix.csv", form="ACTION_PLAN").text.splitlines()[1] == \
+        "9,KEN,all,2,0,0,0,0,0,unmet,unmet,no"
     bad = get(sandbox, "/matrix", form="MAGIC")
     assert bad.status_code == 422 and set(bad.json()["fields"]) == {"form"}

@@ -93,7 +93,7 @@ def test_an_offer_then_a_need_are_matched_stored_and_emitted_with_an_explanation
     assert 0 < data["score"] <= 1
 
     stored = sandbox.db("matching").matches.find_one({"_id": data["match_id"]})
-    assert stored["status"] == "active" and stored["_outbox_pending"] == 0
+    assert stored["status"] == "proposed" and stored["_outbox_pending"] == 0
     listed = get(sandbox, "/matches", need_id="KEN-9-n1").json()
     assert [m["match_id"] for m in listed["matches"]] == [data["match_id"]]
 
@@ -126,19 +126,24 @@ def test_the_matrix_shows_the_match_as_json_and_csv(sandbox, start):
 
     matrix = get(sandbox, "/matrix", role="donor", subject="GB-GOV-1").json()
     cells = {(c["row"], c["col"]): c for c in matrix["cells"]}
+    # a proposal is not "met": that takes an agreed match (tests/integration/test_matching_lifecycle.py)
     assert cells[(9, "KEN")] == {"row": 9, "col": "KEN", "needs": 1, "offers": 1, "matches": 1,
-                                 "matched_needs": 1, "status": "met", "coverage": "met", "duplicated": False}
+                                 "proposed_needs": 1, "agreed_needs": 0, "delivered_needs": 0,
+                                 "status": "proposed", "coverage": "proposed", "duplicated": False,
+                                 "committed": {}, "disbursed": {}}   # the offer carries no transactions
     assert cells[(9, "UGA")]["status"] == "unmet"
 
     by_group = get(sandbox, "/matrix", rows="chapter", cols="regional_group").json()["cells"]
     assert by_group == [{"row": 2, "col": "AFRICAN", "needs": 2, "offers": 1, "matches": 1,
-                         "matched_needs": 1, "status": "partly_met", "coverage": "partly_met", "duplicated": False}]
+                         "proposed_needs": 1, "agreed_needs": 0, "delivered_needs": 0, "status": "proposed",
+                         "coverage": "proposed", "duplicated": False, "committed": {}, "disbursed": {}}]
 
     response = get(sandbox, "/matrix.csv", state="KEN")
     assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert rows == [{"article": "9", "state": "KEN", "level": "all", "needs": "1", "offers": "1",
-                     "matches": "1", "matched_needs": "1", "status": "met", "coverage": "met", "duplicated": "no"}]
+                     "matches": "1", "proposed_needs": "1", "agreed_needs": "0", "delivered_needs": "0",
+                     "status": "proposed", "coverage": "proposed", "duplicated": "no"}]
 
     cell = get(sandbox, "/matrix/cell", article=9, state="KEN").json()
     assert [n["need_id"] for n in cell["needs"]] == ["KEN-9-n1"]
@@ -196,6 +201,48 @@ def test_a_regional_workshop_request_gets_proposed_participants(sandbox, start):
     assert data["states_completed"] == ["KEN"]
     assert data["states_upcoming"] == ["UGA"]  # named in the request, no checklist round yet
     assert data["donors"] == ["DE-BMZ-1"]
+
+
+def test_a_network_workshop_proposes_its_members_and_the_donors_covering_its_articles(sandbox, start):
+    start(MatchingService)
+    out = Collector(sandbox, "workshop.participants_proposed")
+    emit(sandbox, "need.submitted", need_data())                                         # KEN: not a member
+    emit(sandbox, "need.submitted", need_data("ZAF-54-n1", state="ZAF", article=54, chapter=5))
+    emit(sandbox, "offer.published", offer_data(offer_id="CH-1-o1", provider="CH-FDFA-1", scope_states=(),
+                                                scope_groups=("AFRICAN",), level="regional", articles=(54,)))
+    emit(sandbox, "offer.published", offer_data(offer_id="DE-1-o1", provider="DE-BMZ-1", scope_states=("BWA",)))
+    wait_until(lambda: sandbox.db("matching").offers_view.count_documents({}) == 2
+               and sandbox.db("matching").needs_view.count_documents({}) == 2, message="read model")
+    emit(sandbox, "workshop.requested", {
+        "request_id": "req-arinsa", "kind": "regional_workshop", "state": "ZAF", "regional_group": "AFRICAN",
+        "network_id": "ARINSA", "network_states": ["BWA", "NAM", "ZAF"], "states": ["ZAF"], "articles": [54],
+        "expected_outcomes": "asset recovery", "preferred_dates": [], "language": "en", "support_received": [],
+        "status": "submitted", "created_at": NOW, "updated_at": NOW})
+    data = out.wait_for("workshop.participants_proposed")[0]["data"]
+    assert (data["states_completed"], data["states_upcoming"]) == (["ZAF"], [])
+    assert data["donors"] == ["CH-FDFA-1"]          # DE's offer reaches Botswana but covers article 9 only
+
+
+def test_an_expert_is_not_proposed_to_a_need_of_a_state_where_the_roster_marks_a_conflict(sandbox, start):
+    start(MatchingService)
+    out = Collector(sandbox, "match.*")
+    base = {"expertise": [{"article": 9, "level": "expert"}], "languages": [{"code": "en", "level": "fluent"}],
+            "regions": ["AFRICAN"], "countries": [], "forms": ["LEGAL_ADVICE"],
+            "availability": {"status": "available", "from": None, "to": None}, "vetting_status": "active",
+            "expires_at": None, "updated_at": NOW}
+    emit(sandbox, "expert.registered", {**base, "expert_id": "exp-ken", "nationality": "KEN",
+                                        "conflict_states": ["KEN"]})
+    emit(sandbox, "expert.registered", {**base, "expert_id": "exp-emp", "nationality": "FRA",
+                                        "conflict_states": ["FRA", "UGA"]})         # employed by Uganda
+    wait_until(lambda: sandbox.db("matching").experts_view.count_documents({}) == 2, message="experts")
+    emit(sandbox, "need.submitted", need_data())
+    emit(sandbox, "need.submitted", need_data("UGA-9-n1", state="UGA"))
+    emit(sandbox, "need.submitted", need_data("TZA-9-n1", state="TZA"))
+    proposed = out.wait_for("match.proposed", count=4)
+    wait_until(lambda: sandbox.db("matching").needs_view.count_documents({}) == 3, message="needs")
+    pairs = {(e["data"]["need_id"], e["data"]["expert_id"]) for e in out.of_type("match.proposed")}
+    assert pairs == {("KEN-9-n1", "exp-emp"), ("UGA-9-n1", "exp-ken"), ("TZA-9-n1", "exp-ken"),
+                     ("TZA-9-n1", "exp-emp")}, proposed
 
 
 def test_an_offer_event_missing_what_matching_needs_is_dead_lettered(sandbox, start):
@@ -267,7 +314,7 @@ def test_a_backlog_is_handled_in_batches_with_the_matches_one_by_one_handling_gi
     retracted = {e["data"]["match_id"] for e in out.of_type("match.retracted")}
     assert set(proposed_by) - retracted == active
     stored = sandbox.db("matching").matches
-    assert {d["_id"] for d in stored.find({"status": "active"})} == active
+    assert {d["_id"] for d in stored.find({"status": "proposed"})} == active
     assert stored.count_documents({"_outbox_pending": {"$gt": 0}}) == 0
     assert {d["match_id"] for d in get(sandbox, "/matches", status="active").json()["matches"]} == active
 
@@ -302,7 +349,7 @@ def test_a_malformed_event_in_a_backlog_is_parked_with_its_reason_and_the_rest_a
     assert headers["x-tacoord-alone"] == 1  # it failed a batch first, then was parked on its own
     assert sorted(e["data"]["match_id"] for e in proposed) == sorted(proposed_by) == sorted(active)  # once each
     assert out.of_type("match.retracted") == []
-    assert {d["_id"] for d in sandbox.db("matching").matches.find({"status": "active"})} == active
+    assert {d["_id"] for d in sandbox.db("matching").matches.find({"status": "proposed"})} == active
     assert sandbox.db("matching").offers_view.find_one({"_id": "broken"}) is None
     done = {d["_id"].split(":", 1)[1] for d in sandbox.db("matching").processed_events.find({"state": "done"})}
     assert done == {e["id"] for e in events if e is not broken}

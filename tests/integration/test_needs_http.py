@@ -1,11 +1,14 @@
 """The needs service over HTTP, against the real broker and database."""
 import json
+from datetime import date
 
 import pytest
 import requests
 
 from services.needs.service import NeedsService
-from tests.integration.needs_helpers import KENYA_NEED, emitted, tap
+from tacoord import reference
+from tacoord.testing import wait_until
+from tests.integration.needs_helpers import KENYA_NEED, collect, emitted, states_parties_on, tap
 
 
 @pytest.fixture
@@ -129,8 +132,95 @@ def test_the_overview_and_reporting_rate_reflect_filed_needs(needs):
     needs.call("POST", "/needs", json={**KENYA_NEED, "state": "FRA", "checklist_round": "2027-1"})
     overview = needs.call("GET", "/needs/overview", "network", "AFRICAN").json()
     assert overview["counts"]["9"]["AFRICAN"] == 2 and overview["counts"]["9"]["WEOG"] == 1
-    rate = needs.call("GET", "/needs/reporting-rate", "donor", "GB-GOV-1").json()
-    assert (rate["reported"], rate["parties"], rate["text"]) == (2, 193, "2 of 193")
-    assert rate["rate"] == round(2 / 193, 3)
+    rate = needs.call("GET", "/needs/reporting-rate?as_of=2009-09-03", "donor", "GB-GOV-1").json()
+    parties_then = states_parties_on("2009-09-03")
+    assert (rate["reported"], rate["parties"]) == (2, len(parties_then))
+    assert rate["text"] == f"2 of {len(parties_then)}" and rate["rate"] == round(2 / len(parties_then), 3)
+    assert rate["as_of"] == "2009-09-03"
     by_round = needs.call("GET", "/needs/reporting-rate?checklist_round=2027-1").json()
     assert by_round["reported"] == 1 and by_round["checklist_round"] == "2027-1"
+
+
+# --- the parties to the Convention and a round's coverage of them ------------------------------
+
+def test_coverage_counts_the_states_parties_at_the_rounds_date_and_names_those_that_did_not_report(needs):
+    for state in ("KEN", "AFG", "SOM", "PSE"):
+        assert needs.call("POST", "/needs", json={**KENYA_NEED, "state": state}).status_code == 201
+    rate = needs.call("GET", "/needs/reporting-rate?checklist_round=2026-1&as_of=2008-12-18", "state", "GHA").json()
+    then = states_parties_on("2008-12-18")
+    assert {"AFG", "KEN"} <= then and "SOM" not in then and "PSE" not in then
+    assert (rate["reported"], rate["parties"]) == (2, len(then))       # Afghanistan: a party since 24 Sep 2008
+    assert rate["not_counted"] == ["PSE", "SOM"]                        # not yet parties in 2008
+    assert "KEN" not in rate["by_group"]["AFRICAN"]["not_reported"]
+    assert "GHA" in rate["by_group"]["AFRICAN"]["not_reported"]
+    assert sum(g["parties"] for g in rate["by_group"].values()) == len(then)
+    assert {p["party"] for p in rate["not_reported"]} == then - {"AFG", "KEN"}
+    assert rate["regional_organizations"][0]["party"] == "EU" and rate["regional_organizations"][0]["reported"] is False
+    assert sum(rate["denominator_verification"].values()) == len(then)
+
+    today = needs.call("GET", "/needs/reporting-rate?checklist_round=2026-1").json()
+    assert today["as_of"] == date.today().isoformat() and today["not_counted"] == []
+    assert today["by_group"]["NONE"]["reported"] == 1                  # the State of Palestine, in no UN group
+    assert needs.call("GET", "/needs/reporting-rate?as_of=last-year").json()["fields"] == {
+        "as_of": ["as_of must be a date YYYY-MM-DD, not 'last-year'"]}
+    assert needs.call("GET", "/needs/reporting-rate?when=2009").status_code == 400
+
+
+def test_every_role_reads_the_parties_with_how_each_date_was_obtained(needs):
+    listed = needs.call("GET", "/parties", "network", "AFRICAN").json()
+    assert listed["count"] == len(reference.parties())
+    assert set(listed["legend"]["verification_legend"]) >= {"verified", "unverified_recalled", "unknown"}
+    holy_see = needs.call("GET", "/parties/vat", "donor", "GB-GOV-1").json()
+    assert (holy_see["status"], holy_see["deposited"], holy_see["party_since"]) == ("party", "2016-09-19",
+                                                                                   "2016-10-19")
+    assert holy_see["verification"] == "verified" and holy_see["regional_group"] is None
+    on = needs.call("GET", "/parties?as_of=2009-09-03&regional_group=none").json()
+    assert {p["party"] for p in on["parties"]} == {c for c in states_parties_on("2009-09-03")
+                                                    if reference.states()[c].get("regional_group") is None}
+    unknown = needs.call("GET", "/parties?verification=unknown").json()["parties"]
+    assert unknown and all(p["deposited"] is None for p in unknown)
+    assert needs.call("GET", "/parties?status=maybe").json()["fields"]["status"][0].startswith("status must be")
+    assert needs.call("GET", "/parties/XYZ").status_code == 404
+
+
+def test_an_operator_corrects_a_party_and_the_correction_is_an_audited_event(sandbox, start):
+    from services.audit.service import AuditService
+    events = tap(sandbox, "test.parties-tap", ("party.*",))
+    start(NeedsService, AuditService)
+
+    def call(method, path, role="operator", subject="*", **kwargs):
+        return requests.request(method, sandbox.url("needs", path), headers=sandbox.headers(role, subject),
+                                timeout=30, **kwargs)
+
+    body = {"status": "party", "instrument": "accession", "deposited": "2017-03-03",
+            "source": "depositary notification C.N.123.2017.TREATIES-XVIII.14"}
+    refused = call("PUT", "/parties/NIU", "state", "NIU", json=body)
+    assert refused.status_code == 403 and "role 'state' may not PUT" in refused.json()["error"]
+    incomplete = call("PUT", "/parties/NIU", json={"status": "party"})
+    assert incomplete.status_code == 422
+    assert set(incomplete.json()["fields"]) == {"source"}
+    undated = call("PUT", "/parties/NIU", json={"status": "party", "source": "a notification"})
+    assert undated.status_code == 422 and list(undated.json()["fields"]) == ["deposited"]
+    assert call("PUT", "/parties/NIU", json={**body, "deposited": "3 March"}).json()["fields"] == {
+        "deposited": ["Not a valid date."]}
+
+    corrected = call("PUT", "/parties/niu", json=body)
+    assert corrected.status_code == 200, corrected.text
+    entry = corrected.json()
+    assert (entry["status"], entry["party_since"], entry["verification"], entry["changed"]) == (
+        "party", "2017-04-02", "operator_corrected", True)
+    assert entry["corrected_by"] == "operator:*" and entry["shipped"]["status"] == "unknown"
+    assert call("PUT", "/parties/NIU", json=body).json()["changed"] is False      # the same again: no event
+    assert call("GET", "/parties/NIU", "state", "KEN").json()["deposited"] == "2017-03-03"
+
+    [event] = collect(sandbox, events, 1)
+    assert event["type"] == "party.corrected" and event["actor"] == "operator:*" and event["source"] == "needs"
+    assert event["data"]["previous"] == {"status": "unknown", "instrument": None, "deposited": None,
+                                         "verification": "unknown"}
+    history = wait_until(lambda: requests.get(sandbox.url("audit", "/audit/entities/party/NIU"), timeout=10,
+                                              headers=sandbox.headers("operator")).json()["records"],
+                         message="the correction in the audit log")
+    assert [r["type"] for r in history] == ["party.corrected"] and history[0]["actor"] == "operator:*"
+    rate = call("GET", "/needs/reporting-rate").json()
+    assert "NIU" in rate["by_group"]["NONE"]["not_reported"]
+    assert "NIU" not in {u["party"] for u in rate["undetermined"]}

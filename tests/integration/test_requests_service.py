@@ -130,7 +130,9 @@ def test_the_wrong_role_for_a_transition_is_a_403_naming_who_may(api):
     approved_by_state = api.move(request_id, ("state", "KEN"), to="under_review")
     assert approved_by_state.status_code == 403
     assert "only an operator may move a request to 'under_review'" in approved_by_state.json()["error"]
-    assert api.move(request_id, ("donor", "GB-GOV-1"), to="cancelled").status_code == 403
+    # a donor takes steps only on offers it made; a request it is not part of is not shown to it
+    assert api.move(request_id, ("donor", "GB-GOV-1"), to="cancelled").status_code == 404
+    assert api.move(request_id, ("network", "AFRICAN"), to="cancelled").status_code == 403
     other_state = api.move(request_id, ("state", "UGA"), to="cancelled")
     assert other_state.status_code == 404  # another State's national request is not visible to it
     declined = api.move(request_id, to="declined", reason="x")
@@ -269,3 +271,156 @@ def test_participants_proposed_by_matching_are_shown_on_the_request(sandbox, api
     sandbox.publish("workshop.participants_proposed", {"request_id": "REQ-KEN-unknown", "states_completed": []},
                     exchange=topology.EVENTS)
     wait_until(lambda: sandbox.queue_depth(topology.DEAD_LETTERS_QUEUE) == 1, message="dead letter")
+
+
+# --- a proposed donor reads the request and hears every later step --------------------------------
+
+def test_a_proposed_donor_reads_the_request_and_later_events_name_it(sandbox, api):
+    request_id = api.file(REGIONAL)["request_id"]
+    assert api.call("GET", f"/requests/{request_id}", ("donor", "GB-GOV-1")).status_code == 403
+    proposal = new_event("workshop.participants_proposed", {
+        "request_id": request_id, "regional_group": "AFRICAN", "states_completed": [], "states_upcoming": [],
+        "donors": ["GB-GOV-1"]}, "matching")
+    sandbox.publish("workshop.participants_proposed", None, exchange=topology.EVENTS, event=proposal)
+    wait_until(lambda: api.call("GET", f"/requests/{request_id}", ("donor", "GB-GOV-1")).status_code == 200,
+               message="the proposed donor reads the request")
+    assert api.call("GET", f"/requests/{request_id}", ("donor", "US-GOV-1")).status_code == 403
+    assert [r["request_id"] for r in api.call("GET", "/requests", ("donor", "GB-GOV-1")).json()["requests"]] == [
+        request_id]
+    assert api.call("GET", "/requests", ("donor", "US-GOV-1")).json()["count"] == 0
+    refused = api.move(request_id, ("donor", "GB-GOV-1"), to="under_review")
+    assert refused.status_code == 403 and "you are donor:GB-GOV-1" in refused.json()["error"]
+
+    api.move(request_id, to="under_review")
+    api.move(request_id, to="approved")
+    api.move(request_id, to="scheduled", scheduled_for="2027-03-02")
+    scheduled = [e for e in emitted(sandbox, 4) if e["type"] == "workshop.scheduled"][0]
+    assert scheduled["data"]["donors"] == ["GB-GOV-1"] and scheduled["data"]["scheduled_for"] == "2027-03-02"
+
+
+# --- checklist assistance offered to a non-reporting State party (recommendation 22) -------------
+
+OFFER = {"state": "TCD", "expected_outcomes": "The self-assessment checklist completed with a national team",
+         "language": "fr", "checklist_round": "2027-1"}
+
+
+def test_a_donor_offers_checklist_assistance_the_state_accepts_and_the_request_follows_its_lifecycle(sandbox, api):
+    offered = api.call("POST", "/requests/offers", ("donor", "GB-GOV-1"), OFFER)
+    assert offered.status_code == 201, offered.text
+    offer = offered.json()
+    request_id = offer["request_id"]
+    assert (offer["status"], offer["kind"], offer["offered_by"], offer["donors"]) == (
+        "offered", "checklist_assistance", "GB-GOV-1", ["GB-GOV-1"])
+    assert [r["request_id"] for r in api.call("GET", "/requests", ("state", "TCD")).json()["requests"]] == [
+        request_id]
+    early = api.move(request_id, to="under_review")
+    assert early.status_code == 409 and "allowed from 'offered': submitted, cancelled" in early.json()["error"]
+    by_operator = api.move(request_id, to="submitted")
+    assert by_operator.status_code == 403 and "only the requesting State (TCD)" in by_operator.json()["error"]
+
+    accepted = api.move(request_id, ("state", "TCD"), to="submitted")
+    assert accepted.status_code == 200 and accepted.json()["status"] == "submitted"
+    assert api.move(request_id, ("donor", "GB-GOV-1"), to="cancelled").status_code == 403  # the State's now
+    assert api.move(request_id, to="under_review").json()["status"] == "under_review"
+    assert api.move(request_id, to="approved").json()["status"] == "approved"
+    assert api.move(request_id, to="scheduled", scheduled_for="2027-04-12").status_code == 200
+    held = api.move(request_id, ("state", "TCD"), to="held", outcome_notes="Checklist submitted on 30 April")
+    assert held.json()["status"] == "held"
+
+    events = emitted(sandbox, 6)
+    assert [e["type"] for e in events] == ["workshop.offered", "workshop.accepted", "workshop.under_review",
+                                           "workshop.approved", "workshop.scheduled", "workshop.held"]
+    assert [e["actor"] for e in events[:2]] == ["donor:GB-GOV-1", "state:TCD"]
+    assert all(e["data"]["donors"] == ["GB-GOV-1"] and e["data"]["checklist_round"] == "2027-1" for e in events)
+
+
+def test_an_offer_is_refused_by_the_state_or_withdrawn_and_only_in_ones_own_name(sandbox, api):
+    other = api.call("POST", "/requests/offers", ("donor", "GB-GOV-1"), {**OFFER, "offered_by": "US-GOV-1"})
+    assert other.status_code == 403 and "may not offer in the name of US-GOV-1" in other.json()["error"]
+    assert api.call("POST", "/requests/offers", ("state", "TCD"), OFFER).status_code == 403
+    missing = api.call("POST", "/requests/offers", ("donor", "GB-GOV-1"), {"state": "TCD"})
+    assert missing.status_code == 422 and set(missing.json()["fields"]) == {"expected_outcomes", "language"}
+    assert api.call("POST", "/requests/offers", ("donor", "GB-GOV-1"), {**OFFER, "state": "XXX"}).json()[
+        "fields"]["state"][0].startswith("unknown State")
+
+    first = api.call("POST", "/requests/offers", ("donor", "GB-GOV-1"), OFFER).json()["request_id"]
+    refused = api.move(first, ("state", "TCD"), to="cancelled", reason="We completed it with UNODC's clinic")
+    assert refused.json()["status"] == "cancelled" and refused.json()["reason"].startswith("We completed")
+    secretariat = api.call("POST", "/requests/offers", ("operator", "*"), OFFER).json()
+    assert secretariat["offered_by"] is None and secretariat["donors"] == []
+    named = api.call("POST", "/requests/offers", ("operator", "*"), {**OFFER, "offered_by": "DE-BMZ-1"}).json()
+    assert api.move(named["request_id"], ("donor", "GB-GOV-1"), to="cancelled").status_code == 404  # not its offer
+    withdrawn = api.move(named["request_id"], ("donor", "DE-BMZ-1"), to="cancelled")
+    assert withdrawn.status_code == 200, withdrawn.text
+
+
+# --- the directory of coordination networks (recommendation 31) -----------------------------------
+
+ARINSA = {"network_id": "ARINSA", "name": "Asset Recovery Inter-Agency Network of Southern Africa",
+          "kind": "regional_network", "states": ["ZAF", "BWA", "NAM", "ZMB"], "focus_articles": [51, 54, 57],
+          "website": "https://www.arinsa.org", "contacts": [{"name": "Secretariat", "email": "info@example.org"}]}
+
+
+def test_an_operator_registers_updates_and_retires_a_network_every_role_reads_and_each_step_is_an_event(sandbox, api):
+    created = api.call("POST", "/networks", ("operator", "*"), ARINSA)
+    assert created.status_code == 201, created.text
+    assert created.json()["status"] == "active" and created.json()["states"] == ["BWA", "NAM", "ZAF", "ZMB"]
+    assert api.call("POST", "/networks", ("operator", "*"), ARINSA).status_code == 409
+    for who in (("state", "KEN"), ("donor", "GB-GOV-1"), ("partner", "acme"), ("network", "AFRICAN")):
+        assert api.call("GET", "/networks/ARINSA", who).json()["name"] == ARINSA["name"]
+    assert api.call("GET", "/networks?state=bwa&article=54").json()["count"] == 1
+    assert api.call("GET", "/networks?kind=un").json()["count"] == 0
+
+    own = api.call("PATCH", "/networks/ARINSA", ("network", "ARINSA"), {"website": "https://arinsa.example.org"})
+    assert own.status_code == 200 and own.json()["website"] == "https://arinsa.example.org"
+    other = api.call("PATCH", "/networks/ARINSA", ("network", "AFRICAN"), {"website": None})
+    assert other.status_code == 403 and "network:AFRICAN may not change network ARINSA" in other.json()["error"]
+    retired = api.call("POST", "/networks/ARINSA/retire", ("operator", "*"), {"reason": "Merged into a new network"})
+    assert retired.status_code == 200 and retired.json()["status"] == "retired"
+    again = api.call("POST", "/networks/ARINSA/retire", ("operator", "*"), {"reason": "again"})
+    assert again.status_code == 409 and "allowed from 'retired': none" in again.json()["error"]
+    assert api.call("PATCH", "/networks/ARINSA", ("operator", "*"), {"name": "ARINSA"}).status_code == 409
+
+    events = emitted(sandbox, 3)
+    assert [e["type"] for e in events] == ["network.registered", "network.updated", "network.retired"]
+    assert events[1]["actor"] == "network:ARINSA" and events[2]["data"]["retired_reason"].startswith("Merged")
+
+
+@pytest.mark.parametrize("change,field", [
+    ({"network_id": "arinsa"}, "network_id"),
+    ({"kind": "club"}, "kind"),
+    ({"states": ["ZAF", "XXX"]}, "states"),
+    ({"donors": ["not an org"]}, "donors"),
+    ({"focus_articles": [99]}, "focus_articles"),
+    ({"website": "ftp://arinsa"}, "website"),
+    ({"contacts": [{"email": "x@example.org"}]}, "contacts"),
+    ({"states": []}, "states"),
+])
+def test_a_bad_network_is_a_422_naming_the_field(sandbox, api, change, field):
+    response = api.call("POST", "/networks", ("operator", "*"), {**ARINSA, **change})
+    assert response.status_code == 422, response.text
+    assert field in response.json()["fields"], response.json()
+    assert sandbox.db("requests").networks.count_documents({}) == 0
+
+
+def test_a_regional_workshop_naming_a_registered_network_takes_its_members(sandbox, api):
+    api.call("POST", "/networks", ("operator", "*"), ARINSA)
+    body = {**REGIONAL, "state": "ZAF", "network_id": "ARINSA", "articles": [54]}
+    filed = api.file(body, ("state", "ZAF"))
+    assert filed["network_states"] == ["BWA", "NAM", "ZAF", "ZMB"]
+    assert api.call("POST", f"/requests/{filed['request_id']}/join", ("state", "ZMB")).status_code == 201
+    outsider = api.call("POST", f"/requests/{filed['request_id']}/join", ("state", "KEN"))
+    assert outsider.status_code == 403 and "not in network ARINSA" in outsider.json()["error"]
+    repeated = api.call("POST", "/requests", ("state", "ZAF"), {**body, "network_states": ["ZAF", "KEN"]})
+    assert repeated.status_code == 422 and "come from the directory" in repeated.json()["fields"]["network_states"][0]
+    unregistered = api.call("POST", "/requests", ("state", "ZAF"), {**body, "network_id": "SADC-ACC"})
+    assert unregistered.status_code == 422 and "not in the directory" in unregistered.json()["fields"][
+        "network_states"][0]
+    api.call("POST", "/networks/ARINSA/retire", ("operator", "*"), {"reason": "Merged"})
+    closed = api.call("POST", "/requests", ("state", "ZAF"), body)
+    assert closed.status_code == 422 and "ARINSA is retired" in closed.json()["fields"]["network_id"][0]
+
+    sandbox.publish("workshop.submitted", {**body, "network_id": "NOT-REGISTERED"})
+    wait_until(lambda: sandbox.queue_depth(topology.DEAD_LETTERS_QUEUE) == 1, message="dead letter")
+    (_, headers), = sandbox.get_messages(topology.DEAD_LETTERS_QUEUE)
+    assert "not in the directory" in headers["x-tacoord-reason"]

@@ -34,6 +34,9 @@ EXPECTED = {
     ("needs", "PATCH", "/needs/<string:need_id>"): ("state", "operator"),
     ("needs", "DELETE", "/needs/<string:need_id>"): ("state", "operator"),
     ("needs", "GET", "/reference/states"): ALL,
+    ("needs", "GET", "/parties"): ALL,
+    ("needs", "GET", "/parties/<string:code>"): ALL,
+    ("needs", "PUT", "/parties/<string:code>"): ("operator",),
     ("supply", "POST", "/offers"): ("donor", "operator"),
     ("supply", "GET", "/offers"): ALL,
     ("supply", "GET", "/offers/<string:offer_id>"): ALL,
@@ -44,6 +47,7 @@ EXPECTED = {
     ("supply", "POST", "/experts"): ("donor", "state", "operator"),
     ("supply", "GET", "/experts"): ALL,
     ("supply", "GET", "/experts/balance"): ALL,
+    ("supply", "GET", "/experts/template"): ALL,
     ("supply", "POST", "/experts/expire-due"): ("operator",),
     ("supply", "GET", "/experts/<string:expert_id>"): ALL,
     ("supply", "PATCH", "/experts/<string:expert_id>"): ("donor", "state", "operator"),
@@ -52,11 +56,11 @@ EXPECTED = {
     ("matching", "GET", "/matrix.csv"): ALL,
     ("matching", "GET", "/matrix/cell"): ALL,
     ("matching", "GET", "/matrix/reference"): ALL,
-    ("matching", "GET", "/"): PUBLIC,                                # redirect to the matrix page
     ("matching", "GET", "/matrix/page"): PUBLIC,                     # HTML; its data needs a key
     ("matching", "GET", "/matrix/static/<string:name>"): PUBLIC,     # the page's own HTML, JS and CSS only
     ("matching", "GET", "/matches"): ALL,
     ("matching", "GET", "/matches/<string:match_id>"): ALL,
+    ("matching", "POST", "/matches/<string:match_id>/transitions"): ("donor", "state", "operator"),
     ("matching", "GET", "/alerts"): ALL,
     ("matching", "GET", "/allocations"): ALL,
     ("matching", "GET", "/alerts/<string:alert_id>"): ALL,
@@ -66,6 +70,9 @@ EXPECTED = {
     ("matching", "GET", "/worklist"): ALL,
     ("matching", "GET", "/worklist.csv"): ALL,
     ("matching", "GET", "/changes"): ("state", "donor", "network", "operator"),                     # + scope
+    ("matching", "GET", "/funding"): ALL,
+    ("matching", "GET", "/funding/rates"): ALL,
+    ("matching", "PUT", "/funding/rates"): ("operator",),
     ("notify", "POST", "/subscriptions"): SUBSCRIBERS,
     ("notify", "GET", "/subscriptions"): SUBSCRIBERS,
     ("notify", "GET", "/subscriptions/<string:subscription_id>"): SUBSCRIBERS,
@@ -76,19 +83,26 @@ EXPECTED = {
     ("notify", "GET", "/networks/<string:network_id>"): ALL,
     ("notify", "POST", "/networks"): ("operator",),
     ("requests", "POST", "/requests"): ("state", "operator"),
-    ("requests", "GET", "/requests"): ("state", "network", "operator"),
-    ("requests", "GET", "/requests/<string:request_id>"): ("state", "network", "operator"),
-    ("requests", "POST", "/requests/<string:request_id>/transitions"): ("state", "operator"),
+    ("requests", "POST", "/requests/offers"): ("donor", "operator"),                                # + scope
+    ("requests", "GET", "/requests"): ("state", "network", "donor", "operator"),
+    ("requests", "GET", "/requests/<string:request_id>"): ("state", "network", "donor", "operator"),
+    ("requests", "POST", "/requests/<string:request_id>/transitions"): ("state", "donor", "operator"),
     ("requests", "POST", "/requests/<string:request_id>/join"): ("state",),
+    ("requests", "GET", "/networks"): ALL,
+    ("requests", "GET", "/networks/<string:network_id>"): ALL,
+    ("requests", "POST", "/networks"): ("operator",),
+    ("requests", "PATCH", "/networks/<string:network_id>"): ("network", "operator"),                # + scope
+    ("requests", "POST", "/networks/<string:network_id>/retire"): ("operator",),
     ("audit", "GET", "/audit/entities/<string:entity_type>/<string:entity_id>"): ALL,
     ("audit", "GET", "/audit/rejections"): ("operator",),
     ("audit", "GET", "/audit/verify"): ("operator",),
     ("audit", "GET", "/audit/events"): ("operator",),
 }
 
-# Routes that answer something other than JSON or CSV when they succeed: the matrix page (HTML) and
-# its redirect. Their errors are still JSON.
-PAGES = {("matching", "GET", "/"): ("text/plain", "text/html"), ("matching", "GET", "/matrix/page"): ("text/html",)}
+# Routes that answer something other than JSON or CSV when they succeed: the matrix page (HTML). Its
+# errors are still JSON. (Every service's ``GET /`` is its JSON index, served by the core: tests/integration/
+# test_http_core.py.)
+PAGES = {("matching", "GET", "/matrix/page"): ("text/html",)}
 
 SUBJECTS = {"state": "KEN", "donor": "GB-GOV-1", "network": "AFRICAN", "partner": "acme", "operator": "*"}
 CALLERS = ROLES + ("no key", "unknown key", "revoked key")
@@ -206,6 +220,27 @@ def test_a_state_cannot_file_a_need_or_nominate_an_expert_for_another_state(worl
     assert expert.status_code == 403 and "own name" in expert.json()["error"], expert.text
 
 
+def test_only_a_matchs_provider_or_state_may_move_it(world):
+    """A match is moved by its provider or its State (or an operator): another donor or State is refused
+    with a 403 naming who they are, before anything about the step is checked."""
+    sandbox, _ = world
+    match = {"_id": "m-roles", "match_id": "m-roles", "need_id": "KEN-9-x", "offer_id": "GB-1-x",
+             "provider": "GB-GOV-1", "state": "KEN", "regional_group": "AFRICAN", "article": 9, "chapter": 2,
+             "forms": ["LEGAL_ADVICE"], "priority": 1, "level": "bilateral", "score": 0.9, "status": "proposed",
+             "steps": []}
+    sandbox.db("matching").matches.insert_one(match)
+    path = sandbox.url("matching", "/matches/m-roles/transitions")
+    for role, subject in (("donor", "US-GOV-1"), ("state", "GHA")):
+        refused = requests.post(path, json={"to": "accepted"}, timeout=10,
+                                headers={"Authorization": f"Bearer {sandbox.api_key(role, subject)}"})
+        assert refused.status_code == 403, refused.text
+        assert f"{role}:{subject} may not move match m-roles" in refused.json()["error"]
+    by_the_state = call(world, "matching", "POST", "/matches/m-roles/transitions", "state", json={"to": "accepted"})
+    assert by_the_state.status_code == 403 and "only its provider (GB-GOV-1)" in by_the_state.json()["error"]
+    accepted = call(world, "matching", "POST", "/matches/m-roles/transitions", "donor", json={"to": "accepted"})
+    assert accepted.status_code == 200 and accepted.json()["status"] == "accepted"
+
+
 def test_a_donor_or_state_acts_only_on_the_alerts_that_name_it_and_sees_only_its_own_changes(world):
     sandbox, keys = world
     sandbox.db("matching").alerts.insert_one({
@@ -221,3 +256,20 @@ def test_a_donor_or_state_acts_only_on_the_alerts_that_name_it_and_sees_only_its
     assert call(world, "matching", "POST", "/alerts/dup-roles/acknowledge", "donor", json={}).status_code == 200
     changes = call(world, "matching", "GET", "/changes?since=2026-01-01T00:00:00Z&donor=US-GOV-1", "donor")
     assert changes.status_code == 403 and "donor:GB-GOV-1 may see only" in changes.json()["error"]
+
+
+def test_a_network_edits_only_its_own_entry_and_a_donor_offers_only_in_its_own_name(world):
+    created = call(world, "requests", "POST", "/networks", "operator", json={
+        "network_id": "ROLES_NET", "name": "Roles network", "kind": "regional_network", "states": ["KEN"]})
+    assert created.status_code == 201, created.text
+    refused = call(world, "requests", "PATCH", "/networks/ROLES_NET", "network", json={"description": "x"})
+    assert refused.status_code == 403 and "network:AFRICAN may not change network ROLES_NET" in \
+        refused.json()["error"], refused.text
+    offer = {"state": "TCD", "expected_outcomes": "Checklist", "language": "fr", "offered_by": "US-GOV-1"}
+    other = call(world, "requests", "POST", "/requests/offers", "donor", json=offer)
+    assert other.status_code == 403 and "donor:GB-GOV-1 may not offer in the name of US-GOV-1" in \
+        other.json()["error"], other.text
+    sandbox, _ = world
+    own = {"Authorization": f"Bearer {sandbox.api_key('network', 'ROLES_NET')}"}
+    assert requests.patch(sandbox.url("requests", "/networks/ROLES_NET"), headers=own, timeout=10,
+                          json={"description": "ours"}).status_code == 200

@@ -88,6 +88,14 @@ def test_an_incomplete_or_unconsented_cv_cannot_be_submitted(supply):
     response = move(supply, expert["expert_id"], "submitted", "state", "FRA")
     assert response.status_code == 422
     assert "expertise" in response.json()["error"] and "consent" in response.json()["error"]
+    missing = response.json()["fields"]
+    # each missing field on its own, as the template names them
+    assert {"current_position", "employer_type", "expertise", "forms", "languages", "years_of_experience",
+            "availability", "conflict_of_interest_declaration", "education", "employment_history", "regions",
+            "contact.email", "consent.consent_given"} == set(missing)
+    assert missing["education"] == ["required before submission: education"]
+    template = supply("GET", "/experts/template", "state", "FRA").json()["fields"]
+    assert {f.split(".")[0] for f in missing} <= {n for n, f in template.items() if f["required_to_submit"]}
 
 
 @pytest.mark.parametrize("change, field", [
@@ -157,3 +165,44 @@ def test_the_balance_report_compares_groups_with_their_share_of_states(supply):
     assert (rows["AFRICAN"]["experts"], rows["WEOG"]["experts"], rows["GRULAC"]["experts"]) == (2, 1, 0)
     assert rows["AFRICAN"]["ratio"] == round((2 / 3) / rows["AFRICAN"]["state_share"], 3)
     assert rows["GRULAC"]["ratio"] == 0.0
+
+
+def test_the_cv_template_gives_every_fields_shape_from_the_schema(supply):
+    from services.supply.schemas import ExpertSchema
+    for role, subject in (("state", "KEN"), ("donor", UK), ("partner", "acme"), ("network", "AFRICAN")):
+        assert supply("GET", "/experts/template", role, subject).status_code == 200
+    template = supply("GET", "/experts/template").json()
+    fields = template["fields"]
+    assert set(fields) == {f.data_key or n for n, f in ExpertSchema().fields.items()}
+    assert template["required_to_register"] == ["family_name", "given_names", "nationality"]
+    assert fields["title"]["choices"] == ["Mr", "Ms", "Mx", "Dr", "Prof", "Judge", "Amb"]
+    assert {k: v for k, v in fields["years_of_experience"].items() if k != "description"} == {
+        "type": "integer", "minimum": 0, "maximum": 70, "nullable": True, "required_to_register": False,
+        "required_to_submit": True, "needed_before_submission": "years of experience"}
+    languages = fields["languages"]
+    assert languages["type"] == "list" and languages["max_items"] == 12
+    assert languages["items"]["fields"]["level"]["choices"] == ["basic", "intermediate", "fluent", "mother_tongue"]
+    assert languages["items"]["fields"]["code"]["required"] is True
+    assert fields["availability"]["fields"]["from"]["type"] == "date (YYYY-MM-DD)"
+    assert fields["declared_conflicts"]["items"]["pattern"] == "^[A-Za-z]{3}$"
+    assert supply("GET", "/experts/template?format=pdf").status_code == 400
+
+
+def test_an_unknown_language_or_country_in_a_search_is_refused_naming_the_allowed_form(supply):
+    activated(supply)
+    for query, field in (("language=xx", "language"), ("language=english", "language"), ("country=XYZ", "country")):
+        response = supply("GET", f"/experts?{query}", "state", "UGA")
+        assert response.status_code == 422, response.text
+        assert list(response.json()["fields"]) == [field]
+    assert "ISO 639-1 two-letter code such as 'en'" in supply("GET", "/experts?language=xx").json()["error"]
+    assert supply("GET", "/experts?language=SW", "state", "UGA").json()["count"] == 1
+
+
+def test_expert_events_name_the_states_the_expert_must_not_be_proposed_to(sandbox, supply):
+    expert = supply("POST", "/experts", "donor", UK, json={**CV, "employer_country": "KEN",
+                                                           "declared_conflicts": ["tza"]}).json()
+    assert expert["declared_conflicts"] == ["TZA"]
+    [(event, _)] = wait_until(lambda: sandbox.get_messages("matching.events"), message="expert.registered")
+    assert event["data"]["conflict_states"] == ["KEN", "TZA"]
+    assert supply("POST", "/experts", "donor", UK, json={**CV, "employer_country": "XYZ"}).json()["fields"] == {
+        "employer_country": ["unknown State 'XYZ': use an ISO 3166-1 alpha-3 code such as 'KEN'"]}

@@ -1,24 +1,40 @@
 """IATI activity XML import: over HTTP and with the CLI, against the real broker and database."""
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import requests
+from click.testing import CliRunner
 
-from services.supply import iati
+from services.cli import main
 from services.supply.service import SupplyService
-from tacoord import config
+from tacoord import config, envelope
 from tacoord.testing import wait_until
 
-FIXTURE = Path(__file__).parent.parent / "fixtures" / "iati_activities.xml"
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+FIXTURE = FIXTURES / "iati_activities.xml"
+IATI = FIXTURES / "iati"
 XML = {"Content-Type": "application/xml"}
+ROOT = Path(__file__).parent.parent.parent
 
 
 def post_iati(sandbox, body, role="operator", subject="*"):
-    return requests.post(sandbox.url("supply", "/offers/import/iati"), data=body, timeout=20,
+    return requests.post(sandbox.url("supply", "/offers/import/iati"), data=body, timeout=30,
                          headers={**sandbox.headers(role, subject), **XML})
 
 
-def test_an_iati_file_becomes_offers_and_a_reimport_skips_them(sandbox, start):
+def emitted(sandbox, count):
+    seen = []
+
+    def enough():
+        seen.extend(body for body, _ in sandbox.get_messages("matching.events"))
+        return seen if len(seen) >= count else None
+    return wait_until(enough, message=f"{count} emitted event(s)")
+
+
+def test_an_iati_file_becomes_offers_and_the_same_file_again_adds_nothing(sandbox, start):
     start(SupplyService)
     response = post_iati(sandbox, FIXTURE.read_bytes())
     assert response.status_code == 200, response.text
@@ -28,24 +44,81 @@ def test_an_iati_file_becomes_offers_and_a_reimport_skips_them(sandbox, start):
     assert outcome[1]["outcome"] == outcome[2]["outcome"] == "imported"
     assert "11220" in outcome[3]["reason"]
     assert "'UK'" in outcome[4]["reason"]
-    assert outcome[5]["reason"] == "duplicate iati-identifier: already imported (activity 1 of this file)"
+    assert outcome[5]["reason"].startswith("duplicate iati-identifier: activity 1 of this file")
+    assert (outcome[1]["states"], outcome[1]["share"]) == (["KEN"], 1.0)
+    assert outcome[1]["amounts"] == {"GBP": {"budget": 1500000.0, "planned": 0.0, "committed": 0.0,
+                                             "disbursed": 0.0, "incoming": 0.0}}
 
     kenya = requests.get(sandbox.url("supply", f"/offers/{outcome[1]['offer_id']}"), timeout=5,
                          headers=sandbox.headers("state", "KEN")).json()
     assert kenya["iati_identifier"] == "GB-GOV-1-300123"
     assert (kenya["level"], kenya["scope_states"], kenya["status"]) == ("bilateral", ["KEN"], "active")
+    assert kenya["budget"][0]["value"] == 1500000.0 and kenya["iati_warnings"] == []
     found = requests.get(sandbox.url("supply", "/offers?state=KEN&article=46"), timeout=5,
                          headers=sandbox.headers("state", "KEN")).json()["offers"]
     assert [o["iati_identifier"] for o in found] == ["XM-DAC-41114-00098765"]   # regional, via AFRICAN
 
+    events = emitted(sandbox, 2)
     again = post_iati(sandbox, FIXTURE.read_bytes()).json()
-    assert again["imported"] == 0
-    reasons = {r["position"]: r["reason"] for r in again["results"]}
-    assert reasons[1] == reasons[2] == "already imported"
+    assert (again["imported"], again["updated"], again["unchanged"]) == (0, 0, 2)
+    assert {r["position"]: r["outcome"] for r in again["results"]}[1] == "unchanged"
     assert sandbox.db("supply").offers.count_documents({}) == 2
-    events = wait_until(lambda: sandbox.queue_depth("matching.events") >= 2 and
-                        sandbox.get_messages("matching.events"), message="published events")
-    assert sorted(e["data"]["iati_identifier"] for e, _ in events) == ["GB-GOV-1-300123", "XM-DAC-41114-00098765"]
+    assert sorted(e["data"]["iati_identifier"] for e in events) == ["GB-GOV-1-300123", "XM-DAC-41114-00098765"]
+    assert events[0]["data"]["budget"] or events[1]["data"]["budget"]
+    assert sandbox.queue_depth("matching.events") == 0   # the identical import emitted nothing
+
+
+def test_a_newer_version_updates_the_offer_and_emits_offer_updated_an_older_one_is_kept_out(sandbox, start):
+    start(SupplyService)
+    first = post_iati(sandbox, (IATI / "reimport_v1.xml").read_bytes()).json()
+    assert first["imported"] == 2
+    emitted(sandbox, 2)
+    second = post_iati(sandbox, (IATI / "reimport_v2.xml").read_bytes()).json()
+    assert (second["imported"], second["updated"], second["unchanged"]) == (0, 1, 1), second
+    [event] = emitted(sandbox, 1)
+    envelope.load(event)
+    data = event["data"]
+    assert event["type"] == "offer.updated" and data["iati_identifier"] == "GB-GOV-1-400001"
+    assert (data["status"], data["period_end"], data["level"], data["scope_states"]) == \
+        ("closed", "2028-06-30", "regional", ["KEN", "UGA"])
+    assert [b["type"] for b in data["budget"]] == ["original", "revised"]
+    assert [t["type"] for t in data["transactions"]] == ["outgoing_commitment", "disbursement"]
+    stored = sandbox.db("supply").offers.find_one({"iati_identifier": "GB-GOV-1-400001"})
+    assert stored["iati_last_updated"] == "2026-10-31T09:15:00Z"
+
+    older = post_iati(sandbox, (IATI / "reimport_v1.xml").read_bytes()).json()
+    reasons = {r["iati_identifier"]: (r["outcome"], r.get("reason")) for r in older["results"]}
+    assert reasons["GB-GOV-1-400001"][0] == "skipped" and "older version" in reasons["GB-GOV-1-400001"][1]
+    assert reasons["GB-GOV-1-400002"] == ("unchanged", None)
+    assert sandbox.db("supply").offers.find_one({"iati_identifier": "GB-GOV-1-400001"})["status"] == "closed"
+
+
+def test_a_cancelled_activity_withdraws_the_offer_it_made(sandbox, start):
+    start(SupplyService)
+    text = (IATI / "reimport_v1.xml").read_bytes()
+    post_iati(sandbox, text)
+    emitted(sandbox, 2)
+    cancelled = text.replace(b'<activity-status code="2"/>', b'<activity-status code="5"/>', 1)
+    report = post_iati(sandbox, cancelled).json()
+    assert report["results"][0]["outcome"] == "updated" and "cancelled" in report["results"][0]["reason"]
+    [event] = emitted(sandbox, 1)
+    assert (event["type"], event["data"]["iati_identifier"]) == ("offer.withdrawn", "GB-GOV-1-400001")
+
+
+def test_the_real_world_shapes_are_imported_with_their_warnings(sandbox, start):
+    start(SupplyService)
+    report = post_iati(sandbox, (IATI / "refs_scope_dates.xml").read_bytes()).json()
+    assert report["imported"] == 6, report
+    by_id = {r["iati_identifier"]: r for r in report["results"]}
+    historical = sandbox.db("supply").offers.find_one({"_id": by_id["41114-SL-2019-0042"]["offer_id"]})
+    assert historical["provider"] == "41114" and "not of the {agency}-{number} shape" in historical["iati_warnings"][0]
+    ongoing = sandbox.db("supply").offers.find_one({"_id": by_id["FR-3-CZZ-2026-0007"]["offer_id"]})
+    assert (ongoing["period_end"], ongoing["level"]) == (None, "regional")
+    events = emitted(sandbox, 6)
+    for event in events:
+        envelope.load(event)   # a historical ref and an open period honour the event contract
+    money = post_iati(sandbox, (IATI / "sectors.xml").read_bytes()).json()
+    assert [r["share"] for r in money["results"]] == [0.6, 0.84, 0.5]
 
 
 def test_a_donor_imports_only_the_activities_it_reports(sandbox, start):
@@ -63,8 +136,10 @@ def test_unsafe_or_wrong_xml_is_refused_with_a_reason(sandbox, start):
             b'<iati-activities version="2.03"><iati-activity>&e;</iati-activity></iati-activities>')
     response = post_iati(sandbox, bomb)
     assert response.status_code == 422 and "unsafe XML" in response.json()["error"]
-    response = post_iati(sandbox, b"<iati-activities version='1.05'/>")
-    assert response.status_code == 422 and "1.05" in response.json()["error"]
+    response = post_iati(sandbox, (IATI / "version_1_01.xml").read_bytes())
+    assert response.status_code == 422 and "1.01" in response.json()["error"]
+    response = post_iati(sandbox, (IATI / "no_version.xml").read_bytes())
+    assert response.status_code == 422 and "no version" in response.json()["error"]
     assert post_iati(sandbox, b"").status_code == 400
 
 
@@ -75,14 +150,35 @@ def test_a_configured_sector_map_brings_in_other_sectors(sandbox, start):
     assert outcome[3]["outcome"] == "imported"
 
 
-def test_the_cli_imports_and_prints_a_summary(sandbox, capsys):
-    argv = [str(FIXTURE), "--amqp-uri", sandbox.amqp_uri, "--mongo-uri", config.mongo_uri(),
-            "--db-prefix", sandbox.prefix]
-    assert iati.main(argv) == 0
-    first = capsys.readouterr().out
-    assert "5 activities: 2 imported, 3 skipped" in first
-    assert "unknown recipient-country code 'UK'" in first
-    assert iati.main(argv) == 0
-    assert "5 activities: 0 imported, 5 skipped" in capsys.readouterr().out
+def test_the_cli_imports_directly_and_prints_a_report(sandbox):
+    argv = ["--amqp-uri", sandbox.amqp_uri, "--mongo-uri", config.mongo_uri(), "--db-prefix", sandbox.prefix,
+            "import", "iati", str(FIXTURE), "--direct"]
+    first = CliRunner().invoke(main, argv)
+    assert first.exit_code == 0, first.output
+    assert "5 activities: 2 imported, 0 updated, 0 unchanged, 3 skipped" in first.output
+    assert "unknown recipient-country code 'UK'" in first.output
+    again = CliRunner().invoke(main, argv + ["--json"])
+    assert json.loads(again.output)["unchanged"] == 2
     assert sandbox.db("supply").offers.count_documents({"_outbox_pending": {"$gt": 0}}) == 0
     assert sandbox.queue_depth("matching.events") == 2
+
+
+def test_the_dry_run_works_offline_with_no_stack():
+    """A subprocess with the broker and the database pointed at nothing: the dry run needs neither."""
+    env = {**os.environ, "AMQP_URI": "pyamqp://nobody:nothing@127.0.0.1:1/none", "MONGO_URI": "mongodb://127.0.0.1:1/",
+           "PYTHONWARNINGS": "ignore"}
+    run = subprocess.run([sys.executable, "-m", "services.cli", "import", "iati", str(IATI / "sectors.xml"),
+                          "--dry-run"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "3 activities: 3 would be imported" in run.stdout
+    assert "anti-corruption share 60%" in run.stdout and "EUR budget 2,400,000.00" in run.stdout
+    assert "add up to 80" in run.stdout
+    as_json = subprocess.run([sys.executable, "-m", "services.cli", "import", "iati",
+                              str(IATI / "identifiers_and_values.xml"), "--dry-run", "--json"],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    report = json.loads(as_json.stdout)
+    assert [r["outcome"] for r in report["results"]] == ["would import", "skipped"]
+    assert any("xs:decimal" in w for w in report["results"][0]["warnings"])
+    refused = subprocess.run([sys.executable, "-m", "services.cli", "import", "iati", str(IATI / "version_1_01.xml"),
+                              "--dry-run"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "1.0x" in refused.stderr

@@ -253,3 +253,42 @@ def test_a_json_import_reports_items_by_position(supply):
     assert "forms" in summary["rejected"][0]["reason"]
     assert "$set" in summary["rejected"][2]["reason"]
     assert supply("POST", "/offers/import", "state", "KEN", json=items).status_code == 403
+
+
+# --- money -------------------------------------------------------------------------------------------
+
+MONEY = {"currency": "gbp", "anti_corruption_share": 0.75,
+         "budget": {"value": 1200000, "period_start": "2026-01-01", "period_end": "2026-12-31",
+                    "status": "committed"},
+         "planned_disbursements": [{"value": 300000, "period_start": "2026-04-01", "period_end": "2026-06-30"}],
+         "transactions": [{"type": "outgoing_commitment", "value": 1200000, "date": "2026-01-10"},
+                          {"type": "disbursement", "value": 250000.5, "currency": "EUR", "value_date": "2026-05-01"}]}
+
+
+def test_an_offer_carries_its_budget_and_transactions_over_http_and_amqp(sandbox, supply):
+    created = supply("POST", "/offers", "donor", UK, json={**KENYA_OFFER, **MONEY})
+    assert created.status_code == 201, created.text
+    offer = created.json()
+    assert offer["currency"] == "GBP" and offer["anti_corruption_share"] == 0.75
+    assert offer["budget"] == [{"type": "original", "status": "committed", "period_start": "2026-01-01",
+                                "period_end": "2026-12-31", "value": 1200000.0, "currency": "GBP",
+                                "value_date": None}]
+    assert [(t["type"], t["currency"]) for t in offer["transactions"]] == [("outgoing_commitment", "GBP"),
+                                                                           ("disbursement", "EUR")]
+    sandbox.publish("offer.submitted", {**AFRICA_OFFER, **MONEY, "external_ref": "UNDP-AFR-9"})
+    wait_until(lambda: sandbox.db("supply").offers.find_one({"provider": UNDP}), message="the AMQP offer")
+    events = collect(sandbox, 2)
+    for event in events:
+        envelope.load(event)
+        assert event["data"]["budget"][0]["value"] == 1200000.0
+        assert event["data"]["transactions"][1]["value"] == 250000.5
+
+
+def test_money_without_a_currency_or_with_a_bad_value_is_refused_naming_the_field(supply):
+    no_currency = supply("POST", "/offers", "donor", UK, json={**KENYA_OFFER, "budget": [{"value": 10}]})
+    assert no_currency.status_code == 422 and "budget" in no_currency.json()["fields"]
+    bad = supply("POST", "/offers", "donor", UK, json={**KENYA_OFFER, "currency": "pounds", "anti_corruption_share": 2,
+                                                        "transactions": [{"type": "pledge", "value": "lots"}]})
+    assert bad.status_code == 422
+    assert {"currency", "anti_corruption_share", "transactions"} <= set(bad.json()["fields"])
+    assert set(bad.json()["fields"]["transactions"]["0"]) == {"type", "value"}

@@ -42,7 +42,10 @@ def test_a_language_is_a_two_letter_iso_639_1_code(bad):
 @pytest.mark.parametrize("org_id, valid", [
     ("GB-GOV-1", True), ("XM-DAC-41114", True), ("GB-COH-06368740", True),
     ("SE-0-SE-6", True),   # Sida's legacy identifier, still what it publishes
-    ("DE-1", False), ("gb-gov-1", False), ("GBGOV1", False), ("GB--1", False),
+    # Two-part refs predate the organisation identifier guidance and are still published (DE-1 is
+    # Germany's BMZ, NL-1 the Dutch MFA): valid (issue 16), the number then one alphanumeric token.
+    ("DE-1", True), ("NL-1", True), ("DE-", False), ("DE-1-", False), ("DE-GOV-", False),
+    ("gb-gov-1", False), ("GBGOV1", False), ("GB--1", False),
 ])
 def test_iati_organisation_identifiers(org_id, valid):
     assert bool(re.match(ORG_ID_PATTERN, org_id)) is valid

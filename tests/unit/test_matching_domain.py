@@ -4,6 +4,7 @@ import pytest
 from services.matching import alerts
 from services.matching.allocation import allocate
 from services.matching.domain import Matcher
+from services.matching.lifecycle import move
 from services.matching.matrix import matrix
 from services.matching.read_model import match_id
 from services.matching.replay import VIEW_KINDS, StoreReplay, model_from_events
@@ -46,6 +47,12 @@ def run(model, *events):
     for e in events:
         emitted += [(t, d) for t, d, _ in model.apply(e).events()]
     return emitted
+
+
+def step(model, mid, to, role="operator", subject="*", reason=None, at=T0):
+    """A person's step as the HTTP route takes it (decided on the match as held), as its event."""
+    _, ((event_type, data),) = move(dict(model.matches[mid]), to, role, subject, reason, f"{role}:{subject}", at)
+    return event(event_type, data, at)
 
 
 def proposed(emitted):
@@ -141,8 +148,12 @@ def test_bilateral_is_preferred_for_a_national_need_and_regional_when_the_region
 
 
 def test_remaining_capacity_lowers_the_score_of_a_busy_offer():
+    # only an agreed match uses capacity (tests/unit/test_matching_lifecycle.py): Kenya's is agreed first
     model = Matcher()
     run(model, event("offer.published", offer(capacity=2, states=("KEN", "UGA"))), event("need.submitted", need()))
+    kenya = match_id("KEN-9", offer_id="o1")
+    run(model, step(model, kenya, "accepted"))
+    run(model, step(model, kenya, "agreed"))
     second = proposed(run(model, event("need.submitted", need(need_id="UGA-9", state="UGA"))))[0]
     assert second["explanation"]["score_parts"]["capacity"] == 0.5
 
@@ -158,6 +169,20 @@ def test_experts_are_matched_on_expertise_and_scored_on_availability():
     assert matches["free"]["score"] > matches["busy"]["score"]
     assert matches["free"]["level"] == "expert" and matches["free"]["provider"] is None
     assert matches["free"]["explanation"]["score_parts"]["availability"] == 1.0
+
+
+def test_an_expert_is_never_proposed_to_a_state_the_roster_marks_as_a_conflict_of_interest():
+    model = Matcher()
+    run(model, event("expert.registered", {**expert("kenyan"), "nationality": "KEN"}),
+        event("expert.registered", {**expert("employed"), "conflict_states": ["FRA", "KEN"]}),   # works for KEN
+        event("expert.registered", expert("free")))
+    matches = {m["expert_id"] for m in proposed(run(model, event("need.submitted", need())))}
+    assert matches == {"free"}
+    uganda = {m["expert_id"] for m in proposed(run(model, event("need.submitted", need("UGA-9", state="UGA"))))}
+    assert uganda == {"kenyan", "employed", "free"}
+    # a conflict declared later retracts the match it makes improper
+    emitted = run(model, event("expert.updated", {**expert("free"), "conflict_states": ["FRA", "UGA"]}))
+    assert [(t, d["need_id"], d["expert_id"]) for t, d in emitted] == [("match.retracted", "UGA-9", "free")]
 
 
 def test_only_the_best_offers_are_proposed_and_a_better_offer_supersedes_the_worst():
@@ -416,6 +441,11 @@ def test_matrix_cell_statuses():
         event("offer.published", offer("m1", provider="US", states=("MEX",))),
         event("offer.published", offer("m2", provider="ES", states=("MEX",))),
         event("offer.published", offer("fr", provider="FR", states=("FRA",))))           # supply only
+    assert {c["col"]: c["status"] for c in matrix(model)}["KEN"] == "proposed"   # met only once agreed
+    for need_id, offer_id in (("KEN-9", "gb"), ("TZA-9", "tz")):
+        mid = match_id(need_id, offer_id=offer_id)
+        run(model, step(model, mid, "accepted"))
+        run(model, step(model, mid, "agreed"))
     cells = {c["col"]: c for c in matrix(model)}
     assert {col: c["status"] for col, c in cells.items()} == {
         "KEN": "met", "UGA": "unmet", "TZA": "partly_met", "MEX": "duplicated", "FRA": "no_need"}
@@ -461,6 +491,51 @@ def test_a_regional_workshop_request_proposes_states_and_donors():
     assert data["donors"] == ["DE", "UN"]
     assert run(model, event("workshop.requested", request)) == []
     assert run(model, event("workshop.participants_proposed", data)) == []
+
+
+def test_a_network_workshop_proposes_its_members_only_and_donors_whose_offers_cover_its_articles():
+    model = Matcher()
+    run(model, event("need.submitted", need()),                                     # KEN: outside the network
+        event("need.submitted", need("ZAF-54", state="ZAF", article=54, chapter=5)),
+        event("need.submitted", need("BWA-54", state="BWA", article=54, chapter=5, checklist_round=None)),
+        event("offer.published", offer("ar", provider="CH-FDFA", states=(), groups=("AFRICAN",), articles=(54,))),
+        event("offer.published", offer("ch5", provider="GB-GOV-1", states=("NAM",), articles=(), chapters=(5,))),
+        event("offer.published", offer("pro", provider="DE", states=(), groups=("AFRICAN",), articles=(9,))),
+        event("offer.published", offer("far", provider="US", states=("MEX",), articles=(54,))),
+        event("offer.published", offer("any", provider="UN", level="global", states=(), articles=(54,))))
+    request = {"request_id": "arinsa-1", "kind": "regional_workshop", "state": "ZAF", "regional_group": "AFRICAN",
+               "network_id": "ARINSA", "network_states": ["BWA", "NAM", "ZAF"], "states": ["ZAF"],
+               "articles": [54], "status": "submitted"}
+    [(kind, data)] = run(model, event("workshop.requested", request))
+    assert kind == "workshop.participants_proposed"
+    assert data["states_completed"] == ["ZAF"] and data["states_upcoming"] == ["BWA"]   # KEN is not a member
+    # the group's asset-recovery offer, the chapter V offer reaching Namibia and the global one; not the
+    # procurement offer (article 9) nor the one reaching Mexico only
+    assert data["donors"] == ["CH-FDFA", "GB-GOV-1", "UN"]
+
+
+def test_a_regional_workshop_proposes_only_donors_covering_its_articles():
+    model = Matcher()
+    run(model, event("offer.published", offer("proc", provider="DE", states=("UGA",), articles=(9,))),
+        event("offer.published", offer("mla", provider="FR", states=(), groups=("AFRICAN",), articles=(46,))))
+    request = {"request_id": "r9", "kind": "regional_workshop", "state": "KEN", "regional_group": "AFRICAN",
+               "states": ["KEN"], "articles": [9, 10], "status": "submitted"}
+    [(_, data)] = run(model, event("workshop.requested", request))
+    assert data["donors"] == ["DE"]
+
+
+def test_checklist_assistance_offered_but_not_accepted_does_not_make_a_state_upcoming():
+    model = Matcher()
+    run(model, event("workshop.offered", {"request_id": "o1", "kind": "checklist_assistance", "state": "TCD",
+                                          "status": "offered"}))
+    request = {"request_id": "r1", "kind": "regional_workshop", "state": "KEN", "regional_group": "AFRICAN",
+               "states": ["KEN"], "articles": [9], "status": "submitted"}
+    [(_, data)] = run(model, event("workshop.requested", request))
+    assert "TCD" not in data["states_upcoming"]
+    run(model, event("workshop.accepted", {"request_id": "o1", "kind": "checklist_assistance", "state": "TCD",
+                                           "status": "submitted"}))
+    [(_, data)] = run(model, event("workshop.requested", {**request, "request_id": "r2"}))
+    assert "TCD" in data["states_upcoming"]
 
 
 def test_checklist_assistance_requests_get_no_participants():

@@ -138,11 +138,3 @@ def test_the_overview_counts_needs_per_article_and_regional_group():
     assert view["counts"]["15"]["NONE"] == 1
     assert view["articles"] == [9, 15] and view["total"] == 4
     assert view["group_totals"]["AFRICAN"] == 2 and view["article_totals"]["9"] == 3
-
-
-def test_the_reporting_rate_counts_reporting_parties_over_all_parties():
-    parties = {"KEN": "AFRICAN", "GHA": "AFRICAN", "FRA": "WEOG", "BRA": "GRULAC"}
-    rate = domain.reporting_rate(["KEN", "FRA", "PSE"], parties)
-    assert (rate["reported"], rate["parties"], rate["rate"], rate["text"]) == (2, 4, 0.5, "2 of 4")
-    assert rate["by_group"]["AFRICAN"] == {"reported": 1, "parties": 2, "rate": 0.5}
-    assert rate["not_counted"] == ["PSE"]

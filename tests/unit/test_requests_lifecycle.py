@@ -3,7 +3,7 @@ import itertools
 
 import pytest
 
-from services.requests import domain
+from services.requests import domain, networks
 from tacoord.errors import Conflict, Forbidden, Rejected
 
 NOW = "2027-01-10T09:00:00+00:00"
@@ -13,10 +13,11 @@ LEGAL = {
     ("under_review", "approved"), ("under_review", "declined"), ("under_review", "cancelled"),
     ("approved", "scheduled"), ("approved", "declined"), ("approved", "cancelled"),
     ("scheduled", "held"), ("scheduled", "cancelled"),
+    ("offered", "submitted"), ("offered", "cancelled"),
 }
 PARAMS = {"scheduled": {"scheduled_for": "2027-03-02"}, "held": {"outcome_notes": "Gap analysis done"},
           "declined": {"reason": "Out of scope"}, "cancelled": {}, "under_review": {}, "approved": {},
-          "submitted": {}}
+          "submitted": {}, "offered": {}}
 TARGETS = list(domain.STATUSES)  # "submitted" too: nothing leads back to it
 ALL_PAIRS = list(itertools.product(domain.STATUSES, TARGETS))
 
@@ -32,7 +33,7 @@ def a_request(status="submitted", kind="regional_workshop", **overrides):
 
 def principal_for(target):
     """A principal who may take the step (operators for review steps, the requester otherwise)."""
-    return ("state", "KEN") if target in ("held", "cancelled") else ("operator", "*")
+    return ("state", "KEN") if target in ("held", "cancelled", "submitted") else ("operator", "*")
 
 
 @pytest.mark.parametrize("current,target", sorted(LEGAL))
@@ -46,7 +47,7 @@ def test_every_legal_transition_changes_the_status_and_emits_its_event_with_the_
     for name, value in PARAMS[target].items():
         assert changes[name] == value
     [(event_type, data)] = events
-    assert event_type == f"workshop.{target}"
+    assert event_type == ("workshop.accepted" if (current, target) == ("offered", "submitted") else f"workshop.{target}")
     assert data == {k: {**request, **changes}.get(k) for k in domain.EVENT_FIELDS}
 
 
@@ -65,7 +66,7 @@ def test_every_illegal_transition_is_refused_naming_the_current_state_and_the_al
 
 
 def test_the_machine_covers_every_pair_and_has_three_final_states():
-    assert len(ALL_PAIRS) == 7 * 7
+    assert len(ALL_PAIRS) == 8 * 8
     assert set(domain.FINAL) == {"held", "declined", "cancelled"}
     assert {(s, t) for s, targets in domain.TRANSITIONS.items() for t in targets} == LEGAL
 
@@ -174,3 +175,89 @@ def test_who_sees_a_request():
     assert not domain.may_view(a_request(kind="national_workshop"), "state", "UGA")
     assert domain.may_view(request, "network", "AFRICAN")
     assert not domain.may_view(request, "donor", "GB-GOV-1")
+
+
+# --- checklist assistance offered to a State (recommendation 22) ------------------------------
+
+def an_offer(offered_by="GB-GOV-1"):
+    request, events = domain.offer({"state": "TCD", "expected_outcomes": "Complete the self-assessment checklist",
+                                    "language": "fr", "checklist_round": "2027-1"}, NOW, "REQ-TCD-0000000001",
+                                   offered_by)
+    return request, events
+
+
+def test_an_offer_waits_for_the_state_and_names_the_offering_donor_among_its_donors():
+    offer, [(event_type, data)] = an_offer()
+    assert (offer["kind"], offer["status"], offer["offered_by"], offer["donors"]) == (
+        "checklist_assistance", "offered", "GB-GOV-1", ["GB-GOV-1"])
+    assert event_type == "workshop.offered" and data["checklist_round"] == "2027-1" and data["states"] == ["TCD"]
+    assert domain.may_view(offer, "state", "TCD") and domain.may_view(offer, "donor", "GB-GOV-1")
+    assert not domain.may_view(offer, "donor", "US-GOV-1") and not domain.may_view(offer, "state", "KEN")
+    secretariat, _ = an_offer(offered_by=None)
+    assert secretariat["offered_by"] is None and secretariat["donors"] == []
+
+
+def test_only_the_state_accepts_an_offer_and_then_it_follows_the_lifecycle_of_a_filed_request():
+    offer, _ = an_offer()
+    with pytest.raises(Forbidden, match=r"only the requesting State \(TCD\) may move a request to 'submitted'"):
+        domain.transition(offer, "submitted", "operator", "*", {}, NOW)
+    with pytest.raises(Forbidden, match="you are donor:GB-GOV-1"):
+        domain.transition(offer, "submitted", "donor", "GB-GOV-1", {}, NOW)
+    with pytest.raises(Conflict, match="allowed from 'offered': submitted, cancelled"):
+        domain.transition(offer, "under_review", "operator", "*", {}, NOW)
+    changes, [(event_type, data)] = domain.transition(offer, "submitted", "state", "TCD", {}, NOW)
+    assert event_type == "workshop.accepted" and data["status"] == "submitted"
+    accepted = {**offer, **changes}
+    changes, [(event_type, _)] = domain.transition(accepted, "under_review", "operator", "*", {}, NOW)
+    assert event_type == "workshop.under_review"
+    with pytest.raises(Forbidden, match="only the requesting State"):   # the offerer withdraws only while offered
+        domain.transition(accepted, "cancelled", "donor", "GB-GOV-1", {}, NOW)
+
+
+def test_the_state_refuses_or_the_offerer_withdraws_an_offer_with_a_reason():
+    offer, _ = an_offer()
+    refused, [(kind, data)] = domain.transition(offer, "cancelled", "state", "TCD", {"reason": "Done already"}, NOW)
+    assert kind == "workshop.cancelled" and data["reason"] == "Done already"
+    _, [(kind, _)] = domain.transition(offer, "cancelled", "donor", "GB-GOV-1", {}, NOW)
+    assert kind == "workshop.cancelled"
+    with pytest.raises(Forbidden, match=r"the offering donor \(GB-GOV-1\)"):
+        domain.transition(offer, "cancelled", "donor", "US-GOV-1", {}, NOW)
+
+
+# --- a regional workshop of a registered network ---------------------------------------------------
+
+NETWORK = {"network_id": "ARINSA", "name": "Asset Recovery Inter-Agency Network of Southern Africa",
+           "kind": "regional_network", "states": ["ZAF", "BWA", "NAM"], "donors": [], "focus_articles": [51, 54],
+           "website": None, "contacts": [], "description": ""}
+
+
+def filing(**overrides):
+    return {"kind": "regional_workshop", "state": "ZAF", "network_id": "ARINSA", "network_states": [],
+            "articles": [54], **overrides}
+
+
+def test_a_request_naming_a_registered_network_takes_its_members_from_the_directory():
+    network, _ = networks.register(NETWORK, NOW)
+    assert domain.with_network(filing(), network)["network_states"] == ["BWA", "NAM", "ZAF"]
+    assert domain.with_network(filing(network_states=["NAM", "ZAF", "BWA"]), network)["network_states"] == [
+        "BWA", "NAM", "ZAF"]
+    with pytest.raises(Rejected, match="its members come from the directory") as refused:
+        domain.with_network(filing(network_states=["KEN"]), network)
+    assert refused.value.field == "network_states"
+    retired = {**network, **networks.retire(network, "merged", NOW)[0]}
+    with pytest.raises(Rejected, match="ARINSA is retired") as refused:
+        domain.with_network(filing(), retired)
+    assert refused.value.field == "network_id"
+    donors_only = {**network, "kind": "donor_coordination_group", "states": [], "donors": ["GB-GOV-1"]}
+    with pytest.raises(Rejected, match="has no member States"):
+        domain.with_network(filing(), donors_only)
+
+
+def test_a_network_outside_the_directory_must_be_given_its_members():
+    with pytest.raises(Rejected, match="member States") as refused:
+        domain.with_network(filing(network_id="GlobE-East"), None)
+    assert refused.value.field == "network_states"
+    assert domain.with_network(filing(network_id="GlobE-East", network_states=["KEN"]), None)["network_states"] == [
+        "KEN"]
+    assert domain.with_network({"kind": "national_workshop", "state": "KEN", "network_id": None}, None)["state"] == \
+        "KEN"

@@ -68,6 +68,24 @@ def test_an_incomplete_cv_cannot_be_submitted():
     assert "expertise" in caught.value.reason and "contact.email" in caught.value.reason
 
 
+def test_submitting_names_each_missing_field_on_its_own():
+    with pytest.raises(experts.Incomplete) as caught:
+        experts.transition(expert(expertise=[], contact={}, education=[], consent={"consent_given": False}),
+                           "submitted", "donor", True, NOW)
+    assert caught.value.messages() == {
+        "expertise": ["required before submission: at least one UNCAC article with a level"],
+        "education": ["required before submission: education"],
+        "contact.email": ["required before submission: a contact e-mail"],
+        "consent.consent_given": ["data-protection consent is required"]}
+
+
+def test_the_states_an_expert_is_never_proposed_to_are_their_nationality_employer_and_declared_ones():
+    assert experts.conflict_states(expert()) == ["KEN"]
+    assert experts.conflict_states(expert(employer_country="UGA", declared_conflicts=["TZA", "KEN"])) == [
+        "KEN", "TZA", "UGA"]
+    assert experts.expert_event_data(expert(employer_country="UGA"))["conflict_states"] == ["KEN", "UGA"]
+
+
 def test_no_consent_no_activation():
     with pytest.raises(Rejected, match="consent"):
         experts.transition(expert("validated", consent={"consent_given": False}), "active", "operator", False, NOW)
