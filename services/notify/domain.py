@@ -110,20 +110,6 @@ def completed(event, known):
     return {**event, "data": {**data, **added}} if added else event
 
 
-# -- what an event is about ----------------------------------------------------
-
-def _as_set(*values):
-    out = set()
-    for value in values:
-        if value is None:
-            continue
-        if isinstance(value, (list, tuple, set)):
-            out.update(v for v in value if v is not None and not isinstance(v, (dict, list)))
-        elif not isinstance(value, dict):
-            out.add(value)
-    return out
-
-
 def event_scope(event, known=None):
     """What an event concerns, read from its payload (docs/events.md) and what notify learned of
     the match or offer it names (``known``: key -> facts, see ``completed``)."""
