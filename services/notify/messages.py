@@ -36,8 +36,10 @@ SENTENCES = {
     "match.delivery_started": "{by} started delivering {supplier}'s assistance to {state} on {article}.",
     "match.delivered": "{by} recorded {supplier}'s assistance to {state} on {article} as delivered.",
     "match.cancelled": "{by} cancelled the match of {supplier}'s offer with {states} need on {article}.",
-    "match.withdrawn": "The agreed match of {supplier}'s offer with {states} need on {article} was withdrawn.",
-    "match.retracted": "The proposed match of {supplier}'s offer with {states} need on {article} was retracted.",
+    "match.withdrawn": "The match of {supplier}'s offer with {states} need on {article} was withdrawn "
+                       "({previous_status}: its need or supply was withdrawn).",
+    "match.retracted": "The match of {supplier}'s offer with {states} need on {article} was retracted "
+                       "(it no longer fits, or a better one took its place).",
     "match.rescored": "The match of {supplier}'s offer with {states} need on {article} was scored again: "
                       "{previous_score} → {score}.",
     "duplication.detected": "Possible duplication: {providers} each offer {form} to {state} on {article}, "
@@ -146,6 +148,7 @@ def _words(event):
         "alert": data.get("alert") or "", "priority": PRIORITY_WORDS.get(data.get("priority"), "—"),
         "level": data.get("level") or "—", "kind": str(data.get("kind") or "").replace("_", " "),
         "status": str(data.get("status") or "").replace("_", " "),
+        "previous_status": str(data.get("previous_status") or "agreed").replace("_", " "),
         "score": _number(data.get("score")), "previous_score": _number(data.get("previous_score")),
     }
 

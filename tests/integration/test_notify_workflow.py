@@ -4,9 +4,12 @@ loopback."""
 import json
 import re
 
+from services.matching.service import MatchingService
 from services.notify.service import NotifyService
 from tacoord.envelope import new_event
 from tacoord.testing import wait_until
+from tests.integration.test_matching_lifecycle import PROVIDER, STATE, moved
+from tests.integration.test_matching_service import emit, need_data, offer_data
 from tests.integration.test_notify_delivery import (  # noqa: F401 (receivers, smtp are fixtures)
     FAST, deliveries, handled, publish, receivers, smtp, subscribe)
 
@@ -144,3 +147,42 @@ def test_a_retracted_match_naming_only_ids_reaches_the_state_and_provider_of_its
     assert other.received == []
     assert [d["status"] for d in deliveries(sandbox, sandbox.db("notify").subscriptions.find_one(
         {"subject": "KEN"})["_id"])] == ["delivered", "delivered"]
+
+
+def test_each_step_of_a_real_match_reaches_its_state_and_provider_once_never_whoever_took_it(
+        sandbox, start, receivers):
+    """Matching and notify together: the lifecycle's own events (match.accepted … match.delivered, as
+    matching emits them on ``POST /matches/<id>/transitions``) reach notify's queue and the other side."""
+    start(MatchingService, NotifyService, **FAST)
+    state, provider, other = receivers(), receivers(), receivers()
+    for kind, subject, hook in (("state", "KEN", state), ("donor", "GB-GOV-1", provider), ("donor", "US-GOV-1", other)):
+        subscribe(sandbox, kind, subject, {"channel": "webhook", "url": hook.url, "filter": {"types": ["match.*"]}})
+    steps = ("match.accepted", "match.agreed", "match.delivery_started", "match.delivered")
+    before = {event_type: handled(event_type) for event_type in steps}
+
+    emit(sandbox, "offer.published", offer_data())
+    emit(sandbox, "need.submitted", need_data())
+    wait_until(lambda: state.received and provider.received, timeout=20, message="the proposal told to both sides")
+    match_id = bodies(state)[0]["data"]["match_id"]
+
+    moved(sandbox, match_id, "accepted", PROVIDER)                 # the State hears, the provider took it
+    wait_until(lambda: len(state.received) == 2, message="the acceptance told to the State")
+    moved(sandbox, match_id, "agreed", ("operator", "*"))          # an operator's step: both sides hear
+    moved(sandbox, match_id, "in_delivery", PROVIDER)
+    moved(sandbox, match_id, "delivered", STATE, reason="workshop held in Nairobi")
+
+    wait_until(lambda: all(handled(t) > before[t] for t in steps), timeout=20, message="notify handled every step")
+    wait_until(lambda: len(state.received) == 4 and len(provider.received) == 3, message="every step told")
+    assert [e["type"] for e in bodies(state)] == ["match.proposed", "match.accepted", "match.agreed",
+                                                  "match.delivery_started"]
+    assert [e["type"] for e in bodies(provider)] == ["match.proposed", "match.agreed", "match.delivered"]
+    agreed = bodies(state)[2]
+    assert agreed == bodies(provider)[1] and agreed["source"] == "matching"
+    assert (agreed["data"]["match_id"], agreed["data"]["by"], agreed["data"]["previous_status"]) == (
+        match_id, "operator:*", "accepted")
+    assert bodies(provider)[2]["data"]["reason"] == "workshop held in Nairobi"
+    assert other.received == []
+    for subject in ("KEN", "GB-GOV-1"):
+        subscription = sandbox.db("notify").subscriptions.find_one({"subject": subject})
+        assert [d["status"] for d in deliveries(sandbox, subscription["_id"])] == ["delivered"] * (
+            4 if subject == "KEN" else 3)

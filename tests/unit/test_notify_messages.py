@@ -2,8 +2,10 @@
 matched, the workspace link; the HTML escaped and self-contained."""
 import re
 
-from services.notify import messages
-from tacoord import workspace
+from services import register_schemas
+from services.matching import lifecycle
+from services.notify import domain, messages
+from tacoord import asyncapi, envelope, topology, workspace
 from tacoord.envelope import new_event
 
 WORKSPACE = "https://tacoord.example/"
@@ -120,3 +122,46 @@ def test_workspace_links_are_made_in_one_place_from_the_item_an_event_is_about()
     gap = new_event("gap.detected", {"gap_id": "gap-1", "need_id": "KEN-9-x"}, "matching")
     assert workspace.event_link(WORKSPACE, gap) == "https://tacoord.example/#/alerts/gap-1"
     assert workspace.event_link(WORKSPACE, new_event("x.y", {}, "t")) is None
+
+
+LIFECYCLE_EVENTS = {"match.accepted", "match.declined", "match.agreed", "match.delivery_started",
+                    "match.delivered", "match.cancelled", "match.retracted", "match.withdrawn", "match.rescored"}
+
+
+def lifecycle_event(event_type):
+    """A payload of each match event as matching emits it (checked against its registered schema)."""
+    pair = {k: PROPOSED["data"][k] for k in ("match_id", "need_id", "offer_id", "provider", "state",
+                                             "regional_group", "article")}
+    match = {k: v for k, v in PROPOSED["data"].items() if k not in ("explanation", "provider_name")}
+    if event_type == "match.proposed":
+        data = {k: v for k, v in PROPOSED["data"].items() if k != "provider_name"}
+    elif event_type in lifecycle.STEP_EVENTS:
+        target = next(status for status, kind in lifecycle.EVENT_OF.items() if kind == event_type)
+        data = {**match, "status": target, "previous_status": "proposed", "reason": "as discussed",
+                "by": "operator:*", "at": "2026-11-02T10:00:00+00:00"}
+    elif event_type == "match.retracted":
+        data = {k: pair[k] for k in ("match_id", "need_id", "offer_id")} | {"reason": "need withdrawn"}
+    elif event_type == "match.withdrawn":
+        data = {**pair, "previous_status": "in_delivery", "reason": "offer withdrawn"}
+    else:
+        data = {**pair, "status": "agreed", "score": 0.8, "previous_score": 0.9, "priority": 2,
+                "previous_priority": 1, "forms": ["LEGAL_ADVICE"]}
+    return envelope.load(new_event(event_type, data, "matching"))
+
+
+def test_every_match_event_the_lifecycle_emits_reaches_notify_and_is_said_in_its_own_words():
+    register_schemas()
+    emitted = set(lifecycle.STEP_EVENTS) | set(lifecycle.MODEL_EVENTS)
+    assert emitted - {"match.proposed"} == LIFECYCLE_EVENTS
+    assert {t for t in envelope.registered_types() if t.startswith("match.")} == emitted
+    known = dict(domain.facts_of(PROPOSED))   # what notify learned of the match when it was proposed
+    sentences = set()
+    for event_type in sorted(emitted):
+        assert topology.NOTIFY_EVENTS.name in asyncapi.consumers_of(topology.EVENTS, event_type), event_type
+        assert event_type in messages.SENTENCES, f"{event_type} has no sentence of its own"
+        said = messages.sentence(domain.completed(lifecycle_event(event_type), known))
+        assert "GB-GOV-1" in said and "Kenya" in said and "article 9" in said, said
+        sentences.add(said)
+    assert len(sentences) == len(emitted)
+    withdrawn = messages.sentence(domain.completed(lifecycle_event("match.withdrawn"), known))
+    assert "(in delivery: its need or supply was withdrawn)" in withdrawn
