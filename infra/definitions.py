@@ -58,7 +58,7 @@ def own_queues(service):
 
 
 def any_of(names):
-    return "^(" + "|".join(names) + ")$"
+    return "^(" + "|".join(dict.fromkeys(names)) + ")$"   # each once, in order
 
 
 def service_permissions(service):

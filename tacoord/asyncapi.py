@@ -128,10 +128,11 @@ EXAMPLES = {
         "language": "es", "support_received": []},
     (envelope.EVENTS, "need.submitted"): NEED_EVENT,
     (envelope.EVENTS, "need.updated"): {**NEED_EVENT, "status": "in_progress", "priority": 2},
-    (envelope.EVENTS, "need.withdrawn"): {**NEED_EVENT, "status": "withdrawn"},
+    (envelope.EVENTS, "need.withdrawn"): {**NEED_EVENT, "status": "withdrawn",
+                                          "withdrawal_reason": "Covered by the national budget"},
     (envelope.EVENTS, "offer.published"): OFFER_EVENT,
     (envelope.EVENTS, "offer.updated"): {**OFFER_EVENT, "capacity": 5},
-    (envelope.EVENTS, "offer.withdrawn"): {**OFFER_EVENT, "status": "withdrawn"},
+    (envelope.EVENTS, "offer.withdrawn"): {**OFFER_EVENT, "status": "withdrawn", "withdrawal_reason": "Programme closed"},
     (envelope.EVENTS, "expert.registered"): {**EXPERT_EVENT, "vetting_status": "draft", "expires_at": None},
     (envelope.EVENTS, "expert.updated"): EXPERT_EVENT,
     (envelope.EVENTS, "expert.expired"): {**EXPERT_EVENT, "vetting_status": "expired"},
@@ -141,7 +142,8 @@ EXAMPLES = {
         "level": "bilateral", "score": 1.0,
         "explanation": {"constraints_met": ["geography: KEN in scope_states", "coverage: article 9 in articles",
                                             "forms: LEGAL_ADVICE", "status: need open, offer active"],
-                        "score_parts": {"priority": 1.0, "language": 1.0, "level": 1.0, "capacity": 1.0}}},
+                        "score_parts": {"priority": 1.0, "language": 1.0, "level": 1.0, "capacity": 1.0},
+                        "weights": {"priority": 0.3, "language": 0.2, "level": 0.3, "capacity": 0.2}}},
     (envelope.EVENTS, "match.retracted"): {"match_id": MATCH_ID, "need_id": NEED_ID, "offer_id": OFFER_ID,
                                            "reason": "need withdrawn"},
     **{(envelope.EVENTS, kind): {**MATCH_STEP, **step} for kind, step in MATCH_STEPS.items()},
@@ -217,7 +219,7 @@ def example_envelope(channel, event_type, version):
     if event_type == "workshop.participants_proposed":
         source = "matching"
     return {"id": event_id, "type": event_type, "version": version, "occurred_at": EXAMPLE_TIME,
-            "source": source, "actor": "partner:acme" if ingress else "state:KEN",
+            "source": source, "actor": "partner:acme/officer-12" if ingress else "state:KEN",
             "correlation_id": event_id, "causation_id": None, "data": copy.deepcopy(data)}
 
 
@@ -280,7 +282,9 @@ def _info_description():
         f"`{topology.INGRESS}/<type>`), persistent (delivery mode 2), with publisher confirms, and with the "
         "AMQP `user_id` property set to their own broker user. RabbitMQ refuses a publish whose `user_id` "
         "differs from the connection's user (broker-validated), and the consuming service sets the event's "
-        "`source` to `partner:<user_id>` whatever the body says. A partner user may publish only to "
+        "`source` to `partner:<user_id>` whatever the body says; the envelope's `actor` (who in the partner's "
+        "system did it) is kept for the audit log when it starts with `partner:<user_id>/` "
+        "(`partner:acme/officer-12`), else it becomes `partner:<user_id>`. A partner user may publish only to "
         f"`{topology.INGRESS}`, only with intake routing keys, and read only its own notification queue.\n\n"
         f"**Subscribers** (the services, and operators' tools) bind queues to the topic exchange "
         f"`{topology.EVENTS}` (channels `{topology.EVENTS}/<type>`). External parties receive events through "
@@ -374,6 +378,9 @@ def _payload(channel, event_type, version, schema_name):
     props["data"] = {"$ref": f"#/components/schemas/{schema_name}"}
     if channel == envelope.INGRESS:
         props["source"] = {**props["source"], "description": "replaced by `partner:<user_id>` on receipt"}
+        props["actor"] = {**props["actor"], "description": "who in the partner's system did it, kept for the "
+                          "audit log when it starts with `partner:<user_id>/` (e.g. `partner:acme/officer-12`); "
+                          "anything else is replaced by `partner:<user_id>`"}
     return base
 
 

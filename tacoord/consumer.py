@@ -16,7 +16,9 @@ For each message, in order:
    type is registered). Invalid → parked in the dead-letter queue with the
    field-by-field reason; the audit recorder logs it.
 2. Ingress messages must carry RabbitMQ's ``user_id`` property, which the
-   broker checks against the connection's user; it becomes ``source``.
+   broker checks against the connection's user; it becomes ``source``
+   (``partner:<user_id>``), and ``actor`` is the envelope's own when it starts
+   with ``partner:<user_id>/``, else the partner (:func:`envelope.partner_actor`).
 3. Its id is claimed in the inbox (:mod:`tacoord.inbox`): an id already
    processed on this queue is acknowledged and skipped; one another worker
    holds goes round the retry queue (waiting, no try used).
@@ -353,7 +355,8 @@ class EventConsumer(Consumer):
             user_id = self._partner(message)
             if not user_id:
                 raise Rejected("ingress messages must carry the broker-validated user_id property")
-            event["source"] = f"partner:{user_id}"
+            event["source"] = envelope.partner_source(user_id)
+            event["actor"] = envelope.partner_actor(user_id, event.get("actor"))
         return event
 
     def _partner(self, message):

@@ -95,6 +95,22 @@ def new_event(event_type, data, source, actor=None, cause=None, correlation_id=N
     }
 
 
+def partner_source(user_id):
+    """The ``source`` of an ingress message the broker says ``user_id`` sent."""
+    return f"partner:{user_id}"
+
+
+def partner_actor(user_id, claimed):
+    """Who did it, for an ingress message the broker says ``user_id`` sent: the envelope's own
+    ``actor`` when it names the partner itself or someone within it (``partner:acme/officer-12``
+    for the user ``acme``), else the partner. A partner cannot claim to be someone else, and what
+    it says about who in its system acted is kept for the audit log."""
+    source = partner_source(user_id)
+    if isinstance(claimed, str) and claimed.startswith(source + "/") and len(claimed) > len(source) + 1:
+        return claimed
+    return source
+
+
 def load(body, channel=EVENTS):
     """Validate an envelope and, when its type is registered, its payload.
 

@@ -73,10 +73,16 @@ class PartnerClient:
         self._drop()
 
     def build(self, event_type, data, actor=None, correlation_id=None):
-        """A validated envelope (raises marshmallow.ValidationError naming the fields)."""
+        """A validated envelope (raises marshmallow.ValidationError naming the fields).
+
+        ``actor``: who in your system did it (``"officer-12"``), sent as ``partner:<user>/officer-12``,
+        the form tacoord keeps for its audit log (:func:`tacoord.envelope.partner_actor`)."""
         if not envelope.registered_types(envelope.INGRESS):
             raise LookupError("no intake schemas are registered in this process: call "
                               "services.register_schemas() before publishing")
+        within = envelope.partner_source(self.user) + "/"
+        if actor and not actor.startswith(within):
+            actor = within + actor
         event = envelope.new_event(event_type, data, self.source, actor=actor, correlation_id=correlation_id)
         envelope.load(event, envelope.INGRESS)
         return event

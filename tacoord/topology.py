@@ -16,8 +16,9 @@ would be dropped) and the flags never disagree between declarers.
   dead-letters it back into ``Q`` (delayed redelivery through the broker)
   through ``tacoord.requeue`` (direct, key = ``Q``). No user but the admin may
   publish to that exchange, so what arrives through it was put round the
-  retry queue by the broker itself: the consumer trusts its partner header
-  (``headers.PARTNER``) only then. Services put a message round through
+  retry queue by the broker itself (or replayed by the operator, as an
+  undeliverable notification is onto ``notify.resend``): the consumer trusts
+  its partner header (``headers.PARTNER``) only then. Services put a message round through
   ``tacoord.retry`` (topic, key = ``Q.retry``), where each service's topic
   permission names only its own retry queues; no service may write the
   default exchange, which would reach any queue by name.
@@ -143,7 +144,10 @@ MATCHING_EVENTS = QueueSpec(
     single_active=True)   # one instance applies events to its model at a time (services/matching/README.md)
 NOTIFY_EVENTS = QueueSpec(
     "notify.events", EVENTS,
-    ("match.*", "gap.*", "duplication.*", "workshop.*", "need.*", "offer.*"))
+    ("match.*", "alert.*", "gap.*", "duplication.*", "workshop.*", "need.*", "offer.*"))
+# An undeliverable notification is parked naming this queue (through tacoord.requeue, which only
+# the admin writes), so the operator's dead-letter replay is notify's resend of it.
+NOTIFY_RESEND = QueueSpec("notify.resend", REQUEUE)
 REQUESTS_EVENTS = QueueSpec("requests.events", EVENTS, ("workshop.participants_proposed",))
 AUDIT_EVENTS = QueueSpec("audit.events", EVENTS, ("#",))
 AUDIT_DEAD_LETTERS = QueueSpec("audit.dead-letters", DEAD, ("",), retry=True)
@@ -152,7 +156,7 @@ UNROUTED_QUEUE = QueueSpec(UNROUTED, UNROUTED, ("",), retry=False)
 
 CONSUMER_QUEUES = (
     NEEDS_INGRESS, SUPPLY_INGRESS, REQUESTS_INGRESS, MATCHING_EVENTS,
-    NOTIFY_EVENTS, REQUESTS_EVENTS, AUDIT_EVENTS, AUDIT_DEAD_LETTERS,
+    NOTIFY_EVENTS, NOTIFY_RESEND, REQUESTS_EVENTS, AUDIT_EVENTS, AUDIT_DEAD_LETTERS,
 )
 ALL_QUEUES = CONSUMER_QUEUES + (PARKED, UNROUTED_QUEUE)
 

@@ -27,7 +27,7 @@ def _audit_database(settings, client):
 @click.pass_obj
 def audit_history(settings, entity_type, entity_id, as_json):
     """Every audit record about one entity in the order things happened (e.g. `audit history need KEN-9-2026-1`)."""
-    from services.audit import dependencies
+    from services.audit import dependencies, domain
     client = settings.mongo()
     entity = f"{entity_type}:{entity_id}"
     try:
@@ -43,6 +43,8 @@ def audit_history(settings, entity_type, entity_id, as_json):
         extra = f"  reason: {r['reason']}" if r.get("reason") else ""
         click.echo(f"#{r['seq']}  {r.get('occurred_at') or r.get('recorded_at')}  {r['type']}  "
                    f"source={r.get('source')}  actor={r.get('actor')}{extra}")
+        for line in domain.describe_changes(r.get("changes")):
+            click.echo(f"    {line}")
 
 
 @audit.command("verify")

@@ -73,10 +73,11 @@ def checked(database):
 
 def history(database, entity, limit=HISTORY_LIMIT, events_only=False):
     """Every record about ``entity`` (the first ``limit`` recorded; None: all), in the order
-    things happened (:func:`domain.in_order_of_happening`)."""
+    things happened (:func:`domain.in_order_of_happening`), each event with what it changed
+    (:func:`domain.with_changes`)."""
     query = {"entities": entity, **({"kind": "event"} if events_only else {})}
     records = [clean(r) for r in database[AUDIT].find(query, sort=[("seq", ASCENDING)], limit=limit or 0)]
-    return domain.in_order_of_happening(records)
+    return domain.with_changes(domain.in_order_of_happening(records))
 
 
 def story(database, correlation_id, limit=HISTORY_LIMIT):

@@ -1,5 +1,5 @@
 """The audit log's rules: what a record says, which entities it concerns, the hash chain
-and its head anchor, and the order of an entity's history (no I/O).
+and its head anchor, the order of an entity's history and what changed in each of its steps (no I/O).
 
 Each record carries ``prev_hash`` (the hash of the record before it) and its
 own ``hash = sha256(prev_hash + canonical JSON of the record)``. Altering,
@@ -183,6 +183,66 @@ def in_order_of_happening(records):
     events and dead letters arrive on two queues, handled by two consumers, so a rejection
     can be recorded before the event that came first."""
     return sorted(records, key=lambda r: (_instant(r.get("occurred_at") or r.get("recorded_at")), r["seq"]))
+
+
+# -- what changed in each step -------------------------------------------------
+
+# Bookkeeping that every step moves, or that repeats the old value a change already shows.
+UNCOMPARED = frozenset({"updated_at", "at", "previous_status", "previous_score", "previous_priority"})
+
+
+def subject_of(event):
+    """What an event's payload describes, as ``(family, id)``: a ``need.*`` payload is a need
+    (``need_id``), a ``match.*`` one a match (``match_id``); a family without a ``<family>_id``
+    field (``workshop.*``: ``request_id``) is known by all its scalar ``*_id`` fields. Payloads
+    with one subject are states of one thing, so comparing them says what changed."""
+    family = event["type"].split(".")[0]
+    data = event.get("data") or {}
+    own = data.get(f"{family}_id")
+    if isinstance(own, str) and own:
+        return family, own
+    return family, tuple(sorted((k, v) for k, v in data.items() if k.endswith("_id") and isinstance(v, str) and v))
+
+
+def changes_between(known, data):
+    """``[{"field", "old", "new"}]`` for every field of ``data`` whose value differs from what
+    was ``known`` of the subject (never said = None), in payload order. A field a payload leaves
+    out is not said, not removed: a step's event carries only part of what its subject holds."""
+    return [{"field": name, "old": known.get(name), "new": value}
+            for name, value in data.items() if name not in UNCOMPARED and known.get(name) != value]
+
+
+def with_changes(records):
+    """An entity's history (in the order things happened) with what changed in each step: every
+    event record gets ``changes``, against what the earlier payloads of the same subject
+    (:func:`subject_of`) said: None for the first (nothing to compare with), else the fields that
+    differ (an empty list: it changed none). Rejections are left as they are."""
+    known = {}
+    shown = []
+    for record in records:
+        event = record.get("event")
+        if record.get("kind") != "event" or not isinstance(event, dict) or not isinstance(event.get("data"), dict):
+            shown.append(record)
+            continue
+        subject = subject_of(event)
+        before = known.get(subject)
+        known[subject] = {**(before or {}), **event["data"]}
+        shown.append({**record, "changes": None if before is None else changes_between(before, event["data"])})
+    return shown
+
+
+def describe_value(value):
+    """A payload value in a line of text: strings as they are, nothing as "—", the rest as compact JSON."""
+    if value is None:
+        return "—"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True, default=str)
+
+
+def describe_changes(changes):
+    """``["priority: 2 → 1", …]`` for a record's ``changes``."""
+    return [f"{c['field']}: {describe_value(c['old'])} → {describe_value(c['new'])}" for c in changes or ()]
 
 
 def trace(records, log_entries=()):

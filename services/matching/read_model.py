@@ -301,7 +301,8 @@ class ReadModel:
         constraints, common = checked
         parts = self.offer_parts(need, offer)
         return weighted(parts, self.settings.offer_part_weights), \
-            {"constraints_met": constraints, "score_parts": parts}, common
+            {"constraints_met": constraints, "score_parts": parts,
+             "weights": dict(self.settings.offer_part_weights)}, common
 
     def score_expert(self, need, expert):
         checked = expert_constraints(need, expert)
@@ -318,7 +319,8 @@ class ReadModel:
             "experience": experience,
         }
         return weighted(parts, self.settings.expert_part_weights), \
-            {"constraints_met": constraints, "score_parts": parts}, common
+            {"constraints_met": constraints, "score_parts": parts,
+             "weights": dict(self.settings.expert_part_weights)}, common
 
     def best_possible(self, need, kind):
         weights = self.settings.offer_part_weights if kind == "offer" else self.settings.expert_part_weights

@@ -30,6 +30,7 @@ class Strict(Schema):
 class ExplanationSchema(Strict):
     constraints_met = fields.List(fields.String(), required=True)
     score_parts = fields.Dict(keys=fields.String(), values=fields.Float(), required=True)
+    weights = fields.Dict(keys=fields.String(), values=fields.Float())   # of each part; absent from older events
 
 
 class MatchPairSchema(Strict):

@@ -35,7 +35,7 @@ CONTENT_FIELDS = ("paragraph", "other_text", "priority", "description", "checkli
 # What a need shows: the HTTP answers and the payload of every need.* event.
 PUBLIC_FIELDS = ("need_id", "state", "regional_group", "article", "chapter", "paragraph", "forms",
                  "other_text", "priority", "description", "checklist_round", "languages",
-                 "external_ref", "status", "created_at", "updated_at")
+                 "external_ref", "status", "withdrawal_reason", "created_at", "updated_at")
 
 
 def public(need):
@@ -67,6 +67,7 @@ def new_need(filed, now):
         "need_id": need_id(filed["state"], filed["article"], forms),
         "status": "open",
         "regional_group": reference.regional_group_of(filed["state"]),
+        "withdrawal_reason": None,  # filed (again): any earlier withdrawal's reason no longer stands
         "chapter": reference.chapter_of(filed["article"]),
         "created_at": now,
         "updated_at": now,

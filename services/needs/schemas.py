@@ -44,6 +44,7 @@ class NeedEventSchema(NeedSchema):
     status = fields.String(required=True, validate=validate.OneOf(STATUSES))
     regional_group = fields.String(allow_none=True, load_default=None)
     chapter = fields.Integer(required=True)
+    withdrawal_reason = fields.String(allow_none=True)  # need.withdrawn: why, in their words (absent in older events)
     created_at = fields.String(required=True)
     updated_at = fields.String(required=True)
 

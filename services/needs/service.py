@@ -35,7 +35,7 @@ class NeedsService:
             raise Rejected(str(exc))  # retrying cannot help
 
     def _ingress(self, message):
-        data, actor = message["data"], message["source"]
+        data, actor = message["data"], message["actor"]  # partner_actor: who within the partner
         if message["type"] == "need.submitted":
             self.store.file(data, "needs", actor, cause=message)
         elif message["type"] == "need.updated":

@@ -1,9 +1,10 @@
 """Notify's I/O: its MongoDB store and its delivery channels (HTTP, SMTP, AMQP).
 
 ``NotifyStore`` exposes named operations over the service's collections
-(subscriptions, networks, deliveries, digest_items). ``Channels`` sends one
+(subscriptions, networks, deliveries, digest_items, facts). ``Channels`` sends one
 notification over a subscription's channel with bounded retries (tenacity)
-and parks what could not be delivered on the dead-letter exchange.
+and parks what could not be delivered on the dead-letter exchange, from where
+the operator's replay sends it back to notify (``topology.NOTIFY_RESEND``).
 """
 import json
 import logging
@@ -21,16 +22,16 @@ from kombu import Connection, Exchange, Queue
 from nameko.amqp.publish import Publisher, UndeliverableMessage
 from nameko.constants import PERSISTENT
 from nameko.extensions import DependencyProvider
-from pymongo import UpdateOne
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
 from tenacity import (RetryError, Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay,
                       wait_exponential_jitter)
 
-from services.notify import domain
-from tacoord import config, headers
+from services.notify import domain, messages
+from tacoord import config, headers, topology, workspace
 from tacoord.config import setting
 from tacoord.envelope import new_event, utcnow
-from tacoord.errors import Busy, Conflict, NotFound
+from tacoord.errors import Busy, Conflict, NotFound, Rejected
 from tacoord.ops import metric
 from tacoord.outbox import strip
 from tacoord.publisher import ConfirmedPublisher, encode
@@ -42,6 +43,7 @@ SUBSCRIPTIONS = "subscriptions"
 NETWORKS = "networks"
 DELIVERIES = "deliveries"
 DIGEST_ITEMS = "digest_items"
+FACTS = "facts"   # what earlier events said of a match or an offer (domain.facts_of)
 
 # configuration keys (container config first, then the environment)
 MAX_TRIES_KEY = "TACOORD_NOTIFY_MAX_TRIES"
@@ -86,7 +88,7 @@ def public_subscription(doc):
 
 def public_delivery(doc):
     keys = ("notification_id", "event_id", "event_type", "channel", "status", "attempts", "last_error",
-            "latency_ms", "digest", "created_at", "finished_at")
+            "latency_ms", "digest", "resends", "created_at", "finished_at")
     return {k: doc.get(k) for k in keys}
 
 
@@ -140,6 +142,23 @@ class NotifyRepository(Repository):
     def routing_table(self):
         """``(active subscriptions, {network id: network})`` for routing an event."""
         return self.routing.get(lambda: (self.active_subscriptions(), self.networks()))
+
+    # facts: what earlier events said of the matches and offers later ones name only by id
+    def learn(self, events):
+        """Remember what these events say of matches and offers (one write for all, when any)."""
+        now = utcnow().isoformat()
+        learned = [UpdateOne({"_id": key}, {"$set": {**facts, "learned_at": now}}, upsert=True)
+                   for event in events for key, facts in domain.facts_of(event)]
+        if learned:
+            self.db[FACTS].bulk_write(learned, ordered=False)
+
+    def known(self, events):
+        """``{key: facts}`` notify knows of the matches and offers these events name."""
+        keys = domain.fact_keys(events)
+        if not keys:
+            return {}
+        return {d["_id"]: {k: v for k, v in d.items() if k not in ("_id", "learned_at")}
+                for d in self.db[FACTS].find({"_id": {"$in": keys}})}
 
     # subscriptions
     def add_subscription(self, subscription):
@@ -254,6 +273,25 @@ class NotifyRepository(Repository):
                     "sending it again under the same id", existing["_id"], lease_seconds)
         return {**strip(existing), "claimed_at": now.isoformat()}
 
+    def claim_resend(self, notification_id):
+        """Take a failed delivery back to send it again (the operator replayed its dead letter):
+        the delivery, now pending and claimed by this worker, with one more ``resends``; None when
+        there is nothing to send (delivered meanwhile, or by an earlier copy of the replay).
+        Raises ``DeliveryInFlight`` while another worker sends it, ``Rejected`` when unknown."""
+        now = utcnow().isoformat()
+        taken = self.db[DELIVERIES].find_one_and_update(
+            {"_id": notification_id, "status": "failed"},
+            {"$set": {"status": "pending", "claimed_at": now, "finished_at": None}, "$inc": {"resends": 1}},
+            return_document=ReturnDocument.AFTER)
+        if taken is not None:
+            return strip(taken)
+        existing = self.db[DELIVERIES].find_one({"_id": notification_id}, {"status": 1})
+        if existing is None:
+            raise Rejected(f"no delivery {notification_id!r} to send again", "data.notification_id")
+        if existing["status"] == "pending":
+            raise DeliveryInFlight(f"notification {notification_id} is being sent by another worker")
+        return None
+
     def finish_delivery(self, delivery, subscription, outcome, cause=None):
         """One notification's outcome; see :meth:`finish_deliveries`."""
         return self.finish_deliveries([(subscription, delivery, outcome, cause)])[0]
@@ -280,7 +318,8 @@ class NotifyRepository(Repository):
             data = domain.notification_event_data({**delivery, **changes}, subscription, outcome.error)
             events.append(new_event(f"notification.{status}", data, "notify",
                                     f"subscription:{subscription['subscription_id']}", cause=cause,
-                                    event_id=domain.outcome_event_id(delivery["_id"], status)))
+                                    event_id=domain.outcome_event_id(delivery["_id"], status,
+                                                                     delivery.get("resends") or 0)))
             done.append(({**delivery, **changes}, changes, outcome.ok))
         self.relay.publisher.publish_events(events)
         delivered = [UpdateOne({"_id": d["_id"], "status": "pending"}, {"$set": changes})
@@ -398,6 +437,7 @@ class Channels(DependencyProvider):
                                            max(1.0, 2 * self.max_seconds + self.max_tries * self.timeout)))
         address = cfg.get("WEB_SERVER_ADDRESS", "127.0.0.1:8004")
         self.public_url = str(setting(cfg, PUBLIC_URL_KEY, f"http://{address}")).rstrip("/")
+        self.workspace_url = setting(cfg, workspace.WORKSPACE_URL_KEY, workspace.DEFAULT_WORKSPACE_URL)
         self.exchange = Exchange(domain.NOTIFY_EXCHANGE, type="direct", durable=True)
         self.amqp = Publisher(self.amqp_uri, use_confirms=True, delivery_mode=PERSISTENT, serializer="json",
                               retry=False)
@@ -432,8 +472,9 @@ class Channels(DependencyProvider):
 
     # -- delivery ---------------------------------------------------------------
 
-    def send(self, subscription, notification_id, events, digest=False):
-        """Deliver with bounded retries; returns an Outcome (never raises for delivery errors)."""
+    def send(self, subscription, notification_id, events, digest=False, known=None):
+        """Deliver with bounded retries; returns an Outcome (never raises for delivery errors).
+        ``known``: what notify knows of the matches and offers the events name (an e-mail says it)."""
         channel = subscription["channel"]
         sender = {"webhook": self._webhook, "email": self._email, "amqp": self._amqp}[channel]
         started = time.monotonic()
@@ -451,7 +492,7 @@ class Channels(DependencyProvider):
             for attempt in retrying:
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
-                    sender(subscription, notification_id, events, digest)
+                    sender(subscription, notification_id, events, digest, known or {})
         except (Retryable, Permanent) as exc:
             error = str(exc)[:1000] or type(exc).__name__
         except RetryError as exc:  # pragma: no cover - reraise=True makes this unlikely
@@ -465,14 +506,14 @@ class Channels(DependencyProvider):
         DELIVERY_SECONDS.labels(channel=channel).observe(elapsed)
         return outcome
 
-    def _webhook(self, subscription, notification_id, events, digest):
+    def _webhook(self, subscription, notification_id, events, digest, known):
         url = subscription["url"]
         try:
             self.check_webhook(url)  # again at delivery time: DNS may have changed since
         except domain.UnsafeTarget as exc:
             raise Permanent(f"webhook target refused: {exc}")
-        body = encode(domain.webhook_body(notification_id, subscription, events,
-                                          self.unsubscribe_url(subscription), digest)).encode()
+        body = encode(messages.webhook_body(notification_id, subscription, events,
+                                            self.unsubscribe_url(subscription), digest)).encode()
         http_headers = {
             "Content-Type": "application/json",
             "User-Agent": "tacoord-notify/1",
@@ -494,8 +535,9 @@ class Channels(DependencyProvider):
         if outcome == "permanent":
             raise Permanent(f"HTTP {response.status_code} from {url}")
 
-    def _email(self, subscription, notification_id, events, digest):
-        subject, text, html = domain.render_email(subscription, events, self.unsubscribe_url(subscription), digest)
+    def _email(self, subscription, notification_id, events, digest, known):
+        subject, text, html = messages.render_email(subscription, [domain.completed(e, known) for e in events],
+                                                    self.unsubscribe_url(subscription), self.workspace_url, digest)
         message = EmailMessage()
         message["Subject"] = subject
         message["From"] = self.smtp_from
@@ -522,8 +564,8 @@ class Channels(DependencyProvider):
         except (smtplib.SMTPException, OSError) as exc:  # disconnected, refused, timed out
             raise Retryable(f"SMTP {self.smtp_host}:{self.smtp_port}: {type(exc).__name__}: {exc}")
 
-    def _amqp(self, subscription, notification_id, events, digest):
-        body = domain.webhook_body(notification_id, subscription, events, self.unsubscribe_url(subscription), digest)
+    def _amqp(self, subscription, notification_id, events, digest, known):
+        body = messages.webhook_body(notification_id, subscription, events, self.unsubscribe_url(subscription), digest)
         queue = self.subscriber_queue(subscription["subscription_id"])
         try:
             self.amqp.publish(body, exchange=self.exchange, routing_key=subscription["subscription_id"],
@@ -538,7 +580,9 @@ class Channels(DependencyProvider):
     # -- what could not be delivered --------------------------------------------
 
     def park(self, delivery, subscription, events, error):
-        """Publish a dead letter with the reason headers (as tacoord.consumer does), so it is audited."""
+        """Publish a dead letter with the reason headers (as tacoord.consumer does), so it is audited.
+        Its exchange and routing key are notify's resend queue's (``topology.NOTIFY_RESEND``), so the
+        operator's replay (``tacoord deadletters replay``) sends the notification again."""
         body = {"id": delivery["_id"], "type": "notification.undeliverable",
                 "occurred_at": utcnow().isoformat(), "source": "notify",
                 "data": {"notification_id": delivery["_id"], "subscription_id": subscription["subscription_id"],
@@ -547,6 +591,7 @@ class Channels(DependencyProvider):
         parking = headers.parking(
             f"notification undeliverable after {delivery.get('attempts')} attempt(s) over "
             f"{subscription['channel']}: {error}", str(uuid.uuid4()), queue="notify.deliveries",
-            routing_key=delivery["event_type"], exchange="", failed_at=utcnow().isoformat(), kind="undeliverable",
+            routing_key=topology.NOTIFY_RESEND.name, exchange=topology.NOTIFY_RESEND.exchange,
+            failed_at=utcnow().isoformat(), kind="undeliverable",
             **{headers.SUBSCRIPTION_ID: subscription["subscription_id"], headers.CHANNEL: subscription["channel"]})
         self.dead.park(json.loads(encode(body)), parking, delivery["event_type"], message_id=delivery["_id"])

@@ -1,8 +1,8 @@
 """Notify: pure rules (no I/O) — who hears about an event, how it is signed,
-where a webhook may point, what a message says, when a failure is final."""
+where a webhook may point, when a failure is final. What a message says is ``messages``'."""
+import fnmatch
 import hashlib
 import hmac
-import html
 import ipaddress
 import secrets
 import uuid
@@ -14,7 +14,7 @@ from tacoord import reference
 CHANNELS = ("webhook", "email", "amqp")
 KINDS = ("donor", "network", "state")
 STATUSES = ("active", "unsubscribed", "deleted")
-EVENT_FAMILIES = ("match", "gap", "duplication", "workshop", "need", "offer")
+EVENT_FAMILIES = ("match", "alert", "gap", "duplication", "workshop", "need", "offer")
 SIGNATURE_HEADER = "X-Tacoord-Signature"
 REPLAY_WINDOW_SECONDS = 300
 NOTIFY_EXCHANGE = "tacoord.notify"
@@ -47,8 +47,73 @@ def _as_set(*values):
     return out
 
 
-def event_scope(event):
-    """What an event concerns, read from its payload (docs/events.md)."""
+# Who hears about an event besides what its payload names, by type (the first pattern that fits):
+# ``donors``: "named" — only the donors it names (a match, an alert, an offer is theirs: one
+# naming no donor, an expert's match, is no donor's); "open" — also every donor when it names
+# none (a gap, a need, a workshop: news to any donor whose filter lets it through).
+# ``by``: the payload field naming who took the step; that subscriber is not told of its own
+# step, the other side is (a provider's acceptance reaches the State, the State's agreement the
+# provider; networks hear both, as their subscriptions say).
+AUDIENCES = (
+    ("match.*", {"donors": "named", "by": "by"}),
+    ("alert.*", {"donors": "named", "by": "actor"}),
+    ("duplication.*", {"donors": "named", "by": None}),
+    ("offer.*", {"donors": "named", "by": None}),
+    ("*", {"donors": "open", "by": None}),
+)
+
+
+def audience(event_type):
+    return next(rule for pattern, rule in AUDIENCES if fnmatch.fnmatchcase(event_type or "", pattern))
+
+
+# -- what notify remembers of earlier events -------------------------------------
+
+# An event that names a match or an offer only by its id (``match.retracted``) concerns the
+# State and provider an earlier event named: notify keeps these facts (``facts_of``) and fills
+# them in (``completed``) to route the event and to say what it is about.
+MATCH_FACTS = ("need_id", "offer_id", "expert_id", "provider", "state", "regional_group", "article", "chapter",
+               "forms", "priority", "level")
+OFFER_FACTS = ("provider", "provider_name", "level")
+FACT_SOURCES = (("match_id", "match", MATCH_FACTS), ("offer_id", "offer", OFFER_FACTS))
+
+
+def facts_of(event):
+    """``[(key, facts)]`` worth remembering from an event: a proposed match's sides, an offer's provider."""
+    data = event.get("data") or {}
+    remembered = []
+    for field, kind, names in FACT_SOURCES:
+        if not event.get("type", "").startswith(f"{kind}.") or not isinstance(data.get(field), str):
+            continue
+        facts = {name: data[name] for name in names if data.get(name) is not None}
+        if kind == "match" and not {"state", "provider"} & set(facts):
+            continue  # a step naming only ids: nothing new to learn
+        remembered.append((f"{kind}:{data[field]}", facts))
+    return remembered
+
+
+def fact_keys(events):
+    """The keys of what notify may know about these events (``facts_of``)."""
+    return sorted({f"{kind}:{(e.get('data') or {})[field]}" for e in events for field, kind, _ in FACT_SOURCES
+                   if isinstance((e.get("data") or {}).get(field), str)})
+
+
+def completed(event, known):
+    """The event's payload with what ``known`` (key -> facts) adds: what the payload says wins."""
+    data = event.get("data") or {}
+    added = {}
+    for field, kind, _ in FACT_SOURCES:
+        facts = known.get(f"{kind}:{data.get(field)}") if isinstance(data.get(field), str) else None
+        for name, value in (facts or {}).items():
+            if data.get(name) is None and name not in added:
+                added[name] = value
+    return {**event, "data": {**data, **added}} if added else event
+
+
+def event_scope(event, known=None):
+    """What an event concerns, read from its payload (docs/events.md) and what notify learned of
+    the match or offer it names (``known``: key -> facts, see ``completed``)."""
+    event = completed(event, known) if known else event
     data = event.get("data") or {}
     articles = {a for a in _as_set(data.get("article"), data.get("articles")) if isinstance(a, int)}
     chapters = {c for c in _as_set(data.get("chapter"), data.get("chapters")) if isinstance(c, int)}
@@ -56,6 +121,8 @@ def event_scope(event):
         if article in reference.articles():
             chapters.add(reference.chapter_of(article))
     priority = data.get("priority")
+    rule = audience(event.get("type"))
+    by = data.get(rule["by"]) if rule["by"] else None
     return {
         "type": event.get("type", ""),
         "states": _as_set(data.get("state"), data.get("states"), data.get("scope_states"),
@@ -65,6 +132,8 @@ def event_scope(event):
         "providers": _as_set(data.get("provider"), data.get("providers"), data.get("donors"),
                              [s.get("provider") for s in data.get("support_received") or []
                               if isinstance(s, dict)]),
+        "donors": rule["donors"],
+        "by": by if isinstance(by, str) else None,
         "articles": articles,
         "chapters": chapters,
         "forms": _as_set(data.get("forms"), data.get("form")),
@@ -117,11 +186,13 @@ def concerns_states(states, network_id, scope):
 def subscription_matches(subscription, event, network_states=None, scope=None):
     """Should this subscription hear about this event?
 
-    - donor: the event names its provider, or names no provider at all and
-      passes the filter (events naming other donors are theirs, not shown);
+    - donor: the event names its provider, or names no provider at all, is
+      news to every donor (``AUDIENCES``) and passes the filter (events naming
+      other donors are theirs, not shown);
     - state: the event concerns that State (or only its regional group);
     - network: the event concerns any of the network's States, or names the
       network as regional group.
+    Nobody hears of a step they took themselves (``AUDIENCES``: ``by``).
     Every kind then has to pass its filter. ``scope``: ``event_scope(event)``
     when the caller already has it (one event against many subscriptions).
     """
@@ -131,8 +202,10 @@ def subscription_matches(subscription, event, network_states=None, scope=None):
     if not filter_matches(subscription.get("filter"), scope):
         return False
     kind, subject = subscription["kind"], subscription["subject"]
+    if scope.get("by") == f"{kind}:{subject}":
+        return False  # its own step: the other side hears of it
     if kind == "donor":
-        return subject in scope["providers"] or not scope["providers"]
+        return subject in scope["providers"] or (not scope["providers"] and scope.get("donors") == "open")
     if kind == "state":
         if scope["states"]:
             return subject in scope["states"]
@@ -272,11 +345,13 @@ def smtp_outcome(code):
 OUTCOME_NAMESPACE = uuid.UUID("5d0c2a8e-6f52-4c1e-9a7e-3b1f0c9d7a41")
 
 
-def outcome_event_id(notification_id, status):
+def outcome_event_id(notification_id, status, resends=0):
     """The id of a notification's ``notification.<status>`` event: the same every time it is
     published again (after a crash between publishing it and storing the outcome), so the audit
-    log and other consumers keep one."""
-    return str(uuid.uuid5(OUTCOME_NAMESPACE, f"{notification_id}:{status}"))
+    log and other consumers keep one. Each resend from the dead letters (``resends``: how many)
+    is a new outcome, with an id of its own."""
+    key = f"{notification_id}:{status}" + (f":{resends}" if resends else "")
+    return str(uuid.uuid5(OUTCOME_NAMESPACE, key))
 
 
 def lease_over(delivery, now, lease_seconds):
@@ -292,12 +367,13 @@ def lease_over(delivery, now, lease_seconds):
     return (now - at).total_seconds() >= lease_seconds
 
 
-def route(events, subscriptions, networks):
+def route(events, subscriptions, networks, known=None):
     """Who gets what: ``([(subscription, event)] to notify now, [(subscription, event)] for
-    digests)`` for every event and every active subscription whose filter it passes."""
+    digests)`` for every event and every active subscription whose filter it passes (``known``:
+    what notify learned of the matches and offers the events name, see ``completed``)."""
     immediate, digest = [], []
     for event in events:
-        scope = event_scope(event)
+        scope = event_scope(event, known)
         for subscription in subscriptions:
             states = networks.get(subscription["subject"], {}).get("states")
             if subscription_matches(subscription, event, states, scope=scope):
@@ -311,59 +387,6 @@ def notification_event_data(delivery, subscription, error=None):
             "source_event_id": delivery["event_id"], "source_event_type": delivery["event_type"],
             "channel": subscription["channel"], "attempts": delivery.get("attempts", 0),
             "error": error}
-
-
-# -- what a message says -------------------------------------------------------
-
-def summary(event):
-    data = event.get("data") or {}
-    bits = []
-    for key in ("state", "regional_group", "provider"):
-        if data.get(key):
-            bits.append(str(data[key]))
-    if data.get("article"):
-        bits.append(f"article {data['article']}")
-    if data.get("priority"):
-        bits.append(f"priority {data['priority']}")
-    return f"{event.get('type')}" + (f": {', '.join(bits)}" if bits else "")
-
-
-def webhook_body(notification_id, subscription, events, unsubscribe_url, digest=False):
-    body = {"notification_id": notification_id, "subscription_id": subscription["subscription_id"],
-            "unsubscribe_url": unsubscribe_url}
-    if digest:
-        body.update({"digest": True, "events": events})
-    else:
-        body["event"] = events[0]
-    return body
-
-
-def render_email(subscription, events, unsubscribe_url, digest=False):
-    """(subject, plain text, HTML) of one notification or one daily digest."""
-    if digest:
-        subject = f"[tacoord] daily digest: {len(events)} notification(s)"
-    else:
-        subject = f"[tacoord] {summary(events[0])}"
-    lines = [f"tacoord notification for {subscription['kind']} {subscription['subject']}", ""]
-    items = []
-    for event in events:
-        data = event.get("data") or {}
-        detail = ", ".join(f"{k}={v}" for k, v in sorted(data.items())
-                           if k in ("need_id", "offer_id", "match_id", "gap_id", "duplication_id",
-                                    "request_id", "state", "article", "priority", "provider", "score",
-                                    "status", "kind"))
-        lines.append(f"- {summary(event)} ({event.get('occurred_at')})")
-        if detail:
-            lines.append(f"  {detail}")
-        items.append(f"<li><strong>{html.escape(summary(event))}</strong> "
-                     f"<small>{html.escape(str(event.get('occurred_at')))}</small>"
-                     f"<br><code>{html.escape(detail)}</code></li>")
-    lines += ["", f"Unsubscribe: {unsubscribe_url}"]
-    body_html = (f"<html><body><p>tacoord notification for {html.escape(subscription['kind'])} "
-                 f"<strong>{html.escape(subscription['subject'])}</strong></p><ul>{''.join(items)}</ul>"
-                 f"<p><a href=\"{html.escape(unsubscribe_url, quote=True)}\">Unsubscribe</a></p>"
-                 f"</body></html>")
-    return subject, "\n".join(lines) + "\n", body_html
 
 
 def digest_due(last_sent_at, now, period_seconds):

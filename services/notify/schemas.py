@@ -126,3 +126,29 @@ class NotificationEventSchema(Schema):
 
 for _type in ("notification.delivered", "notification.failed"):
     envelope.register(_type, NotificationEventSchema())
+
+
+class ParkedNotificationSchema(Schema):
+    """The ``data`` of an undeliverable notification's dead letter, as notify parks it (and a
+    replay brings it back to ``notify.resend``)."""
+
+    class Meta:
+        unknown = RAISE
+
+    notification_id = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    subscription_id = fields.String(required=True, validate=validate.Length(min=1, max=80))
+    channel = fields.String(required=True, validate=validate.OneOf(CHANNELS))
+    attempts = fields.Integer(load_default=None, allow_none=True)
+    source_event_id = fields.String(required=True)
+    events = fields.List(fields.Dict(), required=True, validate=validate.Length(min=1))
+
+
+def load_parked(body):
+    """The parked notification a replay brought back; a ``ValidationError`` naming the fields
+    (the consumer parks it again, with that reason) when it is not one."""
+    if not isinstance(body, dict) or body.get("type") != "notification.undeliverable":
+        raise ValidationError({"type": ["not an undeliverable notification (type 'notification.undeliverable')"]})
+    try:
+        return ParkedNotificationSchema().load(body.get("data"))
+    except ValidationError as exc:
+        raise ValidationError({"data": exc.messages}) from exc

@@ -11,7 +11,7 @@ from nameko.timer import Timer
 
 from services.notify import domain
 from services.notify.dependencies import DIGEST_SECONDS_KEY, Channels, NotifyStore, Outcome, public_subscription
-from services.notify.schemas import NetworkSchema, SubscriptionSchema, check_subject
+from services.notify.schemas import NetworkSchema, SubscriptionSchema, check_subject, load_parked
 from tacoord import topology
 from tacoord.config import setting
 from tacoord.consumer import consume_events
@@ -58,12 +58,14 @@ class NotifyService:
     # one confirmed publish per batch instead of per event.
     @consume_events(topology.NOTIFY_EVENTS, keyed_by_event_id=True, batch_size=BATCH_SIZE, batch_wait=0)
     def on_events(self, events):
+        self.store.learn(events)
+        known = self.store.known(events)
         subscriptions, networks = self.store.routing_table()
-        immediate, digest = domain.route(events, subscriptions, networks)
+        immediate, digest = domain.route(events, subscriptions, networks, known)
         self.store.add_digest_items(digest)
         claimed, in_flight = self.store.claim_deliveries(immediate, self.channels.lease_seconds)
         pool = eventlet.GreenPool(PARALLEL_DELIVERIES)
-        outcomes = list(pool.imap(lambda c: self.channels.send(c[0], c[1]["_id"], [c[2]]), claimed))
+        outcomes = list(pool.imap(lambda c: self.channels.send(c[0], c[1]["_id"], [c[2]], known=known), claimed))
         finished = self.store.finish_deliveries([(subscription, delivery, outcome, event) for
                                                  (subscription, delivery, event), outcome in zip(claimed, outcomes)])
         for (subscription, _, event), outcome, (done, recorded) in zip(claimed, outcomes, finished):
@@ -73,8 +75,36 @@ class NotifyService:
         # queue (no try used); back, they find it finished, or its lease over (worker died).
         return in_flight
 
+    # An undeliverable notification the operator replayed from the dead letters (its parked body,
+    # ``notification.undeliverable``): sent again, under the same notification id, to the
+    # subscription as it is now (its URL or address may have been corrected). The delivery's
+    # status is the key: only a failed one is taken back, by one worker, so copies of the replay
+    # send nothing more (no inbox).
+    @consume_events(topology.NOTIFY_RESEND, raw=True, keyed_by_event_id=True)
+    def on_resend(self, body, headers):
+        parked = load_parked(body)
+        delivery = self.store.claim_resend(parked["notification_id"])
+        if delivery is None:
+            log.info("notification %s was delivered already; the replay sends nothing", parked["notification_id"])
+            return
+        self._send_again(delivery, parked["events"], cause=None if delivery.get("digest") else parked["events"][0])
+
+    def _send_again(self, delivery, events, cause=None):
+        """A delivery taken back (a digest its worker left, a replayed dead letter): sent to its
+        subscription as it is now, or recorded failed when that subscription ended meanwhile."""
+        try:
+            subscription = self.store.subscription(delivery["subscription_id"])
+        except NotFound:
+            subscription = None
+        if subscription is None or subscription["status"] != "active":
+            gone = Outcome(ok=False, attempts=0, error="the subscription ended before the notification was sent")
+            self.store.finish_delivery(delivery, subscription or {"subscription_id": delivery["subscription_id"],
+                                                                  "channel": delivery["channel"]}, gone)
+            return
+        self._deliver(subscription, delivery, events, cause=cause, digest=bool(delivery.get("digest")))
+
     def _deliver(self, subscription, delivery, events, cause=None, digest=False):
-        outcome = self.channels.send(subscription, delivery["_id"], events, digest)
+        outcome = self.channels.send(subscription, delivery["_id"], events, digest, known=self.store.known(events))
         done, recorded = self.store.finish_delivery(delivery, subscription, outcome, cause=cause)
         if not outcome.ok and recorded:
             self._park(done, subscription, events, outcome.error)
@@ -118,16 +148,7 @@ class NotifyService:
             if not events:
                 self.store.drop_delivery(delivery["_id"])
                 continue
-            try:
-                subscription = self.store.subscription(delivery["subscription_id"])
-            except NotFound:
-                subscription = None
-            if subscription is None or subscription["status"] != "active":
-                gone = Outcome(ok=False, attempts=0, error="the subscription ended before its digest was sent")
-                self.store.finish_delivery(delivery, subscription or {"subscription_id": delivery["subscription_id"],
-                                                                      "channel": delivery["channel"]}, gone)
-            else:
-                self._deliver(subscription, delivery, events, digest=True)
+            self._send_again(delivery, events)
 
     # -- subscriptions ----------------------------------------------------------
 

@@ -34,7 +34,7 @@ class RequestsService:
         """``workshop.submitted`` / ``checklist_assistance.submitted`` from partners (already validated)."""
         data = message["data"]
         request_id = domain.new_request_id(data["state"], seed=message["id"])
-        self.store.file(data, request_id, "requests", message["source"], cause=message)
+        self.store.file(data, request_id, "requests", message["actor"], cause=message)
 
     @consume_events(topology.REQUESTS_EVENTS)
     def on_participants_proposed(self, event):

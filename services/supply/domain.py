@@ -124,10 +124,12 @@ def change_offer(existing, changes, now, kind="offer.updated"):
 
 
 def withdraw_offer(existing, reason, now):
-    """→ (changes, events); withdrawing a withdrawn offer changes nothing."""
+    """→ (changes, events); withdrawing a withdrawn offer changes nothing. The event says why."""
     if existing["status"] == "withdrawn":
         return {}, []
-    return change_offer(existing, {"status": "withdrawn", "withdrawal_reason": reason}, now, "offer.withdrawn")
+    changes, events = change_offer(existing, {"status": "withdrawn", "withdrawal_reason": reason}, now,
+                                   "offer.withdrawn")
+    return changes, [(kind, {**data, "withdrawal_reason": reason}) for kind, data in events]
 
 
 def covers_state(offer, iso3):

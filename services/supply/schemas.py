@@ -247,6 +247,7 @@ class OfferEventSchema(Schema):
     level = fields.String(required=True, validate=validate.OneOf(domain.LEVELS))
     scope_states = fields.List(StateCode(), required=True)
     scope_groups = fields.List(GroupId(), required=True)
+    withdrawal_reason = fields.String(allow_none=True)   # offer.withdrawn: why, in their words (absent in older events)
     articles = fields.List(fields.Integer(strict=True), required=True)
     chapters = fields.List(fields.Integer(strict=True), required=True)
     forms = fields.List(fields.String(), required=True)

@@ -41,10 +41,10 @@ class SupplyService:
         data = message["data"]
         if message["type"] == "offer.submitted":
             key = data.get("external_ref") or f"event:{message['id']}"
-            self.store.file_offer(data, key, message["source"], cause=message)
+            self.store.file_offer(data, key, message["actor"], cause=message)
         elif message["type"] == "offer.withdrawn":
             try:
-                self.store.withdraw_offer(data["offer_id"], data["reason"], message["source"], cause=message)
+                self.store.withdraw_offer(data["offer_id"], data["reason"], message["actor"], cause=message)
             except NotFound as exc:   # waiting cannot make an unknown offer appear: park it now
                 raise Rejected(str(exc), "data.offer_id")
 

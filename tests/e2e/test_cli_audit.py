@@ -49,6 +49,27 @@ def test_audit_history_shows_what_happened_to_a_need(sandbox, start):
     assert nothing.exit_code == 1 and "no audit records about need:NOPE" in nothing.output
 
 
+def test_audit_history_shows_what_each_step_changed(sandbox, start):
+    start(AuditService, NeedsService)
+    sandbox.publish("need.submitted", KENYA_NEED)
+    need = wait_until(lambda: sandbox.db("needs").needs.find_one({"state": "KEN"}), message="stored need")
+    sandbox.publish("need.updated", {"need_id": need["need_id"], "priority": 3, "description": "Procurement"})
+    wait_until(lambda: sandbox.db("audit").audit.count_documents({"entities": f"need:{need['need_id']}"}) == 2,
+               message="two audit records")
+
+    table = cli(sandbox, "audit", "history", "need", need["need_id"])
+    assert table.exit_code == 0, table.output
+    lines = table.stdout.splitlines()
+    updated = next(i for i, line in enumerate(lines) if "  need.updated  " in line)
+    assert lines[updated + 1:] == ["    priority: 1 → 3",
+                                   "    description: Public procurement reform → Procurement"]
+    assert "  need.submitted  " in lines[0] and "need.updated" in lines[1]   # nothing listed for the first
+    records = json.loads(cli(sandbox, "audit", "history", "need", need["need_id"], "--json").stdout)["records"]
+    assert [r["changes"] for r in records] == [None, [
+        {"field": "priority", "old": 1, "new": 3},
+        {"field": "description", "old": "Public procurement reform", "new": "Procurement"}]]
+
+
 def cli_process(sandbox, *args):
     """`tacoord …` as an operator runs it: its own process, this checkout's code."""
     return subprocess.run([sys.executable, "-m", "services.cli", "--vhost", sandbox.vhost,

@@ -3,7 +3,8 @@ import requests
 
 from services.audit.service import AuditService
 from services.needs.service import NeedsService
-from tacoord.testing import wait_until
+from tacoord import envelope
+from tacoord.testing import admin_auth, wait_until
 
 KENYA_NEED = {"state": "KEN", "article": 9, "forms": ["LEGAL_ADVICE", "CAPACITY_BUILDING"],
               "priority": 1, "description": "Public procurement reform", "checklist_round": "2026-1"}
@@ -75,3 +76,33 @@ def test_dead_letters_in_an_entity_history_are_shown_to_operators_only(sandbox, 
     refused = entity_history(sandbox, dead_letter.replace(":", "/", 1), "donor", "GB-GOV-1")
     assert refused.status_code == 403 and "for operators" in refused.json()["error"]
     assert entity_history(sandbox, dead_letter.replace(":", "/", 1)).json()["count"] == 1
+
+
+def test_a_partners_own_actor_and_every_step_s_changes_and_reasons_are_kept_in_the_need_s_history(sandbox, start):
+    start(AuditService, NeedsService)
+    partner = f"partner:{admin_auth()[0]}"   # the broker user sandbox.publish sends as
+    sent = envelope.new_event("need.submitted", KENYA_NEED, "anything", actor=f"{partner}/officer-12")
+    sandbox.publish("need.submitted", KENYA_NEED, event=sent)
+    stored = wait_until(lambda: sandbox.db("needs").needs.find_one({"state": "KEN"}), message="stored need")
+    need = f"need/{stored['need_id']}"
+    sandbox.publish("need.updated", {"need_id": stored["need_id"], "priority": 2},
+                    event=envelope.new_event("need.updated", {"need_id": stored["need_id"], "priority": 2},
+                                             "x", actor="partner:someone-else/officer-9"))  # not this partner's
+    wait_until(lambda: len(audit_history(sandbox, need)) == 2, message="the update recorded")
+    sandbox.publish("need.withdrawn", {"need_id": stored["need_id"], "reason": "covered by the national budget"},
+                    event=envelope.new_event("need.withdrawn", {"need_id": stored["need_id"],
+                                                                "reason": "covered by the national budget"},
+                                             "x", actor=f"{partner}/officer-12"))
+
+    records = wait_until(lambda: (lambda r: len(r) == 3 and r)(audit_history(sandbox, need)),
+                         message="three records")
+    assert [(r["type"], r["source"], r["actor"]) for r in records] == [
+        ("need.submitted", "needs", f"{partner}/officer-12"),
+        ("need.updated", "needs", partner),                       # a claim outside its prefix: the partner
+        ("need.withdrawn", "needs", f"{partner}/officer-12")]
+    assert records[0]["changes"] is None
+    assert records[1]["changes"] == [{"field": "priority", "old": 1, "new": 2}]
+    assert records[2]["changes"] == [{"field": "status", "old": "open", "new": "withdrawn"},
+                                     {"field": "withdrawal_reason", "old": None,
+                                      "new": "covered by the national budget"}]
+    assert records[2]["event"]["data"]["withdrawal_reason"] == "covered by the national budget"

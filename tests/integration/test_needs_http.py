@@ -65,7 +65,10 @@ def test_a_state_updates_then_withdraws_its_need_and_another_state_may_not(needs
     assert withdrawn.status_code == 200 and withdrawn.json()["status"] == "withdrawn"
     conflict = needs.call("PATCH", path, "state", "KEN", json={"priority": 1})
     assert conflict.status_code == 409 and "withdrawn" in conflict.json()["error"]
-    assert [e["type"] for e in needs.events()] == ["need.submitted", "need.updated", "need.withdrawn"]
+    events = needs.events()
+    assert [e["type"] for e in events] == ["need.submitted", "need.updated", "need.withdrawn"]
+    assert [e["data"]["withdrawal_reason"] for e in events] == [None, None, "covered"]   # the State's reason, kept
+    assert withdrawn.json()["withdrawal_reason"] == "covered"
     assert needs.call("DELETE", path, "operator").status_code == 200  # twice: no new event
     assert needs.events() == []
 

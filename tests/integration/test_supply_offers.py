@@ -64,6 +64,7 @@ def test_a_donor_publishes_updates_and_withdraws_its_offer(sandbox, supply):
         envelope.load(event)
     assert events[0]["actor"] == f"donor:{UK}" and events[0]["data"]["offer_id"] == offer["offer_id"]
     assert events[2]["data"]["status"] == "withdrawn"
+    assert events[2]["data"]["withdrawal_reason"] == "funding ended"   # what the donor said, kept in the event
 
 
 def test_a_donor_manages_only_its_own_offers(supply):
@@ -173,6 +174,7 @@ def test_an_offer_submitted_on_ingress_is_published_once_even_when_redelivered(s
     wait_until(lambda: sandbox.db("supply").offers.find_one({"status": "withdrawn"}), message="withdrawn")
     more = collect(sandbox, 2)
     assert [e["type"] for e in more] == ["offer.updated", "offer.withdrawn"]
+    assert more[1]["data"]["withdrawal_reason"] == "merged into a global offer"
     assert sandbox.db("supply").offers.count_documents({}) == 1
 
 

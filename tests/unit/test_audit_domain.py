@@ -73,3 +73,47 @@ def test_a_dead_letter_record_happened_when_it_was_parked_and_needs_its_id():
     assert record["entities"] == ["event:e1", "message:dl-1", "need:KEN-1"]
     with pytest.raises(Rejected):
         domain.rejection_record(b"{}", {})
+
+
+def recorded(seq, event_type, data):
+    event = {"id": f"e{seq}", "type": event_type, "occurred_at": f"2026-12-01T10:00:0{seq}+00:00", "source": "needs",
+             "actor": "state:KEN", "correlation_id": None, "causation_id": None, "data": data}
+    return {**domain.event_record(event), "seq": seq}
+
+
+NEED = {"need_id": "KEN-9-x", "state": "KEN", "article": 9, "priority": 2, "status": "open",
+        "withdrawal_reason": None, "updated_at": "2026-12-01T10:00:01+00:00"}
+
+
+def test_each_step_of_a_history_says_which_fields_changed_from_what_to_what():
+    history = domain.with_changes([
+        recorded(1, "need.submitted", NEED),
+        recorded(2, "need.updated", {**NEED, "priority": 1, "updated_at": "2026-12-01T10:00:02+00:00"}),
+        recorded(3, "match.proposed", {"match_id": "m1", "need_id": "KEN-9-x", "priority": 1, "score": 0.8}),
+        {"seq": 4, "kind": "rejection", "type": "message.rejected", "event": {"data": {"need_id": "KEN-9-x"}}},
+        recorded(5, "match.accepted", {"match_id": "m1", "need_id": "KEN-9-x", "status": "accepted",
+                                       "previous_status": "proposed", "by": "donor:GB-GOV-1", "at": "t"}),
+        recorded(6, "need.withdrawn", {**NEED, "priority": 1, "status": "withdrawn",
+                                       "withdrawal_reason": "covered by the budget"}),
+        recorded(7, "need.updated", {**NEED, "priority": 1, "status": "withdrawn",
+                                     "withdrawal_reason": "covered by the budget"}),
+    ])
+    changes = [r.get("changes", "rejection") for r in history]
+    assert changes[0] is None and changes[2] is None          # the first of a need, the first of a match
+    assert changes[1] == [{"field": "priority", "old": 2, "new": 1}]   # updated_at is bookkeeping
+    assert changes[3] == "rejection"
+    assert changes[4] == [{"field": "status", "old": None, "new": "accepted"},
+                          {"field": "by", "old": None, "new": "donor:GB-GOV-1"}]   # the match's, not the need's
+    assert changes[5] == [{"field": "status", "old": "open", "new": "withdrawn"},
+                          {"field": "withdrawal_reason", "old": None, "new": "covered by the budget"}]
+    assert changes[6] == []
+    assert domain.describe_changes(changes[5]) == ["status: open → withdrawn",
+                                                   "withdrawal_reason: — → covered by the budget"]
+    listed = [{"field": "forms", "old": ["A"], "new": ["A", "B"]}]
+    assert domain.describe_changes(listed) == ['forms: ["A"] → ["A","B"]']
+
+
+def test_a_payload_without_an_id_of_its_family_is_known_by_its_ids():
+    workshop = {"type": "workshop.approved", "data": {"request_id": "r1", "network_id": None, "status": "approved"}}
+    assert domain.subject_of(workshop) == ("workshop", (("request_id", "r1"),))
+    assert domain.subject_of({"type": "need.updated", "data": {"need_id": "n1"}}) == ("need", "n1")

@@ -1,7 +1,7 @@
 """Notify's pure rules: who hears about what, signatures, webhook targets, outcomes."""
 import pytest
 
-from services.notify import domain
+from services.notify import domain, messages
 from tacoord.envelope import new_event
 
 KENYA_MATCH = new_event("match.proposed", {
@@ -159,7 +159,7 @@ def test_server_errors_and_429_are_retried_other_client_errors_are_final(status,
 
 def test_an_email_has_plain_and_escaped_html_parts_with_the_unsubscribe_link():
     event = {**KENYA_MATCH, "data": {**KENYA_MATCH["data"], "provider": "<script>"}}
-    subject, text, html = domain.render_email(sub("network", "AFRICAN"), [event], "http://x/unsubscribe/t")
+    subject, text, html = messages.render_email(sub("network", "AFRICAN"), [event], "http://x/unsubscribe/t")
     assert subject.startswith("[tacoord] match.proposed: KEN")
     assert "http://x/unsubscribe/t" in text and 'href="http://x/unsubscribe/t"' in html
     assert "<script>" not in html and "&lt;script&gt;" in html
@@ -202,3 +202,79 @@ def test_a_pending_delivery_is_in_flight_until_its_lease_is_over():
     assert domain.lease_over({"created_at": (now - timedelta(seconds=90)).isoformat()}, now, 60)  # stored before leases
     assert not domain.lease_over({"claimed_at": "2026-12-01T11:59:30"}, now, 60)  # naive: UTC
     assert domain.lease_over({"claimed_at": "not a time"}, now, 60)  # at least once rather than never
+
+
+# -- who hears of the steps people take ---------------------------------------------
+
+ALERT_STEP = {"alert_id": "dup-1", "alert": "duplication", "duplication_id": "dup-1", "gap_kind": None,
+              "state": "KEN", "regional_group": "AFRICAN", "article": 9, "form": "LEGAL_ADVICE",
+              "providers": ["GB-GOV-1", "DE-BMZ-1"], "need_id": None, "status": "acknowledged",
+              "actor": "donor:GB-GOV-1", "at": "2026-11-02T09:30:00+00:00", "note": "talking to BMZ",
+              "reason": "talking to BMZ"}
+
+
+def step(event_type, by, **data):
+    """A match step as services/matching's lifecycle emits it (the pair, the step, who took it)."""
+    return new_event(event_type, {**KENYA_MATCH["data"], "status": "accepted", "previous_status": "proposed",
+                                  "reason": None, "by": by, "at": "2026-11-02T10:00:00+00:00", **data}, "matching")
+
+
+def test_an_alert_step_reaches_the_other_providers_it_names_and_the_state_not_whoever_took_it():
+    acknowledged = new_event("alert.acknowledged", ALERT_STEP, "matching", "donor:GB-GOV-1")
+    assert not domain.subscription_matches(sub("donor", "GB-GOV-1"), acknowledged)   # its own step
+    assert domain.subscription_matches(sub("donor", "DE-BMZ-1"), acknowledged)
+    assert domain.subscription_matches(sub("state", "KEN"), acknowledged)
+    assert not domain.subscription_matches(sub("donor", "US-GOV-1"), acknowledged)   # named by none
+    assert domain.subscription_matches(sub("network", "AFRICAN"), acknowledged, african_states())
+    by_matching = new_event("alert.resolved", {**ALERT_STEP, "status": "resolved", "actor": "service:matching",
+                                               "resolution": "cause_gone", "automatic": True}, "matching")
+    assert domain.subscription_matches(sub("donor", "GB-GOV-1"), by_matching)
+
+
+def test_a_match_step_reaches_the_other_side_of_the_match():
+    accepted = step("match.accepted", "donor:GB-GOV-1")
+    assert domain.subscription_matches(sub("state", "KEN"), accepted)
+    assert not domain.subscription_matches(sub("donor", "GB-GOV-1"), accepted)
+    agreed = step("match.agreed", "state:KEN", status="agreed", previous_status="accepted")
+    assert domain.subscription_matches(sub("donor", "GB-GOV-1"), agreed)
+    assert not domain.subscription_matches(sub("state", "KEN"), agreed)
+    assert not domain.subscription_matches(sub("donor", "US-GOV-1"), agreed)
+    by_operator = step("match.cancelled", "operator:*", status="cancelled", reason="duplicate request")
+    assert domain.subscription_matches(sub("donor", "GB-GOV-1"), by_operator)
+    assert domain.subscription_matches(sub("state", "KEN"), by_operator)
+    assert domain.subscription_matches(sub("network", "EAST_AFRICA", types=["match.*"]), by_operator, ["KEN"])
+
+
+def test_a_match_naming_no_provider_is_no_donors_business_but_a_gap_is_every_donors():
+    expert = new_event("match.proposed", {**KENYA_MATCH["data"], "provider": None, "offer_id": None,
+                                          "expert_id": "exp-1", "level": "expert"}, "matching")
+    assert not domain.subscription_matches(sub("donor", "US-GOV-1"), expert)
+    assert domain.subscription_matches(sub("state", "KEN"), expert)
+    gap = new_event("gap.detected", {"gap_id": "g", "kind": "no_supply", "state": "UGA", "article": 15,
+                                     "regional_group": "AFRICAN", "since": "2026-01-01"}, "matching")
+    assert domain.subscription_matches(sub("donor", "US-GOV-1"), gap)
+
+
+def test_a_retracted_match_naming_only_ids_reaches_the_sides_its_proposal_named():
+    retracted = new_event("match.retracted", {"match_id": "m1", "need_id": "KEN-9-x", "offer_id": "o1",
+                                              "reason": "need withdrawn"}, "matching")
+    assert not domain.subscription_matches(sub("state", "KEN"), retracted)   # nothing known of m1
+    known = dict(domain.facts_of(KENYA_MATCH))
+    assert known["match:m1"]["provider"] == "GB-GOV-1" and known["match:m1"]["state"] == "KEN"
+    assert domain.fact_keys([retracted]) == ["match:m1", "offer:o1"]
+    immediate, _ = domain.route([retracted], [sub("state", "KEN"), sub("donor", "GB-GOV-1"), sub("donor", "X-1")],
+                                {}, known)
+    assert [s["subject"] for s, _ in immediate] == ["KEN", "GB-GOV-1"]
+    assert domain.completed(retracted, known)["data"]["reason"] == "need withdrawn"
+    offer = new_event("offer.published", {"offer_id": "o1", "provider": "GB-GOV-1", "provider_name": "FCDO",
+                                          "level": "bilateral", "scope_states": ["KEN"]}, "supply")
+    assert domain.facts_of(offer) == [("offer:o1", {"provider": "GB-GOV-1", "provider_name": "FCDO",
+                                                    "level": "bilateral"})]
+    assert domain.completed(KENYA_MATCH, dict(domain.facts_of(offer)))["data"]["provider_name"] == "FCDO"
+
+
+def test_a_resent_notification_has_outcome_event_ids_of_its_own():
+    first = domain.outcome_event_id("sub-1:evt-1", "delivered")
+    assert first == domain.outcome_event_id("sub-1:evt-1", "delivered", 0)
+    assert len({first, domain.outcome_event_id("sub-1:evt-1", "delivered", 1),
+                domain.outcome_event_id("sub-1:evt-1", "delivered", 2)}) == 3
