@@ -59,3 +59,12 @@ class FeedQuerySchema(Schema):
     def known_shape(self, value, **kwargs):
         if value is not None:
             parse_types(value)
+
+
+def peek_limit(given, most):
+    """``?limit=`` of the dead-letter list: 1 to ``most`` (absent: ``most``); ValidationError naming it."""
+    if given is None:
+        return most
+    if not given.isdigit() or not 1 <= int(given) <= most:
+        raise ValidationError(f"limit is a whole number from 1 to {most}", "limit")
+    return int(given)
