@@ -68,6 +68,7 @@ async function signIn(key) {
 async function route() {
   if (!who) return;
   if (leave) { leave(); leave = null; }
+  notify("");
   const [name, ...params] = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
   const allowed = (PAGES[who.role] || []).map(([page]) => page).concat(ALWAYS);
   const main = $("page");

@@ -47,7 +47,7 @@ export async function render(main, { who, reference }) {
   const panel = el("div", { id: "alert-panel" });
   const scope = who.role === "donor" ? { provider: who.subject } : who.role === "state" ? { state: who.subject } : {};
   const alerts = listView({
-    label: who.role === "operator" ? "Alert worklist" : "Alerts that involve " + who.subject,
+    label: who.role === "operator" ? "Alerts, oldest first" : "Alerts that involve " + who.subject,
     filters: [
       { name: "status", label: "Status", type: "select", options: [["open", "open"], ["acknowledged", "acknowledged"], ["resolved", "resolved"]] },
       { name: "kind", label: "Kind", type: "select", options: [["duplication", "duplication"], ["gap", "gap"]] },

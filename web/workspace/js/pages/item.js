@@ -3,6 +3,7 @@
 // here as #/item/<type>/<id>.
 
 import { call } from "../api.js";
+import { POLL_MS } from "../lists.js";
 import { el, fields, notify, section } from "../ui.js";
 import { alertSteps } from "./alerts.js";
 import { historyTable } from "./audit.js";
@@ -27,21 +28,32 @@ export async function render(main, context) {
   const body = el("div", { id: "item-body" });
   main.append(el("h1", {}, type[0].toUpperCase() + type.slice(1) + " " + id), panel, body);
 
-  async function draw() {
+  let last = null, timer = null;
+  async function draw(again) {
     const item = await call(SOURCES[type](encodeURIComponent(id)));
+    const entityType = type === "alert" ? item.alert : type;   // an alert's records name its duplication or gap
+    let records = null, problem = null;
+    try {
+      records = (await call("/api/audit/audit/entities/" + entityType + "/" + encodeURIComponent(id))).records;
+    } catch (error) {
+      problem = "Its history cannot be shown: " + (error.body ? error.body.error : error.message);
+    }
+    const text = JSON.stringify([item, records]);
+    if (again === true && text === last) return;   // unchanged: keep the page (and the focus) as it is
+    last = text;
     const steps = type === "match" ? stepButtons(item, context.who, panel, draw)
       : type === "alert" && ["operator", "donor", "state"].includes(context.who.role) ? alertSteps(item, panel, draw) : [];
-    let history = null;
-    try {
-      const entity = type === "alert" ? item.alert + ":" + id : type + ":" + id;
-      const [entityType, entityId] = entity.split(/:(.*)/);
-      history = historyTable((await call("/api/audit/audit/entities/" + entityType + "/" + encodeURIComponent(entityId))).records);
-    } catch (error) {
-      history = el("p", { class: "help" }, "Its history cannot be shown: " + (error.body ? error.body.error : error.message));
-    }
     body.replaceChildren(
       steps.length ? section("What you can do", el("p", {}, steps)) : null,
-      section("Details", fields(item, LINKS)), section("History", history));
+      section("Details", fields(item, LINKS)),
+      section("History", records ? historyTable(records) : el("p", { class: "help" }, problem)));
   }
   try { await draw(); } catch (error) { notify(error.body ? error.body.error : error.message, "error"); }
+  // the item as others change it (a proposal, a step): asked again while no form is open
+  const poll = async () => {
+    if (!document.hidden && !panel.childElementCount) await draw(true).catch(() => null);
+    timer = setTimeout(poll, POLL_MS);
+  };
+  timer = setTimeout(poll, POLL_MS);
+  return () => clearTimeout(timer);
 }
