@@ -26,8 +26,8 @@ What it does, in order:
 
    - each ingress event has exactly one audit record of what it caused
      (``need.submitted`` / ``offer.published`` with ``causation_id`` = its id);
-   - each expected match exists (``matches`` collection, active) and was
-     proposed by exactly one ``match.proposed`` in the audit log;
+   - each expected match exists (``matches`` collection, status ``proposed``: nobody moves it further
+     in the run) and was proposed by exactly one ``match.proposed`` in the audit log;
    - each expected notification reached the webhook receiver exactly once
      (counted by ``X-Tacoord-Notification-Id``), and each notification received
      has exactly one ``notification.delivered`` record in the audit log;
@@ -103,6 +103,8 @@ class Stack:
             TACOORD_AMQP_DIST_PORT=str(ports.get("dist") or free_port()),
             TACOORD_EPMD_PORT=str(ports.get("epmd") or free_port()),
             TACOORD_MONGO_PORT=str(self.mongo_port),
+            # its own gateway too: the shared stack's nginx may hold 8080
+            TACOORD_GATEWAY_PORT=str(ports.get("gateway") or free_port()),
             TACOORD_RABBIT_NODE=ports.get("node") or f"faults{uuid.uuid4().hex[:6]}@localhost",
         )
         for key in ("AMQP_URI", "MONGO_URI"):
@@ -414,7 +416,7 @@ def observe(stack, client, receiver, subscription_id, events, expected_matches):
         elif n > 1:
             duplicated["audit records of ingress events"] += n - 1
     for match in expected_matches:
-        if matches.get(match) != "active":
+        if matches.get(match) != "proposed":
             lost["matches"] += 1
         if proposals[match] == 0:
             lost["match.proposed audit records"] += 1
@@ -467,7 +469,7 @@ def observe(stack, client, receiver, subscription_id, events, expected_matches):
         "lost": sum(lost.values()), "duplicated": sum(duplicated.values()), "stuck": sum(stuck.values()),
         "lost_detail": dict(lost), "duplicated_detail": dict(duplicated), "stuck_detail": dict(stuck),
         "audit_event_records": sum(by_cause.values()) + sum(proposals.values()) + sum(delivered.values()),
-        "matches_active": sum(1 for s in matches.values() if s == "active"),
+        "matches_active": sum(1 for s in matches.values() if s == "proposed"),
         "notifications_received": sum(received.values()), "notifications_distinct": len(received),
         "notifications_resent_same_id": resent_same_id,
         "notification_delivered_records": sum(delivered.values()), "rejection_records": rejections,

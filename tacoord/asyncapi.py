@@ -91,6 +91,22 @@ REQUEST_STEPS = {  # type -> what the transition sets
     "workshop.cancelled": {"status": "cancelled", "reason": "Requested by the State"},
     "workshop.joined": {"status": "approved", "states": ["KEN", "UGA", "TZA"]},
 }
+MATCH_PAIR = {"match_id": MATCH_ID, "need_id": NEED_ID, "offer_id": OFFER_ID, "provider": "GB-GOV-1", "state": "KEN",
+              "regional_group": "AFRICAN", "article": 9}
+MATCH_STEP = {**MATCH_PAIR, "chapter": 2, "forms": ["LEGAL_ADVICE"], "priority": 1, "level": "bilateral", "score": 0.91,
+              "reason": None, "at": EXAMPLE_TIME}
+MATCH_STEPS = {  # type -> the step it records (services/matching/lifecycle.py)
+    "match.accepted": {"previous_status": "proposed", "status": "accepted", "by": "donor:GB-GOV-1",
+                       "reason": "We can start in March"},
+    "match.declined": {"previous_status": "proposed", "status": "declined", "by": "donor:GB-GOV-1",
+                       "reason": "No budget left this year"},
+    "match.agreed": {"previous_status": "accepted", "status": "agreed", "by": "state:KEN"},
+    "match.delivery_started": {"previous_status": "agreed", "status": "in_delivery", "by": "donor:GB-GOV-1"},
+    "match.delivered": {"previous_status": "in_delivery", "status": "delivered", "by": "state:KEN",
+                        "reason": "Workshop held; law drafted"},
+    "match.cancelled": {"previous_status": "agreed", "status": "cancelled", "by": "state:KEN",
+                        "reason": "Elections postponed the reform"},
+}
 NOTIFICATION = {"notification_id": f"sub_5c1e9a:{MATCH_ID}", "subscription_id": "sub_5c1e9a",
                 "source_event_id": "0b6f4d0e-6a41-4c4e-9d51-2b1f3c9a7e10", "source_event_type": "match.proposed",
                 "channel": "webhook", "attempts": 1, "error": None}
@@ -128,6 +144,10 @@ EXAMPLES = {
                         "score_parts": {"priority": 1.0, "language": 1.0, "level": 1.0, "capacity": 1.0}}},
     (envelope.EVENTS, "match.retracted"): {"match_id": MATCH_ID, "need_id": NEED_ID, "offer_id": OFFER_ID,
                                            "reason": "need withdrawn"},
+    **{(envelope.EVENTS, kind): {**MATCH_STEP, **step} for kind, step in MATCH_STEPS.items()},
+    (envelope.EVENTS, "match.withdrawn"): {**MATCH_PAIR, "previous_status": "agreed", "reason": "need withdrawn"},
+    (envelope.EVENTS, "match.rescored"): {**MATCH_PAIR, "status": "proposed", "score": 0.79, "previous_score": 0.91,
+                                          "priority": 2, "previous_priority": 1, "forms": ["LEGAL_ADVICE"]},
     (envelope.EVENTS, "duplication.detected"): {
         "duplication_id": "dup-f8760a73c399df632672", "state": "KEN", "regional_group": "AFRICAN", "article": 9,
         "form": "LEGAL_ADVICE", "providers": ["DE-BMZ-1", "GB-GOV-1"], "offer_ids": ["off-7a1b2c3d4e5f60", OFFER_ID],

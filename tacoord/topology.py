@@ -109,9 +109,13 @@ def kombu_retry_queue(spec, passive_exchange=False):
 NEEDS_INGRESS = QueueSpec("needs.ingress", INGRESS, ("need.*",))
 SUPPLY_INGRESS = QueueSpec("supply.ingress", INGRESS, ("offer.*", "expert.*"))
 REQUESTS_INGRESS = QueueSpec("requests.ingress", INGRESS, ("workshop.*", "checklist_assistance.*"))
-MATCHING_EVENTS = QueueSpec(   # alert.*: matching's own, so its model learns of the steps people take
+# Matching also consumes the steps people take on its matches and its alerts (over HTTP, on any instance),
+# so that the model that applies events learns of each in order (services/matching/README.md).
+MATCH_STEPS = ("match.accepted", "match.declined", "match.agreed", "match.delivery_started", "match.delivered",
+               "match.cancelled")
+MATCHING_EVENTS = QueueSpec(
     "matching.events", EVENTS,
-    ("need.*", "offer.*", "expert.*", "workshop.*", "checklist_assistance.*", "alert.*"))
+    ("need.*", "offer.*", "expert.*", "workshop.*", "checklist_assistance.*", "alert.*") + MATCH_STEPS)
 NOTIFY_EVENTS = QueueSpec(
     "notify.events", EVENTS,
     ("match.*", "gap.*", "duplication.*", "workshop.*", "need.*", "offer.*"))

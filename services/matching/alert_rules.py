@@ -2,14 +2,21 @@
 
 Called by :class:`services.matching.domain.Matcher` as events change the model:
 
-- :func:`settle_duplications` on every State × article × form whose commitments an event may
-  have changed: an unresolved duplication alert with fewer than two of its providers still
-  committed is resolved (``cause_gone``); two or more providers committed and not yet reported
+- :func:`settle_duplications` on every State × article × form whose matches an event may have
+  changed. A duplication is two providers or more matched there
+  (:meth:`~services.matching.read_model.ReadModel.matched_providers`: an active offer with a
+  match that stands, proposed to delivered): assistance is duplicated as soon as two providers
+  are proposed for the same need combination, before anyone agrees, and stays so while they
+  deliver. An unresolved duplication alert with fewer than two of its providers still matched
+  (a match declined, cancelled, retracted or withdrawn, an offer withdrawn or back in the
+  pipeline) is resolved (``cause_gone``); two or more providers matched and not yet reported
   raise ``duplication.detected``, naming every provider, their offers, the form and the
   overlapping period, and close the narrower alerts it replaces (``superseded``);
-- :func:`settle_gaps` after every consumed event: a gap whose need got a match (or is no longer
-  an open priority-1 need), or whose article × group has supply again (or no open need left),
-  is resolved (``cause_gone``).
+- :func:`settle_gaps` after every consumed event: a gap on a need is resolved (``cause_gone``)
+  when the need has a match that stands (a proposal is enough: a gap is a need no provider is
+  matched to; whether the match is agreed is the worklist's and the matrix's concern) or is no
+  longer an open priority-1 need; a no_supply gap when its article × group has supply again
+  (or no open need left).
 
 Each closing is a guarded step (``Outcome.alert_step``): it is stored only while the alert is
 still unresolved, so it never overwrites what a person decided meanwhile.
@@ -53,7 +60,7 @@ def duplication_data(model, dup_id, combo, providers):
 def settle_duplications(model, out, combo, now, cause=None):
     """Close what no longer holds on one State × article × form, then report what is new."""
     book = model.alert_book
-    providers = model.committed_providers(combo)
+    providers = model.matched_providers(combo)
     committed = set(providers)
     state, article, form = combo
     for alert_id in book.unresolved(book.by_combo.get(combo, ())):
@@ -63,7 +70,7 @@ def settle_duplications(model, out, combo, now, cause=None):
             gone = ", ".join(p for p in named if p not in committed)
             rest = f"only {left[0]} remains" if left else "no provider remains"
             close(model, out, alert_id, "cause_gone",
-                  f"{gone} no longer committed to {state} × article {article} × {form}; {rest}", now, cause)
+                  f"{gone} no longer matched to {state} × article {article} × {form}; {rest}", now, cause)
     if len(committed) < 2:
         return
     offer_ids = {o for p in committed for o in providers[p]}
@@ -101,10 +108,13 @@ def _need_gap_gone(model, need_id):
     return None
 
 
-def touched_needs(out):
-    """The needs an outcome changed or matched."""
+def touched_needs(model, out):
+    """The needs an outcome changed, matched or whose matches it wrote or saw a person step on (a write
+    names only the fields it sets: the need of a match the model no longer holds is in its document)."""
     found = {entity_id for kind, entity_id in out.entities if kind == "needs"}
-    found.update(doc["need_id"] for (collection, _), (doc, _) in out.docs.items() if collection == "matches")
+    found.update(doc["need_id"] for (collection, _), (doc, _) in out.docs.items()
+                 if collection == "matches" and "need_id" in doc)
+    found.update(model.matches[mid]["need_id"] for mid in out.writes if mid in model.matches)
     return found
 
 

@@ -105,8 +105,9 @@ def _and(*parts):
 
 def matches_query(scope, states, since_text):
     """``since_text``: the moment as matching stores times (UTC ISO 8601, ``+00:00``)."""
+    # updated_at: a person's step or a re-score (services/matching/lifecycle.py, commitments.py)
     when = {"$or": [{"proposed_at": {"$gte": since_text}}, {"retracted_at": {"$gte": since_text}},
-                    {"updated_at": {"$gte": since_text}}]}
+                    {"withdrawn_at": {"$gte": since_text}}, {"updated_at": {"$gte": since_text}}]}
     if "donor" in scope:
         return _and({"provider": scope["donor"]}, when)
     return _and({"state": {"$in": states}} if states is not None else None, when)

@@ -9,8 +9,13 @@ the model is loaded from the service's own collections (:meth:`reload`),
 after restoring an empty store from the audit feed when
 ``TACOORD_MATCHING_REPLAY_URL`` is set; a failed apply or write reloads it,
 so memory never runs ahead of the store. A managed thread sweeps for gaps.
-:class:`MatchingRepository` is what a worker gets: the batch handler and
-the named reads of the HTTP routes.
+:class:`MatchingRepository` is what a worker gets: the batch handler, a
+person's step on a match (:meth:`MatchingRepository.move`: a conditional
+update on the match's stored status, its event in the same write) and the
+named reads of the HTTP routes. The model learns of a step by consuming its
+event, whichever instance took it; the model's own writes of a match are
+conditional on the status it believes is stored
+(:mod:`services.matching.match_writes`), so they never overwrite a step.
 """
 import gc
 import logging
@@ -21,12 +26,14 @@ import eventlet
 from eventlet.event import Event
 from eventlet.semaphore import Semaphore
 from pymongo import ReplaceOne, UpdateOne
+from pymongo.errors import BulkWriteError
 
 from services.matching import alerts as alert_steps
 from services.matching import changes as changes_since
-from services.matching import kpis, restore
+from services.matching import kpis, lifecycle, restore
 from services.matching.alert_book import KEPT_FIELDS as ALERT_FIELDS
 from services.matching.domain import Matcher
+from services.matching.match_writes import Write, condition, fold
 from services.matching.settings import (ALERTS, GAP_SWEEP_KEY, MATCHES, PROPOSALS, REPLAY_KEY_KEY, REPLAY_URL_KEY,
                                         VIEWS, settings_from)
 from tacoord.config import setting
@@ -35,11 +42,12 @@ from tacoord.errors import Rejected
 from tacoord.kpis import Kpis, replace
 from tacoord.ops import metric
 from tacoord.outbox import staged, strip
-from tacoord.store import MongoStore, Repository
+from tacoord.store import DUPLICATE_KEY_CODES, MongoStore, Repository
 
 log = logging.getLogger(__name__)
 
 SOURCE = "matching"
+LEGACY_ACTIVE = "active"   # the stored status of a standing match before matches had a lifecycle
 ACTOR = "service:matching"
 EXCHANGE_RATES, CURRENT_RATES = "exchange_rates", "current"   # one table: the one in force
 
@@ -47,7 +55,10 @@ APPLY_SECONDS = metric("histogram", "matching", "apply_seconds",
                        "Time to apply one event to the read model (pure matching, no I/O)", ["family"])
 FREEZE_FROM_ITEMS = 10_000
 MODEL_SIZE = metric("gauge", "matching", "read_model_items", "Items held in the in-memory read model", ["kind"])
-MATCH_CHANGES = metric("counter", "matching", "matches_total", "Matches proposed and retracted", ["change"])
+MATCH_CHANGES = metric("counter", "matching", "matches_total",
+                       "Match events emitted: proposed, retracted, withdrawn, rescored, and people's steps", ["change"])
+WRITES_MISSED = metric("counter", "matching", "match_writes_missed_total",
+                      "Writes of a match the model skipped because a person had moved it meanwhile")
 GAPS = metric("counter", "matching", "gaps_detected_total", "Assistance gaps detected, by kind", ["kind"])
 DUPLICATIONS = metric("counter", "matching", "duplications_detected_total",
                       "State x article x form combinations found covered by two or more providers")
@@ -59,7 +70,7 @@ for _kind in ("unmatched_priority_need", "no_supply"):  # at 0 from the start: a
 
 def count_alerts_and_matches(envelopes):
     for event in envelopes:
-        if event["type"] in ("match.proposed", "match.retracted"):
+        if event["type"].startswith("match."):
             MATCH_CHANGES.labels(change=event["type"].split(".")[1]).inc()
         elif event["type"] == "gap.detected":
             GAPS.labels(kind=event["data"]["kind"]).inc()
@@ -112,20 +123,46 @@ class MatchingRepository(Repository):
                 outcomes.append((outcome, event))
             self.provider.persist_many(outcomes)
 
+    def _started(self):
+        """Wait for the store's start-up (a restore from the audit feed, the migration of old matches,
+        the model's load): before it, the collections may not be what the service serves."""
+        if self.provider is not None:
+            self.provider.loaded.wait()
+
     def matches(self, filters, limit=1000):
+        self._started()
+        if filters.get("status") == lifecycle.ACTIVE:
+            filters = {**filters, "status": {"$in": list(lifecycle.HELD)}}
         return [public(d) for d in self.db[MATCHES].find(filters, sort=[("_id", 1)], limit=limit)]
 
+    def move(self, match_id, target, reason, principal):
+        """A person's step: checked by :func:`lifecycle.move`, written only if the match's status is still
+        the one read (else read and decided again), its event staged in the same write, then relayed.
+        ``NotFound``, ``Forbidden``, :class:`lifecycle.IllegalMove` or ``Rejected`` when refused."""
+        self._started()
+
+        def decide(match):
+            return lifecycle.move(match, target, principal.role, principal.subject, reason, principal.actor,
+                                  utcnow().isoformat())
+        match, envelopes = self._change_and_relay(MATCHES, match_id, "match", decide, SOURCE, principal.actor,
+                                                  guard=("status",))
+        count_alerts_and_matches(envelopes)
+        return public(match)
+
     def alerts(self, filters, limit=1000):
+        self._started()
         query = alert_steps.alerts_query(filters)
         return [alert_steps.public(public(d)) for d in self.db[ALERTS].find(query, sort=[("_id", 1)], limit=limit)]
 
     def alert(self, alert_id):
+        self._started()
         return alert_steps.public(public(self._load(ALERTS, alert_id, "alert")))
 
     def take_alert_step(self, alert_id, principal, step, **params):
         """A person acknowledges or resolves an alert: one write guarded by the status it was read
         with, the event staged in it (``alert_steps.acknowledge``/``resolve`` decide, and raise
         403, 409 or 422). The read model learns of it from the event."""
+        self._started()
         decide_step = getattr(alert_steps, step)
 
         def decide(alert):
@@ -194,6 +231,8 @@ class MatchingStore(MongoStore):
         if replay_url:  # before loading: consumers wait for `loaded`, so nothing is applied meanwhile
             restore.restore_if_empty(self.database, replay_url,
                                      setting(self.container.config, REPLAY_KEY_KEY, ""), self.settings)
+        # Before the lifecycle a match that stood was stored as "active": it is a proposal.
+        self.database[MATCHES].update_many({"status": LEGACY_ACTIVE}, {"$set": {"status": "proposed"}})
         self.reload()
         self.loaded.send(True)
         self.background(self._sweep_forever, "gap-sweeper")
@@ -207,10 +246,11 @@ class MatchingStore(MongoStore):
 
         self.model = Matcher(self.settings).load(
             needs=docs(VIEWS["needs"]), offers=docs(VIEWS["offers"]), experts=docs(VIEWS["experts"]),
-            workshops=docs(VIEWS["workshops"]), matches=docs(MATCHES, {"status": "active"}),
+            workshops=docs(VIEWS["workshops"]), matches=docs(MATCHES, {"status": {"$in": list(lifecycle.HELD)}}),
             alerts=[d["_id"] for d in db[ALERTS].find({}, {"_id": 1})],
             alert_docs=db[ALERTS].find({}, {field: 1 for field in (*ALERT_FIELDS, "resolved")}),
-            proposals=[d["_id"] for d in db[PROPOSALS].find({}, {"_id": 1})])
+            proposals=[d["_id"] for d in db[PROPOSALS].find({}, {"_id": 1})],
+            refused=[d["_id"] for d in db[MATCHES].find({"status": {"$in": list(lifecycle.REFUSED)}}, {"_id": 1})])
         for kind in ("needs", "offers", "experts", "matches"):
             MODEL_SIZE.labels(kind=kind).set(len(getattr(self.model, kind)))
         if len(self.model.offers) + len(self.model.needs) >= FREEZE_FROM_ITEMS:
@@ -243,21 +283,34 @@ class MatchingStore(MongoStore):
 
     def persist_many(self, outcomes):
         """Store what several events did, ``[(outcome, cause)]`` in order, with one bulk write per
-        collection (a later document of an entity or match wins; its events are concatenated, each
-        caused by its own event), then relay every event in the order one-by-one handling would
-        have: one confirmed publish, one bulk pull per collection."""
-        entities, docs, relayed, steps = {}, {}, [], []
+        collection (a later document of an entity wins; its events are concatenated, each caused by its
+        own event), then relay every event in the order one-by-one handling would have: one confirmed
+        publish, one bulk pull per collection. A match's writes are folded into one conditional write
+        (:func:`match_writes.fold`); one that misses the stored document (a person moved the match
+        meanwhile) is skipped with its events, and the step's event settles the model. Matching's
+        closings of alerts are written last, each only while the alert is unresolved
+        (:meth:`_write_steps`)."""
+        entities, docs, match_entries, relayed, steps = {}, {}, {}, [], []
         for outcome, cause in outcomes:
             entities.update(outcome.entities)
-            for (collection, doc_id), (document, events) in outcome.docs.items():
-                envelopes = [new_event(event_type, data, SOURCE, ACTOR, cause=own_cause or cause)
-                             for event_type, data, own_cause in events]
+            # in the outcome's order of documents (as one-by-one handling relayed them); steps alone last
+            steps_only = [(MATCHES, m) for m in outcome.writes if (MATCHES, m) not in outcome.docs]
+            for collection, doc_id in (*outcome.docs, *steps_only):
+                if collection == MATCHES:
+                    for entry in outcome.writes[doc_id]:
+                        if isinstance(entry, Write) and entry.event is not None:
+                            entry = Write(entry.fields, entry.allowed, self._envelope(entry.event, cause))
+                            relayed.append((MATCHES, doc_id, entry.event))
+                        match_entries.setdefault(doc_id, []).append(entry)
+                    continue
+                document, events = outcome.docs[(collection, doc_id)]
+                envelopes = [self._envelope(event, cause) for event in events]
                 slot = docs.setdefault((collection, doc_id), [None, []])
                 slot[0] = document
                 slot[1].extend(envelopes)
                 relayed.extend((collection, doc_id, envelope) for envelope in envelopes)
-            for alert_id, changes, (event_type, data, own_cause) in outcome.steps:
-                envelope = new_event(event_type, data, SOURCE, ACTOR, cause=own_cause or cause)
+            for alert_id, changes, event in outcome.steps:
+                envelope = self._envelope(event, cause)
                 steps.append((alert_id, changes, envelope))
                 relayed.append((ALERTS, alert_id, envelope))
         views, collections = {}, {}
@@ -268,19 +321,53 @@ class MatchingStore(MongoStore):
             update = alert_steps.upsert(document) if collection == ALERTS else {"$set": document}
             collections.setdefault(collection, []).append(
                 UpdateOne({"_id": doc_id}, staged(update, envelopes), upsert=True))
+        match_writes, skipped = [], set()
+        for match_id, entries in match_entries.items():
+            folded = fold(entries)
+            if folded is None:
+                continue
+            fields, allowed, envelopes, dropped = folded
+            skipped.update(e["id"] for e in dropped if e is not None)
+            envelopes = [e for e in envelopes if e is not None]
+            if allowed:
+                match_writes.append((UpdateOne(condition(match_id, allowed), staged({"$set": fields}, envelopes),
+                                               upsert=True), envelopes))
         try:
             for collection, writes in (*views.items(), *collections.items()):
                 self.database[collection].bulk_write(writes, ordered=False)
-            refused = self._write_steps(steps)
+            skipped.update(self._write_matches(match_writes))
+            skipped.update(self._write_steps(steps))
         except Exception:
             log.warning("could not store an outcome; reloading the read model from the store")
             self.reload_after_failure()
             raise
-        relayed = [item for item in relayed if item[2]["id"] not in refused]
+        relayed = [item for item in relayed if item[2]["id"] not in skipped]
         count_alerts_and_matches(envelope for _, _, envelope in relayed)
         for kind in ("needs", "offers", "experts", "matches"):
             MODEL_SIZE.labels(kind=kind).set(len(getattr(self.model, kind)))
         self.relay.relay_many(relayed)
+
+    @staticmethod
+    def _envelope(event, cause):
+        event_type, data, own_cause = event
+        return new_event(event_type, data, SOURCE, ACTOR, cause=own_cause or cause)
+
+    def _write_matches(self, writes):
+        """The folded match writes, unordered; returns the ids of the events of those that missed (a
+        duplicate key: the upsert found the match at a status the write may not apply to)."""
+        if not writes:
+            return set()
+        try:
+            self.database[MATCHES].bulk_write([op for op, _ in writes], ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors") or []
+            if any(e.get("code") not in DUPLICATE_KEY_CODES for e in errors):
+                raise
+            WRITES_MISSED.inc(len(errors))
+            log.info("%d match write(s) skipped: a person moved the match meanwhile; its step's event "
+                     "settles the model", len(errors))
+            return {envelope["id"] for e in errors for envelope in writes[e["index"]][1]}
+        return set()
 
     def _write_steps(self, steps):
         """Matching's own closings, each guarded by the alert being still unresolved: a person who

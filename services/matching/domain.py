@@ -1,83 +1,54 @@
 """Matching's rules: what an event or the passing of time does to the read model (pure: no I/O).
 
-:class:`Matcher` is the :class:`~services.matching.read_model.ReadModel`
-with the rules the service calls:
+:class:`Matcher` is the read model, with the operations on one match
+(:class:`~services.matching.commitments.Commitments`), and the rules the
+service calls:
 
 - ``Matcher.apply(event)`` updates the model from a ``need.*``, ``offer.*``,
   ``expert.*`` or ``workshop.*`` event: it (re)matches needs against
-  offers and experts, retracts what no longer holds, detects duplication
-  and answers workshop requests;
+  offers and experts, re-scores the matches that stay, retracts or
+  withdraws what no longer holds, detects duplication and answers workshop
+  requests; from a person's step on a match (``match.accepted`` …, see
+  :mod:`services.matching.lifecycle`) it learns the match's new status;
 - ``Matcher.sweep(now)`` finds the gaps that are due.
 
 Both return an :class:`Outcome`: the documents to store and the events to
-emit (``match.proposed``, ``match.retracted``, ``duplication.detected``,
-``gap.detected``, ``workshop.participants_proposed``); the service stores
-it, then publishes. Candidates are visited in a fixed order and ids are
+emit (``match.proposed``, ``match.retracted``, ``match.withdrawn``,
+``match.rescored``, ``duplication.detected``, ``gap.detected``,
+``workshop.participants_proposed``); the service stores it, then publishes.
+Each write of a match names the stored statuses it may apply to
+(:mod:`services.matching.match_writes`), so it never overwrites a step a
+person took meanwhile. Candidates are visited in a fixed order and ids are
 hashes of what they name, so replaying the same events builds the same
 model (:mod:`services.matching.replay`).
 """
 from datetime import timedelta
 
 from services.matching.alert_rules import settle_duplications, settle_gaps, touched_needs
+from services.matching.commitments import Commitments, worst_proposal
+from services.matching.lifecycle import STEP_EVENTS, SUPERSEDABLE
+from services.matching.match_writes import Stepped, Write
 from services.matching.payloads import (normalize_expert, normalize_need, normalize_offer, normalize_workshop,
                                         parse_time)
-from services.matching.read_model import ReadModel, match_combos, match_id, stable_id
+from services.matching.read_model import match_combos, match_id, stable_id
 from services.matching.scoring import (MATCHABLE_EXPERT, MATCHABLE_OFFER, OPEN_NEED, expert_groups, offer_articles,
                                        offer_groups)
 from tacoord import reference
 
 
-class Matcher(ReadModel):
-    """The read model and the rules that change it (``apply``, ``sweep``)."""
-
-    # -- building matches ------------------------------------------------------
-
-    def _match(self, need, result, offer=None, expert=None):
-        score, explanation, common = result
-        match = {
-            "match_id": match_id(need["need_id"], offer and offer["offer_id"], expert and expert["expert_id"]),
-            "need_id": need["need_id"], "provider": offer["provider"] if offer else None,
-            "state": need["state"], "regional_group": need["regional_group"], "article": need["article"],
-            "chapter": need["chapter"], "forms": common, "priority": need["priority"],
-            "level": offer["level"] if offer else "expert", "score": score, "explanation": explanation,
-        }
-        if offer:
-            match["offer_id"] = offer["offer_id"]
-        else:
-            match["expert_id"] = expert["expert_id"]
-        return match
-
-    def _propose(self, out, match, now):
-        if match["match_id"] in self.matches:
-            return
-        stored = {**match, "status": "active", "proposed_at": now, "retracted_at": None, "reason": None}
-        self._add_match(stored)
-        out.match(stored, "match.proposed", dict(match))
-
-    def _retract(self, out, match, reason, now):
-        if match["match_id"] not in self.matches:
-            return
-        self._drop_match(match)
-        stored = {**match, "status": "retracted", "retracted_at": now, "reason": reason}
-        data = {"match_id": match["match_id"], "need_id": match["need_id"], "reason": reason}
-        if match.get("offer_id"):
-            data["offer_id"] = match["offer_id"]
-        else:
-            data["expert_id"] = match["expert_id"]
-        out.match(stored, "match.retracted", data)
-        need = self.needs.get(match["need_id"])
-        if need is not None and self._is_unmatched_p1(need):
-            self.unmatched_p1.add(need["need_id"])
-            if need.get("unmatched_since") != now:
-                need["unmatched_since"] = now
-                out.entity("needs", need)
+class Matcher(Commitments):
+    """The read model and the rules that change it (``apply``, ``sweep``); what happens to one match is
+    :class:`~services.matching.commitments.Commitments`."""
 
     def _rematch_need(self, out, need, now, reason="no longer eligible"):
-        """Bring a need's matches to the best ones the indexes offer now."""
+        """Bring a need's matches to the best ones the indexes offer now, and re-score those that stay.
+
+        Matches a person has taken further than ``proposed`` keep their place; proposals compete
+        with the candidates for the places left."""
         current = dict(self.need_matches.get(need["need_id"], {}))
         if need["status"] not in OPEN_NEED:
             for match in current.values():
-                self._retract(out, match, f"need {need['status']}", now)
+                self._release(out, match, f"need {need['status']}", need["status"] == "withdrawn", now)
             return
         for kind, limit in (("offer", self.settings.max_offer_matches_per_need),
                             ("expert", self.settings.max_expert_matches_per_need)):
@@ -85,22 +56,30 @@ class Matcher(ReadModel):
             mine = {m[key]: m for m in current.values() if m.get(key)}
             table = self.offers if kind == "offer" else self.experts
             scorer = self.score_offer if kind == "offer" else self.score_expert
-            pool = {}  # entity id -> score
-            for entity_id in mine:
+            pool, results = {}, {}  # proposals and candidates: entity id -> score; results of the held
+            for entity_id, match in mine.items():
                 entity = table.get(entity_id)
                 result = scorer(need, entity) if entity else None
                 if result is None:
-                    self._retract(out, mine[entity_id], reason, now)
-                else:
+                    self._release(out, match, reason, entity is None, now)
+                    continue
+                results[entity_id] = result
+                if match["status"] in SUPERSEDABLE:
                     pool[entity_id] = result[0]
             finder = self.offer_candidates if kind == "offer" else self.expert_candidates
             for score, entity_id in finder(need):
-                pool.setdefault(entity_id, score)
-            ranked = sorted(pool.items(), key=lambda item: (-item[1], item[0]))[:limit]
+                if entity_id not in mine and match_id(need["need_id"], **{key: entity_id}) not in self.refused:
+                    pool.setdefault(entity_id, score)
+            engaged = sum(1 for m in mine.values()
+                          if m["status"] not in SUPERSEDABLE and m["match_id"] in self.matches)
+            ranked = sorted(pool.items(), key=lambda item: (-item[1], item[0]))[:max(0, limit - engaged)]
             keep = dict(ranked)
             for entity_id, match in mine.items():
                 if entity_id in pool and entity_id not in keep:
                     self._retract(out, match, "superseded by a better match", now)
+            for entity_id, result in results.items():
+                if mine[entity_id]["match_id"] in self.matches:
+                    self._rescore(out, mine[entity_id], result, need, now)
             for entity_id, _ in ranked:
                 if entity_id not in mine:
                     entity = table[entity_id]
@@ -114,7 +93,8 @@ class Matcher(ReadModel):
         forms = set(offer["forms"])
         for need_id in self.needs_for_offer(offer):  # geography and coverage hold by the index
             need = self.needs[need_id]
-            if forms.isdisjoint(need["forms"]) or match_id(need_id, offer_id=offer["offer_id"]) in self.matches:
+            mid = match_id(need_id, offer_id=offer["offer_id"])
+            if forms.isdisjoint(need["forms"]) or mid in self.matches or mid in self.refused:
                 continue
             candidates.append((-self.settings.need_weight(need), -self.quick_offer_score(need, offer), need_id))
         candidates.sort()
@@ -127,8 +107,8 @@ class Matcher(ReadModel):
             score = self.quick_offer_score(need, offer)  # capacity may have changed
             mine = [m for m in self.need_matches.get(need_id, {}).values() if m.get("offer_id")]
             if len(mine) >= limit:
-                worst = min(mine, key=lambda m: (m["score"], m["match_id"]))
-                if score <= worst["score"]:
+                worst = worst_proposal(mine)
+                if worst is None or score <= worst["score"]:
                     continue
                 self._retract(out, worst, "superseded by a better match", now)
             self._propose(out, self._match(need, self.score_offer(need, offer), offer=offer), now)
@@ -137,7 +117,8 @@ class Matcher(ReadModel):
     def _expert_into_needs(self, out, expert, now):
         limit = self.settings.max_expert_matches_per_need
         for need_id in self.needs_for_expert(expert):
-            if match_id(need_id, expert_id=expert["expert_id"]) in self.matches:
+            mid = match_id(need_id, expert_id=expert["expert_id"])
+            if mid in self.matches or mid in self.refused:
                 continue
             need = self.needs[need_id]
             result = self.score_expert(need, expert)
@@ -145,13 +126,31 @@ class Matcher(ReadModel):
                 continue
             mine = [m for m in self.need_matches.get(need_id, {}).values() if m.get("expert_id")]
             if len(mine) >= limit:
-                worst = min(mine, key=lambda m: (m["score"], m["match_id"]))
-                if result[0] <= worst["score"]:
+                worst = worst_proposal(mine)
+                if worst is None or result[0] <= worst["score"]:
                     continue
                 self._retract(out, worst, "superseded by a better match", now)
             self._propose(out, self._match(need, result, expert=expert), now)
 
+    # -- people's steps ----------------------------------------------------------
+
+    def _apply_step(self, out, data, now):
+        """A person's step on a match: the model follows it, refills the need it freed and settles the
+        duplications on the need's State × article × forms (a match declined or cancelled may end one;
+        a refill, or a match held again, may start one)."""
+        combos = self._need_combos(data["need_id"])
+        if data.get("offer_id") and data.get("forms"):
+            combos |= match_combos(data)
+        refill = self._take_step(out, data, now)
+        if refill is not None:
+            self._rematch_need(out, refill, now)
+        self._check_duplications(out, combos | self._need_combos(data["need_id"]), now)
+
     # -- duplication -----------------------------------------------------------
+
+    def _need_combos(self, need_id):
+        """The State × article × forms the need's offer matches stand on."""
+        return {c for m in self.need_matches.get(need_id, {}).values() if m.get("offer_id") for c in match_combos(m)}
 
     def _check_duplications(self, out, combos, now, cause=None):
         for combo in sorted(combos):
@@ -176,13 +175,15 @@ class Matcher(ReadModel):
             expert = normalize_expert(data, event)
             if not _stale(self.experts.get(expert["expert_id"]), expert):
                 self._apply_expert(out, expert, now)
+        elif kind in STEP_EVENTS:
+            self._apply_step(out, data, now)
         elif kind == "workshop.participants_proposed":
             pass  # our own answer
         elif family == "workshop":
             self._apply_workshop(out, normalize_workshop(data, event), kind, now)
         elif family == "alert":
             self.alert_book.learn(data)  # a step taken over HTTP (or our own): the store has it already
-        settle_gaps(self, out, now, touched_needs(out))
+        settle_gaps(self, out, now, touched_needs(self, out))
         return out
 
     def _apply_need(self, out, need, now):
@@ -193,13 +194,10 @@ class Matcher(ReadModel):
             need["unmatched_since"] = now  # reopened
         self._put_need(need)
         out.entity("needs", need)
-        before = {c for m in self.need_matches.get(need["need_id"], {}).values() if m.get("offer_id")
-                  for c in match_combos(m)}
+        before = self._need_combos(need["need_id"])
         reason = "need withdrawn" if need["status"] == "withdrawn" else "need changed"
         self._rematch_need(out, need, now, reason=reason)
-        after = {c for m in self.need_matches.get(need["need_id"], {}).values() if m.get("offer_id")
-                 for c in match_combos(m)}
-        self._check_duplications(out, before | after, now)
+        self._check_duplications(out, before | self._need_combos(need["need_id"]), now)
 
     def _note_supply_loss(self, keys, now):
         for key in keys:
@@ -219,9 +217,12 @@ class Matcher(ReadModel):
                   else "offer changed")
         for match in old_matches:
             need = self.needs.get(match["need_id"])
-            if need is None or self.score_offer(need, offer) is None:
-                self._retract(out, match, reason, now)
+            result = self.score_offer(need, offer) if need is not None else None
+            if result is None:
+                self._release(out, match, reason, offer["status"] not in MATCHABLE_OFFER, now)
                 touched.append(match["need_id"])
+            elif match["match_id"] in self.matches:
+                self._rescore(out, match, result, need, now)
         for need_id in sorted(set(touched)):  # refill what lost a match
             self._rematch_need(out, self.needs[need_id], now)
         if offer["status"] in MATCHABLE_OFFER:
@@ -243,9 +244,12 @@ class Matcher(ReadModel):
         touched = []
         for match in old_matches:
             need = self.needs.get(match["need_id"])
-            if need is None or self.score_expert(need, expert) is None:
-                self._retract(out, match, reason, now)
+            result = self.score_expert(need, expert) if need is not None else None
+            if result is None:
+                self._release(out, match, reason, expert["vetting_status"] not in MATCHABLE_EXPERT, now)
                 touched.append(match["need_id"])
+            elif match["match_id"] in self.matches:
+                self._rescore(out, match, result, need, now)
         for need_id in sorted(set(touched)):
             self._rematch_need(out, self.needs[need_id], now)
         if expert["vetting_status"] in MATCHABLE_EXPERT:
@@ -362,11 +366,16 @@ def _reaches(offer, region_states, region_groups):
 
 
 class Outcome:
-    """What one event did: documents to store and the events each carries."""
+    """What one event did: documents to store and the events each carries.
+
+    ``docs`` holds every document with its fields merged and its events (for the replay and the
+    tests); a match's writes are also kept in order with the stored statuses each may apply to,
+    and the steps people took (``writes``: match id -> [Write | Stepped]), for the store."""
 
     def __init__(self):
         self.entities = {}   # (collection, id) -> document
-        self.docs = {}       # (collection, id) -> [document, [(type, data, cause)]]
+        self.docs = {}       # (collection, id) -> [document fields, [(type, data, cause)]]
+        self.writes = {}     # match_id -> [Write | Stepped] in order
         self.steps = []      # [(alert id, changes, (type, data, cause))]: stored only while the alert is unresolved
 
     def entity(self, kind, document):
@@ -375,12 +384,20 @@ class Outcome:
         self.entities[(kind, document[key_field])] = document
 
     def _doc(self, collection, doc_id, document, event):
-        slot = self.docs.setdefault((collection, doc_id), [document, []])
-        slot[0] = document
-        slot[1].append(event)
+        slot = self.docs.setdefault((collection, doc_id), [{}, []])
+        slot[0] = {**slot[0], **document}
+        if event is not None:
+            slot[1].append(event)
 
-    def match(self, stored, event_type, data):
-        self._doc("matches", stored["match_id"], stored, (event_type, data, None))
+    def match(self, fields, allowed, event_type, data):
+        """Set ``fields`` on the match ``fields["match_id"]`` if its stored status is in ``allowed``, emitting
+        ``event_type`` (None: a quiet write)."""
+        event = (event_type, data, None) if event_type else None
+        self._doc("matches", fields["match_id"], fields, event)
+        self.writes.setdefault(fields["match_id"], []).append(Write(fields, frozenset(allowed), event))
+
+    def stepped(self, match_id, status):
+        self.writes.setdefault(match_id, []).append(Stepped(status))
 
     def alert(self, alert_id, kind, event_type, data, now, cause=None):
         self._doc("alerts", alert_id, {**data, "alert": kind, "detected_at": now, "status": "open"},
@@ -398,7 +415,7 @@ class Outcome:
 
     def proposed(self):
         return [doc for (collection, _), (doc, events) in self.docs.items()
-                if collection == "matches" and doc["status"] == "active"]
+                if collection == "matches" and doc.get("status") == "proposed"]
 
     def __bool__(self):
-        return bool(self.entities or self.docs or self.steps)
+        return bool(self.entities or self.docs or self.writes or self.steps)

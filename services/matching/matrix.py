@@ -1,15 +1,19 @@
 """The needs-vs-supply matrix over the read model, its cells and its reference labels (pure).
 
 :func:`matrix` counts, per row (article or chapter) × column (State or
-regional group), the open needs, the offers reaching the cell and the active
-matches, and gives the cell a status; :func:`matrix_cell` is one of them with
-what is behind its counts, :func:`matrix_csv` the table as CSV, and
-:func:`matrix_reference` the labels and filter choices the page shows.
+regional group), the open needs, the offers reaching the cell and the
+matches that stand, and the needs at each level a match reached (with a
+proposal, agreed — "met" — and delivered); a cell has a coverage (the level
+its needs reached), a ``duplicated`` flag, and a status (``duplicated`` or
+the coverage); :func:`matrix_cell` is one of them with what is behind its
+counts, :func:`matrix_csv` the table as CSV, and :func:`matrix_reference`
+the labels and filter choices the page shows.
 """
 import csv
 import io
 from collections import defaultdict
 
+from services.matching.lifecycle import need_level
 from services.matching.read_model import match_combos
 from services.matching.scoring import (LEVELS, MATCHABLE_OFFER, OPEN_NEED, REGIONAL_GROUPS, chapter_of, group_of,
                                        offer_articles, offer_groups)
@@ -30,8 +34,11 @@ def _need_in(need, filters):
 def matrix(model, rows="article", cols="state", level=None, filters=None):
     """Needs vs supply: one cell per (row, col) with counts and a status.
 
-    Needs: open needs. Matches: active matches (offers of ``level`` when
-    given; experts only without a level). ``filters`` may name an
+    Needs: open needs. Matches: the matches that stand, proposed to delivered
+    (offers of ``level`` when given; experts only without a level). Levels,
+    each within the one before: ``proposed_needs`` (with a match at any of
+    those statuses), ``agreed_needs`` (with one agreed, in delivery or
+    delivered: the needs that are *met*), ``delivered_needs``. ``filters`` may name an
     ``article``, ``chapter``, ``state``, ``regional_group``, a ``priority``
     (needs of that priority only) and a ``form``
     (then only needs, offers and matches with that form of assistance, and
@@ -40,10 +47,14 @@ def matrix(model, rows="article", cols="state", level=None, filters=None):
     ``level``) reaching the cell: for State columns an offer counts where
     its scope names the State, and a regional or global offer counts in the
     cells that have needs; for group columns, where its scope reaches the
-    group. Coverage: ``unmet`` (no need matched), ``partly_met``, ``met``,
-    ``no_need`` (supply only); ``duplicated``: two or more providers committed
-    to one State × article × form in the cell. Status: the coverage, or
-    ``duplicated`` when the cell is (as before the coverage was given apart).
+    group. Coverage (:func:`coverage`), the level the cell's needs reached:
+    ``unmet`` (no proposal), ``proposed`` (proposals, nothing agreed),
+    ``partly_met`` (some needs met), ``met`` (every need met), ``delivered``
+    (every need delivered), ``no_need`` (supply only). ``duplicated``: two or
+    more providers with a match that stands on one State × article × form in
+    the cell (:meth:`ReadModel.matched_providers`), whatever the coverage.
+    Status: ``duplicated`` when the cell is, else its coverage. A ``status``
+    filter keeps the cells of that coverage, or the duplicated ones.
     """
     filters = dict(filters or {})
     form = filters.get("form")
@@ -51,8 +62,9 @@ def matrix(model, rows="article", cols="state", level=None, filters=None):
 
     def cell(row, col):
         if (row, col) not in cells:
-            cells[(row, col)] = {"row": row, "col": col, "needs": set(), "offers": set(),
-                                 "matches": set(), "matched_needs": set(), "duplicated": False}
+            cells[(row, col)] = {"row": row, "col": col, "needs": set(), "offers": set(), "matches": set(),
+                                 "proposed_needs": set(), "agreed_needs": set(), "delivered_needs": set(),
+                                 "duplicated": False}
         return cells[(row, col)]
 
     def col_of(state, group):
@@ -67,17 +79,22 @@ def matrix(model, rows="article", cols="state", level=None, filters=None):
             continue
         c = cell(_row_of(need["article"], rows), col_of(need["state"], need["regional_group"]))
         c["needs"].add(need["need_id"])
+        statuses = []
         for mid, match in model.need_matches.get(need["need_id"], {}).items():
             if level and match["level"] != level:
                 continue
             if form and form not in match["forms"]:
                 continue
             c["matches"].add(mid)
-            c["matched_needs"].add(need["need_id"])
+            statuses.append(match["status"])
             if match.get("offer_id"):
                 combos = [combo for combo in match_combos(match) if not form or combo[2] == form]
-                if any(len(model.committed_providers(combo, level)) >= 2 for combo in combos):
+                if any(len(model.matched_providers(combo, level)) >= 2 for combo in combos):
                     c["duplicated"] = True
+        reached = need_level(statuses)
+        for name, levels in LEVELS_COUNTED.items():
+            if reached in levels:
+                c[name].add(need["need_id"])
     need_cols_by_row = defaultdict(set)
     for (row, col) in cells:
         need_cols_by_row[row].add(col)
@@ -116,30 +133,42 @@ def matrix(model, rows="article", cols="state", level=None, filters=None):
     result = []
     for key in sorted(cells, key=lambda k: (k[0] if k[0] is not None else -1, str(k[1]))):
         c = cells[key]
-        needs, matched = len(c["needs"]), len(c["matched_needs"])
-        coverage = _coverage(needs, matched)
+        levels = {name: len(c[name]) for name in LEVEL_COUNTS}
+        cover = coverage(len(c["needs"]), **levels)
+        duplicated = c["duplicated"] and bool(c["needs"])
         wanted = filters.get("status")
-        if wanted and wanted != coverage and not (wanted == "duplicated" and c["duplicated"]):
+        if wanted and wanted != cover and not (wanted == "duplicated" and duplicated):
             continue
-        result.append({"row": c["row"], "col": c["col"], "needs": needs, "offers": len(c["offers"]),
-                       "matches": len(c["matches"]), "matched_needs": matched,
-                       "status": "duplicated" if c["duplicated"] else coverage,
-                       "coverage": coverage, "duplicated": c["duplicated"],
+        result.append({"row": c["row"], "col": c["col"], "needs": len(c["needs"]), "offers": len(c["offers"]),
+                       "matches": len(c["matches"]), **levels,
+                       "status": "duplicated" if duplicated else cover, "coverage": cover, "duplicated": duplicated,
                        "_ids": {"needs": sorted(c["needs"]), "offers": sorted(c["offers"]),
                                 "matches": sorted(c["matches"])}})
     return result
 
 
-def _coverage(needs, matched):
+LEVELS_COUNTED = {"proposed_needs": ("proposed", "met", "delivered"),   # each within the one before
+                  "agreed_needs": ("met", "delivered"), "delivered_needs": ("delivered",)}
+LEVEL_COUNTS = tuple(LEVELS_COUNTED)
+COVERAGES = ("unmet", "proposed", "partly_met", "met", "delivered", "no_need")
+STATUSES = COVERAGES + ("duplicated",)   # a cell's status: its coverage, or duplicated
+
+
+def coverage(needs, proposed_needs, agreed_needs, delivered_needs):
+    """The level a cell's open needs reached: "met" means agreed (or later), not proposed."""
     if not needs:
         return "no_need"
-    if not matched:
-        return "unmet"
-    return "partly_met" if matched < needs else "met"
+    if delivered_needs == needs:
+        return "delivered"
+    if agreed_needs == needs:
+        return "met"
+    if agreed_needs:
+        return "partly_met"
+    return "proposed" if proposed_needs else "unmet"
 
 
-EMPTY_CELL = {"needs": 0, "offers": 0, "matches": 0, "matched_needs": 0, "status": "empty", "coverage": "empty",
-              "duplicated": False,
+EMPTY_CELL = {"needs": 0, "offers": 0, "matches": 0, **{name: 0 for name in LEVEL_COUNTS}, "status": "empty",
+              "coverage": "empty", "duplicated": False,
               "_ids": {"needs": [], "offers": [], "matches": []}}
 
 
@@ -150,8 +179,7 @@ def matrix_cell(model, rows, cols, row, col, level=None, filters=None):
     ids = cell["_ids"]
     return {"row": {rows: row}, "col": {cols: col}, "level": level,
             "status": cell["status"], "coverage": cell["coverage"], "duplicated": cell["duplicated"],
-            "counts": {k: cell[k] for k in ("needs", "offers", "matches",
-                                                                       "matched_needs")},
+            "counts": {k: cell[k] for k in ("needs", "offers", "matches") + LEVEL_COUNTS},
             "needs": [model.needs[n] for n in ids["needs"]],
             "offers": [model.offers[o] for o in ids["offers"]],
             "matches": [model.matches[m] for m in ids["matches"]]}
@@ -161,11 +189,11 @@ def matrix_csv(cells, rows, cols, level=None):
     """The cells of :func:`matrix` as CSV text, one header line."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([rows, cols, "level", "needs", "offers", "matches", "matched_needs", "status", "coverage",
+    writer.writerow([rows, cols, "level", "needs", "offers", "matches", *LEVEL_COUNTS, "status", "coverage",
                      "duplicated"])
     for c in cells:
         writer.writerow([c["row"], c["col"], level or "all", c["needs"], c["offers"],
-                         c["matches"], c["matched_needs"], c["status"], c["coverage"],
+                         c["matches"], *(c[name] for name in LEVEL_COUNTS), c["status"], c["coverage"],
                          "yes" if c["duplicated"] else "no"])
     return buffer.getvalue()
 
@@ -185,10 +213,13 @@ def _state_passes(state, filters):
 
 
 MATRIX_STATUSES = (
-    ("unmet", "Unmet", "open needs, none of them matched"),
-    ("partly_met", "Partly met", "some open needs matched, some not"),
-    ("met", "Met", "every open need has at least one active match"),
-    ("duplicated", "Duplicated", "two or more providers committed to one State × article × form"),
+    ("unmet", "Unmet", "open needs, none of them with a proposal"),
+    ("proposed", "Proposed", "proposals for open needs, none agreed yet"),
+    ("partly_met", "Partly met", "some open needs have an agreed match, some not"),
+    ("met", "Met", "every open need has an agreed match (or one in delivery or delivered)"),
+    ("delivered", "Delivered", "every open need's assistance was delivered"),
+    ("duplicated", "Duplicated", "two or more providers have a match (proposed to delivered) on one State × article × "
+                                 "form; shown with the coverage"),
     ("no_need", "Supply only", "offers reach the cell but no State has an open need there"),
 )
 

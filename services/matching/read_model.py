@@ -1,7 +1,7 @@
 """The read model: what matching knows, indexed so that one event never scans everything (pure).
 
 :class:`ReadModel` holds the open needs, offers, experts and workshop
-requests seen on ``tacoord.events`` and the active matches, with indexes:
+requests seen on ``tacoord.events`` and the matches that stand, with indexes:
 
 - offers by ``(article, form, geography, level)`` × language, where
   geography is a State (``("S", "KEN")``), a regional group
@@ -11,7 +11,9 @@ requests seen on ``tacoord.events`` and the active matches, with indexes:
 - experts by ``(article, form)``;
 - open needs by article, by ``(article, regional group)`` and by
   ``(article, State)``; supply counts by ``(article, regional group)``;
-- active matches by need, offer, expert and State × article × form.
+- the matches that stand (:data:`~services.matching.lifecycle.HELD`: proposed
+  to delivered) by need, offer, expert and State × article × form, and the
+  committed ones (agreed and later) by offer: only they use its capacity.
 
 It scores pairs against what it holds (capacity left, regional demand),
 finds the best candidates of a need from the indexes only, and answers the
@@ -25,6 +27,7 @@ from collections import defaultdict
 
 from services.matching.alert_book import AlertBook
 from services.matching.allocation import allocate
+from services.matching.lifecycle import COMMITTED, HELD, RETRACTABLE
 from services.matching.scoring import (AVAILABILITY, COMMITTED_OFFER, GLOBAL, LEVELS, MATCHABLE_EXPERT,
                                        MATCHABLE_OFFER, OPEN_NEED, Settings, expert_constraints, expert_groups,
                                        language_part, offer_articles, offer_constraints, offer_geos, offer_groups,
@@ -66,15 +69,17 @@ class Tiers:
 
 
 class ReadModel:
-    """Needs, offers, experts, workshop requests and active matches, indexed."""
+    """Needs, offers, experts, workshop requests and the matches that stand, indexed."""
 
     def __init__(self, settings=None):
         self.settings = settings or Settings()
         self.needs, self.offers, self.experts, self.workshops = {}, {}, {}, {}
-        self.matches = {}                                  # active matches: id -> match
+        self.matches = {}                                  # matches that stand (HELD): id -> match
         self.need_matches = defaultdict(dict)              # need_id -> {match_id: match}
         self.offer_matches = defaultdict(set)              # offer_id -> {match_id}
         self.expert_matches = defaultdict(set)
+        self.offer_committed = defaultdict(set)            # offer_id -> {match_id} agreed or later
+        self.refused = set()                               # match ids declined or cancelled: never again
         self.open_by_article = defaultdict(set)            # article -> {need_id}
         self.open_by_group = defaultdict(set)              # (article, group) -> {need_id}
         self.open_by_state = defaultdict(set)              # (article, state) -> {need_id}
@@ -96,7 +101,7 @@ class ReadModel:
 
     # -- loading ---------------------------------------------------------------
 
-    def load(self, needs=(), offers=(), experts=(), workshops=(), matches=(), alerts=(), proposals=(),
+    def load(self, needs=(), offers=(), experts=(), workshops=(), matches=(), alerts=(), proposals=(), refused=(),
              alert_docs=()):
         """Restore a stored model (no matching, no events). ``alert_docs``: stored alerts with their ``_id``."""
         for need in needs:
@@ -108,8 +113,9 @@ class ReadModel:
         for workshop in workshops:
             self.workshops[workshop["request_id"]] = workshop
         for match in matches:
-            if match.get("status", "active") == "active":
+            if match.get("status", "proposed") in HELD:
                 self._add_match(match)
+        self.refused.update(refused)
         self.unmatched_p1 = {n for n, need in self.needs.items() if self._is_unmatched_p1(need)}
         self.alerts.update(alerts)
         self.alert_book.load(alert_docs)
@@ -160,7 +166,7 @@ class ReadModel:
                 for geo in offer_geos(offer):
                     key = (article, form, geo, offer["level"])
                     for language in offer["languages"] or [""]:
-                        self.offer_buckets[key][language].put(offer["offer_id"], self.offer_matches.get(
+                        self.offer_buckets[key][language].put(offer["offer_id"], self.offer_committed.get(
                             offer["offer_id"]))
                         keys.append((key, language))
             for group in offer_groups(offer):
@@ -210,8 +216,10 @@ class ReadModel:
         self.matches[mid] = match
         self.need_matches[match["need_id"]][mid] = match
         if match.get("offer_id"):
-            if not self.offer_matches.get(match["offer_id"]):
-                self._retier_offer(match["offer_id"], used=True)
+            if match["status"] in COMMITTED:
+                if not self.offer_committed.get(match["offer_id"]):
+                    self._retier_offer(match["offer_id"], used=True)
+                self.offer_committed[match["offer_id"]].add(mid)
             self.offer_matches[match["offer_id"]].add(mid)
             for form in match["forms"]:
                 self.combo_matches[(match["state"], match["article"], form)].add(mid)
@@ -227,8 +235,12 @@ class ReadModel:
             del self.need_matches[match["need_id"]]
         if match.get("offer_id"):
             self.offer_matches[match["offer_id"]].discard(mid)
-            if not self.offer_matches[match["offer_id"]]:
-                self._retier_offer(match["offer_id"], used=False)
+            committed = self.offer_committed.get(match["offer_id"])
+            if committed and mid in committed:
+                committed.discard(mid)
+                if not committed:
+                    del self.offer_committed[match["offer_id"]]
+                    self._retier_offer(match["offer_id"], used=False)
             for form in match["forms"]:
                 self.combo_matches[(match["state"], match["article"], form)].discard(mid)
         else:
@@ -260,10 +272,11 @@ class ReadModel:
         return self.level_prefs(need).get(level, 0.5)
 
     def remaining_capacity(self, offer, need_id):
-        """Engagements left, not counting this need's own match with the offer."""
-        used = len(self.offer_matches.get(offer["offer_id"], ()))
-        if used and self.need_matches.get(need_id) and \
-                match_id(need_id, offer_id=offer["offer_id"]) in self.need_matches[need_id]:
+        """Engagements left: the capacity less the offer's committed matches (agreed or later; proposals
+        use none), not counting this need's own match with the offer."""
+        committed = self.offer_committed.get(offer["offer_id"], ())
+        used = len(committed)
+        if used and match_id(need_id, offer_id=offer["offer_id"]) in committed:
             used -= 1
         return max(0, offer["capacity"] - used)
 
@@ -361,6 +374,7 @@ class ReadModel:
                         subs.append((-bound, 1, rank, form, level, language, bucket.used))
         subs.sort(key=lambda sub: sub[:6])
         seen, found, best = set(), [], []  # best: min-heap of the top scores
+        refused = self.refused
         for negative_bound, _, _, _, _, _, bucket in subs:
             bound = -negative_bound
             if len(best) >= wanted and best[0] >= bound:
@@ -369,6 +383,8 @@ class ReadModel:
                 if offer_id in seen:
                     continue
                 seen.add(offer_id)
+                if refused and match_id(need["need_id"], offer_id=offer_id) in refused:
+                    continue  # declined or cancelled: never proposed again
                 score = self.quick_offer_score(need, self.offers[offer_id], priority, prefs)
                 found.append((score, offer_id))
                 if len(best) < wanted:
@@ -390,6 +406,8 @@ class ReadModel:
                 if expert_id in seen:
                     continue
                 seen.add(expert_id)
+                if self.refused and match_id(need["need_id"], expert_id=expert_id) in self.refused:
+                    continue
                 result = self.score_expert(need, self.experts[expert_id])
                 if result is None:
                     continue
@@ -419,8 +437,10 @@ class ReadModel:
 
     # -- queries ---------------------------------------------------------------
 
-    def committed_providers(self, combo, level=None):
-        """provider -> offer ids committed (active offer, active match) to State × article × form."""
+    def matched_providers(self, combo, level=None):
+        """provider -> offer ids matched to State × article × form: active offers (not pipeline ones) with a
+        match that stands there (:data:`~services.matching.lifecycle.HELD`, proposed to delivered). Two
+        providers or more are a duplication (:mod:`services.matching.alert_rules`, the matrix)."""
         providers = defaultdict(set)
         for mid in self.combo_matches.get(combo, ()):
             match = self.matches[mid]
@@ -430,12 +450,24 @@ class ReadModel:
         return providers
 
     def allocation(self):
-        """Allocate active offer matches within offers' capacity (see :func:`allocate`)."""
-        weights, pairs = {}, defaultdict(list)
-        for match in self.matches.values():
-            if match.get("offer_id"):
-                need = self.needs[match["need_id"]]
-                weights[need["need_id"]] = self.settings.need_weight(need)
+        """What would fit: open needs already committed (agreed or later) keep their offer, and the rest are
+        allocated over their proposed and accepted matches within the capacity the committed matches
+        left (see :func:`allocate`). Adds ``committed``: the needs assigned by a commitment."""
+        weights, pairs, committed = {}, defaultdict(list), {}
+        for match in sorted(self.matches.values(), key=lambda m: (-m["score"], m["match_id"])):
+            need = self.needs[match["need_id"]]
+            if not match.get("offer_id") or need["status"] not in OPEN_NEED:
+                continue
+            weights[need["need_id"]] = self.settings.need_weight(need)
+            if match["status"] in COMMITTED:
+                committed.setdefault(need["need_id"], match["offer_id"])
+            elif match["status"] in RETRACTABLE:
                 pairs[need["need_id"]].append((match["score"], match["offer_id"]))
-        capacity = {o: self.offers[o]["capacity"] for ps in pairs.values() for _, o in ps}
-        return allocate(weights, capacity, pairs)
+        pairs = {n: ps for n, ps in pairs.items() if n not in committed}
+        capacity = {o: max(0, self.offers[o]["capacity"] - len(self.offer_committed.get(o, ())))
+                    for ps in pairs.values() for _, o in ps}
+        result = allocate({n: weights[n] for n in pairs}, capacity, pairs)
+        result["assignments"].update(committed)
+        result["covered_weight"] = round(result["covered_weight"] + sum(weights[n] for n in committed), 6)
+        result["committed"] = set(committed)
+        return result

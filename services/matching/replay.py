@@ -10,6 +10,7 @@ from copy import deepcopy
 
 from services.matching import alerts
 from services.matching.domain import Matcher
+from services.matching.lifecycle import HELD, STEP_EVENTS, step_changes
 from services.matching.scoring import OPEN_NEED
 
 CONSUMED_FAMILIES = ("need", "offer", "expert", "workshop")   # the events that change the model
@@ -23,13 +24,15 @@ OWN_ALERTS = {"gap.detected": ("gap", "gap_id"), "duplication.detected": ("dupli
 def model_from_events(events, settings=None):
     """The model after a list of events (e.g. the audit log, in order).
 
-    Only need.*, offer.*, expert.*, workshop.* and alert.* events change it; others are
-    skipped. The result equals the live model after the same events (ids are
-    deterministic); nothing is emitted, the caller may store it.
+    Only need.*, offer.*, expert.* and workshop.* events, people's steps on
+    matches (``match.accepted`` …) and on alerts (``alert.*``) change it;
+    others are skipped. The result equals the live model after the same
+    events (ids are deterministic); nothing is emitted, the caller may store it.
     """
     model = Matcher(settings)
     for event in events:
-        if event.get("type", "").split(".", 1)[0] in CONSUMED_FAMILIES or event.get("type") in ALERT_STEPS:
+        kind = event.get("type", "")
+        if kind.split(".", 1)[0] in CONSUMED_FAMILIES or kind in STEP_EVENTS or kind in ALERT_STEPS:
             model.apply(event)
     return model
 
@@ -44,19 +47,21 @@ class StoreReplay:
     holds; nothing is emitted. The service's own events restore what a replay of
     consumed events cannot: gaps (found by a timer, not by an event), and any
     duplication or workshop proposal the replay does not reproduce, so that a
-    restarted service never emits them again; and the steps people took on
-    alerts (``alert.*``: the HTTP route stored them, the model learnt of them
-    from the event), applied forward only, as the service does. ``match.*`` events are only
-    compared (:meth:`differences`): the matches the live service had active
-    against the replayed ones (they differ only if the audit log's order of
-    events differs from the order matching consumed them in).
+    restarted service never emits them again. People's steps on matches
+    (``match.accepted`` …) and on alerts (``alert.*``) are stored as the HTTP
+    routes stored them, from the event alone (:func:`lifecycle.step_changes`;
+    :func:`alerts.step_from_event`, applied forward only), then consumed like
+    the service consumes them. The other ``match.*`` events are only compared
+    (:meth:`differences`): the matches the live service held against the
+    replayed ones (they differ only if the audit log's order of events differs
+    from the order matching consumed them in).
     """
 
     def __init__(self, settings=None):
         self.model = Matcher(settings)
         self.views = {kind: {} for kind in VIEW_KINDS}
         self.docs = {"matches": {}, "alerts": {}, "proposals": {}}
-        self.live_active = set()     # match ids the live service had proposed and not retracted
+        self.live_active = set()     # match ids the live service held (proposed, not retracted, withdrawn…)
         self.events = 0
         self.applied = 0
 
@@ -77,14 +82,22 @@ class StoreReplay:
             stored = self.docs["alerts"].get(alert_id)
             if stored is not None and alerts.moves_forward(stored, changes):
                 stored.update(deepcopy(changes))
-            self.model.apply(event)
+            self._keep(self.model.apply(event))
         elif kind == "workshop.participants_proposed":
             request_id = event["data"]["request_id"]
             self.docs["proposals"].setdefault(request_id, deepcopy(event["data"]))
             self.model.proposals.add(request_id)
+        elif kind in STEP_EVENTS:
+            data = event["data"]
+            stored = self.docs["matches"].get(data["match_id"])
+            if stored is not None:
+                stored.update(step_changes(stored, data))    # what the route stored
+            (self.live_active.add if data["status"] in HELD else self.live_active.discard)(data["match_id"])
+            self._keep(self.model.apply(event))
+            self.applied += 1
         elif kind == "match.proposed":
             self.live_active.add(event["data"]["match_id"])
-        elif kind == "match.retracted":
+        elif kind in ("match.retracted", "match.withdrawn"):
             self.live_active.discard(event["data"]["match_id"])
         elif family in CONSUMED_FAMILIES:
             self._keep(self.model.apply(event))
@@ -117,5 +130,5 @@ class StoreReplay:
                 **{kind: len(self.views[kind]) for kind in VIEW_KINDS},
                 "open_needs": sum(1 for n in self.model.needs.values() if n["status"] in OPEN_NEED),
                 "matches": len(self.docs["matches"]),
-                "active_matches": sum(1 for m in matches if m.get("status") == "active"),
+                "active_matches": sum(1 for m in matches if m.get("status") in HELD),
                 "alerts": len(self.docs["alerts"]), "proposals": len(self.docs["proposals"])}

@@ -10,8 +10,11 @@ from datetime import timezone
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from services.matching import lifecycle
 from services.matching.alerts import KINDS as ALERT_KINDS
 from services.matching.alerts import STATUSES as ALERT_STATUSES
+from services.matching.matrix import STATUSES as MATRIX_STATUSES
+from services.matching.worklists import LISTED as WORKLIST_LEVELS
 from tacoord import envelope, reference
 from tacoord.fields import GroupId, OrgId, StateCode, Text
 
@@ -29,7 +32,8 @@ class ExplanationSchema(Strict):
     score_parts = fields.Dict(keys=fields.String(), values=fields.Float(), required=True)
 
 
-class MatchProposedSchema(Strict):
+class MatchPairSchema(Strict):
+    """What names a match and who is on each side: every match.* event but ``match.retracted`` carries it."""
     match_id = fields.String(required=True)
     need_id = fields.String(required=True)
     offer_id = fields.String()
@@ -38,17 +42,23 @@ class MatchProposedSchema(Strict):
     state = fields.String(required=True)
     regional_group = fields.String(allow_none=True, required=True)
     article = fields.Integer(required=True, strict=True)
-    chapter = fields.Integer(required=True, strict=True, allow_none=True)
-    forms = fields.List(fields.String(), required=True)
-    priority = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=3))
-    level = fields.String(required=True, validate=validate.OneOf(MATCH_LEVELS))
-    score = fields.Float(required=True, validate=validate.Range(min=0, max=1))
-    explanation = fields.Nested(ExplanationSchema, required=True)
 
     @validates_schema
     def one_supplier(self, data, **kwargs):
         if bool(data.get("offer_id")) == bool(data.get("expert_id")):
             raise ValidationError("exactly one of offer_id and expert_id", "offer_id")
+
+
+class MatchSchema(MatchPairSchema):
+    chapter = fields.Integer(required=True, strict=True, allow_none=True)
+    forms = fields.List(fields.String(), required=True)
+    priority = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=3))
+    level = fields.String(required=True, validate=validate.OneOf(MATCH_LEVELS))
+    score = fields.Float(required=True, validate=validate.Range(min=0, max=1))
+
+
+class MatchProposedSchema(MatchSchema):
+    explanation = fields.Nested(ExplanationSchema, required=True)
 
 
 class MatchRetractedSchema(Strict):
@@ -59,6 +69,29 @@ class MatchRetractedSchema(Strict):
     reason = fields.String(required=True)
 
 
+class MatchStepSchema(MatchSchema):
+    """A person's step on a match (``match.accepted`` … ``match.cancelled``): the pair, the step, why, who."""
+    status = fields.String(required=True, validate=validate.OneOf(lifecycle.TARGETS))
+    previous_status = fields.String(required=True, validate=validate.OneOf(lifecycle.STATUSES))
+    reason = fields.String(allow_none=True, required=True)
+    by = fields.String(required=True)
+    at = fields.String(required=True)
+
+
+class MatchWithdrawnSchema(MatchPairSchema):
+    """An agreed match, or one in delivery, whose need or supply was withdrawn."""
+    previous_status = fields.String(required=True, validate=validate.OneOf(lifecycle.WITHDRAWABLE))
+    reason = fields.String(required=True)
+
+
+class MatchRescoredSchema(MatchPairSchema):
+    """A match whose score, priority or forms changed with its need or supply."""
+    status = fields.String(required=True, validate=validate.OneOf(lifecycle.HELD))
+    score = fields.Float(required=True, validate=validate.Range(min=0, max=1))
+    previous_score = fields.Float(required=True, validate=validate.Range(min=0, max=1))
+    priority = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=3))
+    previous_priority = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=3))
+    forms = fields.List(fields.String(), required=True)
 class DuplicatingOfferSchema(Strict):
     offer_id = fields.String(required=True)
     provider = fields.String(required=True)
@@ -129,6 +162,10 @@ class ParticipantsSchema(Strict):
 
 envelope.register("match.proposed", MatchProposedSchema())
 envelope.register("match.retracted", MatchRetractedSchema())
+for _step_event in lifecycle.STEP_EVENTS:
+    envelope.register(_step_event, MatchStepSchema())
+envelope.register("match.withdrawn", MatchWithdrawnSchema())
+envelope.register("match.rescored", MatchRescoredSchema())
 envelope.register("duplication.detected", DuplicationSchema())
 envelope.register("gap.detected", GapSchema())
 envelope.register("workshop.participants_proposed", ParticipantsSchema())
@@ -157,9 +194,6 @@ class CellFilterSchema(Strict):
     priority = Number(validate=validate.Range(min=1, max=3, error="priority must be 1, 2 or 3"))
 
 
-MATRIX_STATUSES = ("unmet", "partly_met", "met", "duplicated", "no_need")
-
-
 class MatrixQuerySchema(CellFilterSchema):
     rows = fields.String(load_default="article", validate=validate.OneOf(("article", "chapter")))
     cols = fields.String(load_default="state", validate=validate.OneOf(("state", "regional_group")))
@@ -182,7 +216,7 @@ class MatchesQuerySchema(Strict):
     need_id = fields.String(validate=validate.Length(max=80))
     offer_id = fields.String(validate=validate.Length(max=80))
     expert_id = fields.String(validate=validate.Length(max=80))
-    status = fields.String(validate=validate.OneOf(("active", "retracted")))
+    status = fields.String(validate=validate.OneOf((lifecycle.ACTIVE,) + lifecycle.STATUSES))
 
 
 class AlertsQuerySchema(Strict):
@@ -211,6 +245,15 @@ class ResolveSchema(Strict):
     note = Text(load_default=None, allow_none=True, validate=validate.Length(max=2000))
 
 
+class TransitionSchema(Strict):
+    """``POST /matches/<id>/transitions``: ``{"to": "accepted", "reason": "…"}`` (a reason is required to
+    decline or cancel)."""
+
+    example = {"to": "declined", "reason": "our 2027 budget for article 9 is already committed elsewhere"}
+    to = fields.String(required=True, validate=validate.OneOf(lifecycle.TARGETS))
+    reason = Text(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+
+
 class WorklistQuerySchema(Strict):
     regional_group = GroupId()
     state = StateCode()
@@ -218,7 +261,7 @@ class WorklistQuerySchema(Strict):
     chapter = Number(validate=validate.Range(min=2, max=6, error="chapter must be between 2 and 6"))
     form = fields.String(validate=validate.OneOf(tuple(f for f in reference.assistance_forms())))
     priority = Number(validate=validate.Range(min=1, max=3, error="priority must be 1, 2 or 3"))
-    status = fields.String(validate=validate.OneOf(("unmatched", "proposed")))
+    status = fields.String(validate=validate.OneOf(WORKLIST_LEVELS))
     limit = Number(load_default=1000, validate=validate.Range(min=1, max=10000))
 
 

@@ -11,17 +11,18 @@ from werkzeug.wrappers import Response
 
 from services.matching import funding
 from services.matching.dependencies import MatchingKpis, MatchingStore
+from services.matching.lifecycle import IllegalMove
 from services.matching.matrix import matrix, matrix_cell, matrix_csv, matrix_reference
 from services.matching.schemas import (AcknowledgeSchema, AlertsQuerySchema, CellQuerySchema, ChangesQuerySchema,
                                        ExchangeRatesSchema, FundingQuerySchema, MatchesQuerySchema,
-                                       MatrixQuerySchema, ResolveSchema, WorklistQuerySchema)
+                                       MatrixQuerySchema, ResolveSchema, TransitionSchema, WorklistQuerySchema)
 from services.matching.worklists import unmet_needs, worklist_csv
 from tacoord import topology
 from tacoord.consumer import consume_events
 from tacoord.envelope import utcnow
 from tacoord.errors import NotFound
 from tacoord.ops import OpsServer
-from tacoord.web import PUBLIC, api, query_args, read_json
+from tacoord.web import PUBLIC, api, json_response, query_args, read_json
 
 STATIC_DIR = Path(__file__).parent / "static"
 # The matrix page's files, by name: nothing else is served from the directory.
@@ -166,7 +167,8 @@ class MatchingService:
         query_args(request, ())
         result = self.store.model.allocation()
         return {"covered_weight": result["covered_weight"], "count": len(result["assignments"]),
-                "assignments": [{"need_id": n, "offer_id": o} for n, o in sorted(result["assignments"].items())]}
+                "assignments": [{"need_id": n, "offer_id": o, "committed": n in result["committed"]}
+                                for n, o in sorted(result["assignments"].items())]}
 
     @api("GET", "/matches/<string:match_id>")
     def get_match(self, request, match_id):
@@ -174,6 +176,17 @@ class MatchingService:
         if not found:
             raise NotFound(f"no match {match_id!r}")
         return found[0]
+
+    @api("POST", "/matches/<string:match_id>/transitions", roles=("donor", "state", "operator"), body=TransitionSchema)
+    def move_match(self, request, match_id):
+        """A person's step on a match (services/matching/lifecycle.py): ``{"to": "accepted", "reason": …}``.
+        An illegal step is a 409 naming the match's status and the steps this caller may take."""
+        query_args(request, ())
+        asked = read_json(request, TransitionSchema())
+        try:
+            return self.store.move(match_id, asked["to"], asked["reason"], request.principal)
+        except IllegalMove as exc:
+            return json_response(409, exc.body())
 
     # -- the coordination workflow: alerts people close, worklists, changes since ----------
 

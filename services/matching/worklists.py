@@ -3,30 +3,26 @@
 :func:`unmet_needs` lists the open needs not met yet, most pressing first: by priority (1
 first), then the Conference's emphasis (the chapters the matching settings weigh most, II and
 IV by default, as the 2009 Working Group report recommends), then age (oldest filing first).
-A need is ``unmatched`` (no active match) or ``proposed`` (active matches, none of them
-agreed yet); :func:`need_status` is where a need with an agreed or delivered match leaves the
-list once matches carry their lifecycle.
+A need's ``status`` is its level (:func:`services.matching.lifecycle.need_level`, the words the
+matrix counts in): ``unmet`` (no match stands) or ``proposed`` (proposed or accepted matches, none
+agreed yet) are listed; a need ``met`` (a match agreed or in delivery) or ``delivered`` is not.
 """
 import csv
 import io
 
+from services.matching.lifecycle import need_level
 from services.matching.payloads import parse_time
 from services.matching.scoring import OPEN_NEED
 
 NEED_FILTERS = ("regional_group", "state", "article", "chapter", "priority")
-MET_MATCH_STATUSES = ("agreed", "in_delivery", "delivered")
+LISTED = ("unmet", "proposed")   # the levels of the needs not met yet
 CSV_COLUMNS = ("rank", "need_id", "state", "regional_group", "article", "chapter", "priority", "emphasis", "forms",
                "status", "need_status", "matches", "created_at", "age_days", "open_gap")
 
 
 def need_status(model, need_id):
-    """``unmatched``, ``proposed`` or ``met`` (a match agreed, in delivery or delivered)."""
-    matches = model.need_matches.get(need_id) or {}
-    if not matches:
-        return "unmatched"
-    if any(m.get("status") in MET_MATCH_STATUSES for m in matches.values()):
-        return "met"
-    return "proposed"
+    """The need's level: ``unmet``, ``proposed``, ``met`` or ``delivered``."""
+    return need_level(m["status"] for m in (model.need_matches.get(need_id) or {}).values())
 
 
 def emphasised(settings, chapter):
@@ -41,7 +37,7 @@ def rank_key(settings, need):
 
 def unmet_needs(model, filters, now, limit=1000):
     """The ranked rows of the unmet-needs worklist. ``filters``: regional_group, state, article,
-    chapter, priority, form, status (``unmatched`` or ``proposed``); ``now``: an aware datetime."""
+    chapter, priority, form, status (``unmet`` or ``proposed``); ``now``: an aware datetime."""
     wanted = []
     for need in model.needs.values():
         if need["status"] not in OPEN_NEED:
@@ -51,7 +47,7 @@ def unmet_needs(model, filters, now, limit=1000):
         if "form" in filters and filters["form"] not in need["forms"]:
             continue
         status = need_status(model, need["need_id"])
-        if status == "met" or filters.get("status", status) != status:
+        if status not in LISTED or filters.get("status", status) != status:
             continue
         wanted.append((rank_key(model.settings, need), need, status))
     wanted.sort(key=lambda item: item[0])

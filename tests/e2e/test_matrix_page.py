@@ -2,8 +2,10 @@
 
 Needs, supply and matching run in a sandbox; demo data (infra/demo.py's generators) for a few States of
 three regional groups, plus a hand-made set in AFRICAN and GRULAC States on articles the demo data never
-touches, so that every status is known: KEN × 31 met, TZA × 31 unmet, BRA × 36 duplicated, CHL × 35 supply
-only. The page is opened over a real socket, a key is entered, and it is checked against the JSON API.
+touches, so that every status is known: KEN × 31 met (its match accepted by the donor and agreed by
+Kenya over HTTP), TZA × 31 unmet, BRA × 36 met and duplicated (two donors matched, one of them agreed),
+CHL × 35 supply only, then proposed when a need comes. The page is opened over a real socket, a key is
+entered, and it is checked against the JSON API.
 A screenshot is saved to artifacts/matrix.png.
 """
 import random
@@ -76,6 +78,17 @@ def file_scenario(api):
     return ids
 
 
+def agree(api, need_id):
+    """The donor accepts the need's match and the State agrees: the cell is met."""
+    sandbox = api.sandbox
+    match = wait_until(lambda: requests.get(sandbox.url("matching", "/matches"), params={"need_id": need_id},
+                                            headers=api.headers, timeout=10).json()["matches"], message="a match")[0]
+    for to, role, subject in (("accepted", "donor", match["provider"]), ("agreed", "state", match["state"])):
+        response = requests.post(sandbox.url("matching", f"/matches/{match['match_id']}/transitions"),
+                                 json={"to": to}, headers=sandbox.headers(role, subject), timeout=10)
+        assert response.status_code == 200, response.text
+
+
 @contextmanager
 def chromium():
     """A headless Chromium (the system's, no download) driven by Playwright's sync API."""
@@ -130,6 +143,8 @@ def test_the_matrix_page_shows_live_needs_against_supply(sandbox, start):
     start(NeedsService, SupplyService, MatchingService)
     api = Api(sandbox)
     ids = file_scenario(api)
+    agree(api, ids["kenya_need"])
+    agree(api, ids["brazil_need"])   # one donor agreed, the other still proposed: met, and duplicated
     expected = {(31, "KEN"): "met", (31, "TZA"): "unmet", (36, "BRA"): "duplicated", (35, "CHL"): "no_need"}
     wait_until(lambda: expected.items() <= {(c["row"], c["col"]): c["status"] for c in api.matrix()}.items(),
                timeout=30, message="the scenario matched")
@@ -159,10 +174,10 @@ def test_the_matrix_page_shows_live_needs_against_supply(sandbox, start):
         for c in cells:
             status, text = shown[f"{c['row']}|{c['col']}"]
             assert status == c["status"], c
-            assert f"{c['matched_needs']}/{c['needs']} · {c['offers']}" in text, (c, text)
+            assert f"{c['agreed_needs']}/{c['needs']} · {c['offers']}" in text, (c, text)
         assert {c["status"] for c in cells} >= {"met", "unmet", "duplicated", "no_need"}
         assert shown["31|TZA"][0] == "unmet" and shown["36|BRA"][0] == "duplicated"
-        # a duplicated cell says its coverage too: Brazil's one need is met, by two providers
+        # a duplicated cell says its coverage too: Brazil's one need is met (agreed), and two providers are matched
         assert shown["36|BRA"][1].startswith("✓‼ 1/1") and shown["31|KEN"][1].startswith("✓ 1/1")
         expect(cell(page, 36, "BRA")).to_have_attribute("data-coverage", "met")
         assert "Duplicated, met" in cell(page, 36, "BRA").get_attribute("title")
@@ -172,6 +187,8 @@ def test_the_matrix_page_shows_live_needs_against_supply(sandbox, start):
             "Article 31: Freezing, seizure and confiscation × Kenya — Met")
         assert page.locator("#matrix thead th[data-col='KEN'] abbr").get_attribute("title") == "Kenya"
         expect(page.locator("#legend")).to_contain_text("Partly met")
+        expect(page.locator("#legend")).to_contain_text("Proposed")
+        expect(page.locator("#legend")).to_contain_text("Delivered")
 
         # chapters × regional groups: AFRICAN × chapter III has Kenya met and Tanzania unmet
         page.check("input[name=cols][value=regional_group]")
@@ -191,7 +208,8 @@ def test_the_matrix_page_shows_live_needs_against_supply(sandbox, start):
         with page.expect_download() as download:
             page.click("#csv-link")
         csv_lines = Path(download.value.path()).read_text().splitlines()
-        assert csv_lines[0] == "article,state,level,needs,offers,matches,matched_needs,status,coverage,duplicated"
+        assert csv_lines[0] == ("article,state,level,needs,offers,matches,proposed_needs,agreed_needs,"
+                                "delivered_needs,status,coverage,duplicated")
         assert sorted(line.split(",")[1] for line in csv_lines[1:]) == ["BRA", "CHL"]
         assert "regional_group=GRULAC" in page.url
 
@@ -212,14 +230,14 @@ def test_the_matrix_page_shows_live_needs_against_supply(sandbox, start):
         expect(page.locator("#cell-offers h3")).to_have_text("Offers (2)")
         expect(page.locator("#cell-matches h3")).to_have_text("Matches (2)")
 
-        # live: a need filed now shows up without a reload (supply only → met), the open panel follows
+        # live: a need filed now shows up without a reload (supply only → proposed), the open panel follows
         page.evaluate("window.notReloaded = true")
         page.click("#close-panel")
         cell(page, 35, "CHL").locator("button").click()
         expect(page.locator("#cell-needs h3")).to_have_text("Needs (0)")
         chile = api.post("needs", "/needs", need("CHL", 35, "LEGAL_ADVICE"))["need_id"]
-        expect(cell(page, 35, "CHL")).to_have_attribute("data-status", "met", timeout=20_000)
-        expect(cell(page, 35, "CHL")).to_contain_text("1/1 · 1")
+        expect(cell(page, 35, "CHL")).to_have_attribute("data-status", "proposed", timeout=20_000)
+        expect(cell(page, 35, "CHL")).to_contain_text("0/1 · 1")
         expect(page.locator("#cell-needs")).to_contain_text(chile, timeout=10_000)
         assert page.evaluate("window.notReloaded") is True
         page.click("#close-panel")

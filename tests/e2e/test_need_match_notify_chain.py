@@ -78,14 +78,14 @@ def test_a_kenyan_need_matched_to_an_offer_notifies_the_donor_and_the_african_ne
     assert len(deliveries(sandbox, donor["subscription_id"])) == 1
     assert sandbox.queue_depth(topology.DEAD_LETTERS_QUEUE) == 0
 
-    # the matrix shows the match, as JSON and as CSV
+    # the matrix shows the match, as JSON and as CSV: proposed (it is "met" once agreed)
     operator = sandbox.headers("operator")
     cell = requests.get(sandbox.url("matching", "/matrix"), params={"state": "KEN", "article": 9},
                         headers=operator, timeout=5).json()["cells"]
-    assert [(c["needs"], c["offers"], c["matches"], c["status"]) for c in cell] == [(1, 1, 1, "met")]
+    assert [(c["needs"], c["offers"], c["matches"], c["status"]) for c in cell] == [(1, 1, 1, "proposed")]
     exported = requests.get(sandbox.url("matching", "/matrix.csv"), params={"state": "KEN"}, headers=operator,
                             timeout=5)
-    assert [(r["article"], r["status"]) for r in csv.DictReader(io.StringIO(exported.text))] == [("9", "met")]
+    assert [(r["article"], r["status"]) for r in csv.DictReader(io.StringIO(exported.text))] == [("9", "proposed")]
 
     # Kenya withdraws the need: the match is retracted and the cell has nothing open
     need_id = match["data"]["need_id"]

@@ -5,6 +5,7 @@ rules, the demo loaded over HTTP. Then: every event type is named in every proce
 the logs are JSON lines with ids (a refused request one line, no traceback), ``tacoord trace``
 follows a need across the services, every panel of both Grafana dashboards has data, and the
 coordination KPIs say what the databases say."""
+import datetime
 import json
 import shutil
 import subprocess
@@ -16,7 +17,8 @@ import pytest
 import requests
 import yaml
 
-from tacoord import config, reference
+from services.needs import parties as needs_parties
+from tacoord import config
 from tacoord.testing import Sandbox, ServiceProcess, free_port, sample, stack_problem, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -227,7 +229,8 @@ def test_the_coordination_kpis_say_what_the_databases_say(demo):
                                                     "checklist_round": 1}))
     open_needs = [n for n in needs if n["status"] in ("open", "in_progress")]
     by_priority = {str(p): sum(1 for n in open_needs if n["priority"] == p) for p in (1, 2, 3)}
-    parties = {c["iso3"] for c in reference.data()["countries"]}
+    # the denominator is the States parties on the day (the labelled parties list), not the reference's countries
+    parties = set(needs_parties.parties_on(needs_parties.all_parties({}), datetime.date.today()))
     reported = {n["state"] for n in needs if n.get("checklist_round") == "2026-1"} & parties
 
     def values(expr):

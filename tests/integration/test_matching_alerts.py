@@ -120,7 +120,7 @@ def test_a_duplication_resolves_itself_when_a_duplicating_offer_is_withdrawn(san
                       message="resolved by matching")[0]
     assert step["causation_id"] == withdrawn["id"] and step["actor"] == "service:matching"
     assert step["data"]["resolution"] == "cause_gone"
-    assert step["data"]["reason"] == ("DE-BMZ-1 no longer committed to KEN × article 9 × LEGAL_ADVICE; "
+    assert step["data"]["reason"] == ("DE-BMZ-1 no longer matched to KEN × article 9 × LEGAL_ADVICE; "
                                       "only GB-GOV-1 remains")
     stored = get(sandbox, f"/alerts/{alert_id}").json()
     assert stored["status"] == "resolved" and stored["resolved"]["automatic"] is True

@@ -49,7 +49,8 @@ def test_the_matrix_reference_gives_labels_and_filter_choices_to_any_role_with_a
                                                                 "GRULAC", "WEOG"]
     assert reference["levels"] == ["bilateral", "regional", "global"]
     assert {"id": "LEGAL_ADVICE", "label": "Legal advice"} in reference["forms"]
-    assert [s["id"] for s in reference["statuses"]] == ["unmet", "partly_met", "met", "duplicated", "no_need"]
+    assert [s["id"] for s in reference["statuses"]] == ["unmet", "proposed", "partly_met", "met", "delivered",
+                                                        "duplicated", "no_need"]
     assert get(sandbox, "/matrix/reference", colour="red").status_code == 400
 
 
@@ -65,15 +66,16 @@ def test_the_matrix_can_be_filtered_by_form_of_assistance(sandbox, start):
         return [{k: c[k] for k in ("row", "col", "needs", "offers", "matches", "status")}
                 for c in get(sandbox, "/matrix", **params).json()["cells"]]
 
-    assert cells() == [{"row": 9, "col": "KEN", "needs": 2, "offers": 1, "matches": 1, "status": "partly_met"}]
+    assert cells() == [{"row": 9, "col": "KEN", "needs": 2, "offers": 1, "matches": 1, "status": "proposed"}]
     assert cells(form="LEGAL_ADVICE") == [{"row": 9, "col": "KEN", "needs": 1, "offers": 1, "matches": 1,
-                                           "status": "met"}]
+                                           "status": "proposed"}]
     assert cells(form="ACTION_PLAN") == [{"row": 9, "col": "KEN", "needs": 2, "offers": 0, "matches": 0,
                                           "status": "unmet"}]
     assert cells(form="ONSITE_EXPERT") == []
     cell = get(sandbox, "/matrix/cell", article=9, state="KEN", form="ACTION_PLAN").json()
     assert cell["status"] == "unmet" and sorted(n["need_id"] for n in cell["needs"]) == ["KEN-9-n1", "KEN-9-n2"]
     assert cell["offers"] == [] and cell["matches"] == []
-    assert get(sandbox, "/matrix.csv", form="ACTION_PLAN").text.splitlines()[1] == "9,KEN,all,2,0,0,0,unmet,unmet,no"
+    assert get(sandbox, "/matrix.csv", form="ACTION_PLAN").text.splitlines()[1] == \
+        "9,KEN,all,2,0,0,0,0,0,unmet,unmet,no"
     bad = get(sandbox, "/matrix", form="MAGIC")
     assert bad.status_code == 422 and set(bad.json()["fields"]) == {"form"}

@@ -93,7 +93,7 @@ def test_an_offer_then_a_need_are_matched_stored_and_emitted_with_an_explanation
     assert 0 < data["score"] <= 1
 
     stored = sandbox.db("matching").matches.find_one({"_id": data["match_id"]})
-    assert stored["status"] == "active" and stored["_outbox_pending"] == 0
+    assert stored["status"] == "proposed" and stored["_outbox_pending"] == 0
     listed = get(sandbox, "/matches", need_id="KEN-9-n1").json()
     assert [m["match_id"] for m in listed["matches"]] == [data["match_id"]]
     for mine in ({"state": "KEN"}, {"provider": "GB-GOV-1"}, {"state": "KEN", "provider": "GB-GOV-1"}):
@@ -130,21 +130,24 @@ def test_the_matrix_shows_the_match_as_json_and_csv(sandbox, start):
 
     matrix = get(sandbox, "/matrix", role="donor", subject="GB-GOV-1").json()
     cells = {(c["row"], c["col"]): c for c in matrix["cells"]}
+    # a proposal is not "met": that takes an agreed match (tests/integration/test_matching_lifecycle.py)
     assert cells[(9, "KEN")] == {"row": 9, "col": "KEN", "needs": 1, "offers": 1, "matches": 1,
-                                 "matched_needs": 1, "status": "met", "coverage": "met", "duplicated": False,
+                                 "proposed_needs": 1, "agreed_needs": 0, "delivered_needs": 0,
+                                 "status": "proposed", "coverage": "proposed", "duplicated": False,
                                  "committed": {}, "disbursed": {}}   # the offer carries no transactions
     assert cells[(9, "UGA")]["status"] == "unmet"
 
     by_group = get(sandbox, "/matrix", rows="chapter", cols="regional_group").json()["cells"]
     assert by_group == [{"row": 2, "col": "AFRICAN", "needs": 2, "offers": 1, "matches": 1,
-                         "matched_needs": 1, "status": "partly_met", "coverage": "partly_met", "duplicated": False,
-                         "committed": {}, "disbursed": {}}]
+                         "proposed_needs": 1, "agreed_needs": 0, "delivered_needs": 0, "status": "proposed",
+                         "coverage": "proposed", "duplicated": False, "committed": {}, "disbursed": {}}]
 
     response = get(sandbox, "/matrix.csv", state="KEN")
     assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert rows == [{"article": "9", "state": "KEN", "level": "all", "needs": "1", "offers": "1",
-                     "matches": "1", "matched_needs": "1", "status": "met", "coverage": "met", "duplicated": "no"}]
+                     "matches": "1", "proposed_needs": "1", "agreed_needs": "0", "delivered_needs": "0",
+                     "status": "proposed", "coverage": "proposed", "duplicated": "no"}]
 
     cell = get(sandbox, "/matrix/cell", article=9, state="KEN").json()
     assert [n["need_id"] for n in cell["needs"]] == ["KEN-9-n1"]
@@ -315,7 +318,7 @@ def test_a_backlog_is_handled_in_batches_with_the_matches_one_by_one_handling_gi
     retracted = {e["data"]["match_id"] for e in out.of_type("match.retracted")}
     assert set(proposed_by) - retracted == active
     stored = sandbox.db("matching").matches
-    assert {d["_id"] for d in stored.find({"status": "active"})} == active
+    assert {d["_id"] for d in stored.find({"status": "proposed"})} == active
     assert stored.count_documents({"_outbox_pending": {"$gt": 0}}) == 0
     assert {d["match_id"] for d in get(sandbox, "/matches", status="active").json()["matches"]} == active
 
@@ -350,7 +353,7 @@ def test_a_malformed_event_in_a_backlog_is_parked_with_its_reason_and_the_rest_a
     assert headers["x-tacoord-alone"] == 1  # it failed a batch first, then was parked on its own
     assert sorted(e["data"]["match_id"] for e in proposed) == sorted(proposed_by) == sorted(active)  # once each
     assert out.of_type("match.retracted") == []
-    assert {d["_id"] for d in sandbox.db("matching").matches.find({"status": "active"})} == active
+    assert {d["_id"] for d in sandbox.db("matching").matches.find({"status": "proposed"})} == active
     assert sandbox.db("matching").offers_view.find_one({"_id": "broken"}) is None
     done = {d["_id"].split(":", 1)[1] for d in sandbox.db("matching").processed_events.find({"state": "done"})}
     assert done == {e["id"] for e in events if e is not broken}

@@ -2,6 +2,9 @@
 against the real broker and database."""
 import csv
 import io
+from datetime import datetime, timezone
+
+import requests
 
 from services.matching.service import MatchingService
 from tacoord.testing import wait_until
@@ -33,9 +36,9 @@ def test_the_worklist_ranks_unmet_needs_by_priority_then_chapters_ii_and_iv_then
 
     listed = get(sandbox, "/worklist", role="state", subject="KEN").json()
     order = [(n["rank"], n["need_id"], n["status"], n["emphasis"]) for n in listed["needs"]]
-    assert order == [(1, "UGA-9-e", "proposed", True), (2, "KEN-46-c", "unmatched", True),
-                     (3, "KEN-9-b", "unmatched", True), (4, "KEN-15-a", "unmatched", False),
-                     (5, "KEN-9-d", "unmatched", True)]
+    assert order == [(1, "UGA-9-e", "proposed", True), (2, "KEN-46-c", "unmet", True),
+                     (3, "KEN-9-b", "unmet", True), (4, "KEN-15-a", "unmet", False),
+                     (5, "KEN-9-d", "unmet", True)]
     assert listed["count"] == listed["total"] == 5 and listed["needs"][0]["matches"] == 1
     assert listed["needs"][1]["age_days"] > listed["needs"][2]["age_days"] > 0
 
@@ -44,7 +47,7 @@ def test_the_worklist_ranks_unmet_needs_by_priority_then_chapters_ii_and_iv_then
         assert response.status_code == 200, response.text
         return [n["need_id"] for n in response.json()["needs"]]
 
-    assert ids(status="unmatched") == ["KEN-46-c", "KEN-9-b", "KEN-15-a", "KEN-9-d"]
+    assert ids(status="unmet") == ["KEN-46-c", "KEN-9-b", "KEN-15-a", "KEN-9-d"]
     assert ids(status="proposed") == ["UGA-9-e"]
     assert ids(chapter=2) == ["UGA-9-e", "KEN-9-b", "KEN-9-d"]
     assert ids(article=9, state="KEN") == ["KEN-9-b", "KEN-9-d"]
@@ -60,9 +63,22 @@ def test_the_worklist_ranks_unmet_needs_by_priority_then_chapters_ii_and_iv_then
     assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert [(r["rank"], r["need_id"], r["priority"], r["chapter"], r["emphasis"], r["status"]) for r in rows] == [
-        ("1", "KEN-46-c", "1", "4", "yes", "unmatched"), ("2", "KEN-9-b", "1", "2", "yes", "unmatched"),
-        ("3", "KEN-15-a", "1", "3", "no", "unmatched"), ("4", "KEN-9-d", "2", "2", "yes", "unmatched")]
+        ("1", "KEN-46-c", "1", "4", "yes", "unmet"), ("2", "KEN-9-b", "1", "2", "yes", "unmet"),
+        ("3", "KEN-15-a", "1", "3", "no", "unmet"), ("4", "KEN-9-d", "2", "2", "yes", "unmet")]
     assert rows[0]["forms"] == "ONSITE_EXPERT" and rows[0]["created_at"] == "2026-03-01T00:00:00+00:00"
+
+    # a need leaves the list when it is met: its match agreed, not merely accepted
+    match_id = out.of_type("match.proposed")[0]["data"]["match_id"]
+    for to, who in (("accepted", ("donor", "GB-GOV-1")), ("agreed", ("state", "UGA"))):
+        step = requests.post(sandbox.url("matching", f"/matches/{match_id}/transitions"), json={"to": to},
+                             timeout=10, headers=sandbox.headers(*who))
+        assert step.status_code == 200, step.text
+        if to == "accepted":
+            out.wait_for("match.accepted")
+            wait_until(lambda: sandbox.queue_depth("matching.events") == 0, message="the step consumed")
+            assert ids(status="proposed") == ["UGA-9-e"]
+    wait_until(lambda: "UGA-9-e" not in ids(), message="the met need left the worklist")
+    assert ids(status="proposed") == [] and len(ids()) == 4
 
 
 def test_a_matrix_cell_partly_met_and_duplicated_shows_both_and_takes_priority_and_status_filters(sandbox, start):
@@ -75,11 +91,22 @@ def test_a_matrix_cell_partly_met_and_duplicated_shows_both_and_takes_priority_a
     filed(sandbox, "UGA-9-n1", state="UGA")
     out.wait_for("duplication.detected")
     settled(sandbox, 3)
+    cells = {(c["row"], c["col"]): c for c in get(sandbox, "/matrix").json()["cells"]}
+    assert (cells[(9, "KEN")]["coverage"], cells[(9, "KEN")]["duplicated"]) == ("proposed", True)   # not met yet
 
+    # GB's match is agreed: KEN-9-n1 is met, KEN-9-n2 is not, and DE's proposal still duplicates GB's
+    gb = next(e["data"]["match_id"] for e in out.of_type("match.proposed") if e["data"]["offer_id"] == "GB-1-o1"
+              and e["data"]["need_id"] == "KEN-9-n1")
+    for to, who in (("accepted", ("donor", "GB-GOV-1")), ("agreed", ("state", "KEN"))):
+        step = requests.post(sandbox.url("matching", f"/matches/{gb}/transitions"), json={"to": to}, timeout=10,
+                             headers=sandbox.headers(*who))
+        assert step.status_code == 200, step.text
+    wait_until(lambda: get(sandbox, "/matrix", state="KEN").json()["cells"][0]["agreed_needs"] == 1,
+               message="the model learnt of the agreement")
     cells = {(c["row"], c["col"]): c for c in get(sandbox, "/matrix").json()["cells"]}
     kenya = cells[(9, "KEN")]
     assert (kenya["status"], kenya["coverage"], kenya["duplicated"]) == ("duplicated", "partly_met", True)
-    assert (kenya["needs"], kenya["matched_needs"]) == (2, 1)
+    assert (kenya["needs"], kenya["proposed_needs"], kenya["agreed_needs"], kenya["delivered_needs"]) == (2, 1, 1, 0)
     assert (cells[(9, "UGA")]["coverage"], cells[(9, "UGA")]["duplicated"]) == ("unmet", False)
 
     def cols(**params):
@@ -172,3 +199,13 @@ def test_what_changed_since_a_moment_for_a_state_a_donor_and_a_network(sandbox, 
     two = get(sandbox, "/changes", role="operator", subject="*", since=SINCE, state="KEN", donor="GB-GOV-1")
     assert two.status_code == 422 and set(two.json()["fields"]) == {"donor"}
     assert get(sandbox, "/changes", role="partner", subject="acme", since=SINCE).status_code == 403
+
+    # a person's step is a change too: GB's match shows again since the moment before GB accepted it
+    mark = datetime.now(timezone.utc).isoformat()
+    assert get(sandbox, "/changes", role="donor", subject="GB-GOV-1", since=mark).json()["counts"]["matches"] == 0
+    gb = next(e["data"]["match_id"] for e in out.of_type("match.proposed") if e["data"]["offer_id"] == "GB-1-o1")
+    accepted = requests.post(sandbox.url("matching", f"/matches/{gb}/transitions"), json={"to": "accepted"},
+                             timeout=10, headers=sandbox.headers("donor", "GB-GOV-1"))
+    assert accepted.status_code == 200, accepted.text
+    since_mark = get(sandbox, "/changes", role="donor", subject="GB-GOV-1", since=mark).json()["matches"]
+    assert [(m["match_id"], m["status"]) for m in since_mark] == [(gb, "accepted")]

@@ -61,6 +61,7 @@ EXPECTED = {
     ("matching", "GET", "/matrix/static/<string:name>"): PUBLIC,     # the page's own HTML, JS and CSS only
     ("matching", "GET", "/matches"): ALL,
     ("matching", "GET", "/matches/<string:match_id>"): ALL,
+    ("matching", "POST", "/matches/<string:match_id>/transitions"): ("donor", "state", "operator"),
     ("matching", "GET", "/alerts"): ALL,
     ("matching", "GET", "/allocations"): ALL,
     ("matching", "GET", "/alerts/<string:alert_id>"): ALL,
@@ -223,6 +224,27 @@ def test_a_state_cannot_file_a_need_or_nominate_an_expert_for_another_state(worl
                            json={"family_name": "Doe", "given_names": "Jo", "nationality": "FRA",
                                  "nominated_by": "KEN"})
     assert expert.status_code == 403 and "own name" in expert.json()["error"], expert.text
+
+
+def test_only_a_matchs_provider_or_state_may_move_it(world):
+    """A match is moved by its provider or its State (or an operator): another donor or State is refused
+    with a 403 naming who they are, before anything about the step is checked."""
+    sandbox, _ = world
+    match = {"_id": "m-roles", "match_id": "m-roles", "need_id": "KEN-9-x", "offer_id": "GB-1-x",
+             "provider": "GB-GOV-1", "state": "KEN", "regional_group": "AFRICAN", "article": 9, "chapter": 2,
+             "forms": ["LEGAL_ADVICE"], "priority": 1, "level": "bilateral", "score": 0.9, "status": "proposed",
+             "steps": []}
+    sandbox.db("matching").matches.insert_one(match)
+    path = sandbox.url("matching", "/matches/m-roles/transitions")
+    for role, subject in (("donor", "US-GOV-1"), ("state", "GHA")):
+        refused = requests.post(path, json={"to": "accepted"}, timeout=10,
+                                headers={"Authorization": f"Bearer {sandbox.api_key(role, subject)}"})
+        assert refused.status_code == 403, refused.text
+        assert f"{role}:{subject} may not move match m-roles" in refused.json()["error"]
+    by_the_state = call(world, "matching", "POST", "/matches/m-roles/transitions", "state", json={"to": "accepted"})
+    assert by_the_state.status_code == 403 and "only its provider (GB-GOV-1)" in by_the_state.json()["error"]
+    accepted = call(world, "matching", "POST", "/matches/m-roles/transitions", "donor", json={"to": "accepted"})
+    assert accepted.status_code == 200 and accepted.json()["status"] == "accepted"
 
 
 def test_a_donor_or_state_acts_only_on_the_alerts_that_name_it_and_sees_only_its_own_changes(world):

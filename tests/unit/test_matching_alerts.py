@@ -90,7 +90,7 @@ def test_a_duplicating_offer_withdrawn_resolves_the_alert_with_the_reason_and_th
     (alert_id, changes, (event_type, data, _)), = outcome.steps
     assert alert_id == dup["duplication_id"] and event_type == "alert.resolved"
     assert changes["resolved"] == {"by": "service:matching", "at": T1, "resolution": "cause_gone", "note": None,
-                                   "reason": "DE no longer committed to KEN × article 9 × LEGAL_ADVICE; "
+                                   "reason": "DE no longer matched to KEN × article 9 × LEGAL_ADVICE; "
                                              "only GB remains", "automatic": True}
     assert data["automatic"] is True and dup["duplication_id"] not in model.alert_book.items
 

@@ -4,6 +4,7 @@ import pytest
 from services.matching import alerts
 from services.matching.allocation import allocate
 from services.matching.domain import Matcher
+from services.matching.lifecycle import move
 from services.matching.matrix import matrix
 from services.matching.read_model import match_id
 from services.matching.replay import VIEW_KINDS, StoreReplay, model_from_events
@@ -46,6 +47,12 @@ def run(model, *events):
     for e in events:
         emitted += [(t, d) for t, d, _ in model.apply(e).events()]
     return emitted
+
+
+def step(model, mid, to, role="operator", subject="*", reason=None, at=T0):
+    """A person's step as the HTTP route takes it (decided on the match as held), as its event."""
+    _, ((event_type, data),) = move(dict(model.matches[mid]), to, role, subject, reason, f"{role}:{subject}", at)
+    return event(event_type, data, at)
 
 
 def proposed(emitted):
@@ -141,8 +148,12 @@ def test_bilateral_is_preferred_for_a_national_need_and_regional_when_the_region
 
 
 def test_remaining_capacity_lowers_the_score_of_a_busy_offer():
+    # only an agreed match uses capacity (tests/unit/test_matching_lifecycle.py): Kenya's is agreed first
     model = Matcher()
     run(model, event("offer.published", offer(capacity=2, states=("KEN", "UGA"))), event("need.submitted", need()))
+    kenya = match_id("KEN-9", offer_id="o1")
+    run(model, step(model, kenya, "accepted"))
+    run(model, step(model, kenya, "agreed"))
     second = proposed(run(model, event("need.submitted", need(need_id="UGA-9", state="UGA"))))[0]
     assert second["explanation"]["score_parts"]["capacity"] == 0.5
 
@@ -430,6 +441,11 @@ def test_matrix_cell_statuses():
         event("offer.published", offer("m1", provider="US", states=("MEX",))),
         event("offer.published", offer("m2", provider="ES", states=("MEX",))),
         event("offer.published", offer("fr", provider="FR", states=("FRA",))))           # supply only
+    assert {c["col"]: c["status"] for c in matrix(model)}["KEN"] == "proposed"   # met only once agreed
+    for need_id, offer_id in (("KEN-9", "gb"), ("TZA-9", "tz")):
+        mid = match_id(need_id, offer_id=offer_id)
+        run(model, step(model, mid, "accepted"))
+        run(model, step(model, mid, "agreed"))
     cells = {c["col"]: c for c in matrix(model)}
     assert {col: c["status"] for col, c in cells.items()} == {
         "KEN": "met", "UGA": "unmet", "TZA": "partly_met", "MEX": "duplicated", "FRA": "no_need"}

@@ -142,7 +142,8 @@ def test_query_parameters_come_from_the_declared_names_or_schema(doc):
     assert names == ["state", "regional_group", "article", "chapter", "form", "status", "priority",
                      "checklist_round"]
     matches = {p["name"]: p for p in doc["paths"]["/api/matching/matches"]["get"]["parameters"]}
-    assert matches["status"]["schema"]["enum"] == ["active", "retracted"]
+    assert matches["status"]["schema"]["enum"] == ["active", "proposed", "accepted", "agreed", "in_delivery",
+                                                   "delivered", "declined", "cancelled", "retracted", "withdrawn"]
     cell = doc["paths"]["/api/supply/offers/{offer_id}"]["get"]["parameters"]
     assert cell == [{"in": "path", "name": "offer_id", "required": True, "schema": {"type": "string"}}]
 

@@ -21,7 +21,8 @@
   // ?poll=<seconds> overrides the refresh period (at least 1 s); default 3 s.
   const POLL_MS = Math.max(1, Number(pageParams.get("poll")) || 3) * 1000;
   const FILTERS = ["chapter", "article", "regional_group", "state", "level", "form"];
-  const SYMBOLS = { unmet: "✕", partly_met: "◐", met: "✓", duplicated: "‼", no_need: "○", empty: "" };
+  const SYMBOLS = { unmet: "✕", proposed: "◌", partly_met: "◐", met: "✓", delivered: "★", duplicated: "‼",
+    no_need: "○", empty: "" };
 
   let reference = null;     // GET /matrix/reference
   let lastBody = null;      // the last /matrix answer, as text, to re-draw only on change
@@ -288,9 +289,10 @@
     return cell.coverage || (cell.status === "duplicated" ? "met" : cell.status);
   }
 
+  // "Met" means an agreed match (or one in delivery, or delivered), not a proposal.
   function cellText(cell) {
     const symbol = cell.duplicated ? SYMBOLS[coverageOf(cell)] + SYMBOLS.duplicated : SYMBOLS[cell.status];
-    return symbol + " " + cell.matched_needs + "/" + cell.needs + " · " + cell.offers;
+    return symbol + " " + cell.agreed_needs + "/" + cell.needs + " · " + cell.offers;
   }
 
   function describeStatus(cell) {
@@ -298,10 +300,15 @@
       : statusLabel(cell.status);
   }
 
+  function levels(counts) {
+    return counts.needs + " open need(s): " + counts.proposed_needs + " with a proposal, " + counts.agreed_needs +
+      " met (agreed), " + counts.delivered_needs + " delivered; " + counts.offers + " offer(s), " + counts.matches +
+      " match(es)";
+  }
+
   function cellTitle(rows, cols, cell) {
     const where = rowLabel(rows, cell.row).long + " × " + colLabel(cols, cell.col).long;
-    return where + " — " + describeStatus(cell) + ": " + cell.needs + " open need(s), " +
-      cell.matched_needs + " matched, " + cell.offers + " offer(s), " + cell.matches + " active match(es)";
+    return where + " — " + describeStatus(cell) + ": " + levels(cell);
   }
 
   function render(data, current, markChanges) {
@@ -328,7 +335,8 @@
         el("th", { scope: "row", title: label.long }, label.short),
         cols.map((col) => {
           const cell = byKey.get(row + "|" + col) ||
-            { row: row, col: col, needs: 0, offers: 0, matches: 0, matched_needs: 0, status: "empty" };
+            { row: row, col: col, needs: 0, offers: 0, matches: 0, proposed_needs: 0, agreed_needs: 0,
+              delivered_needs: 0, status: "empty" };
           const title = cellTitle(current.rows, current.cols, cell);
           const previous = lastCells.get(row + "|" + col);
           const changed = markChanges &&
@@ -347,10 +355,12 @@
     $("matrix").tHead.replaceChildren(head);
     $("matrix").tBodies[0].replaceChildren(...body);
     $("empty").hidden = data.cells.length > 0;
-    const totals = data.cells.reduce((t, c) => ({ needs: t.needs + c.needs, matched: t.matched + c.matched_needs }),
-      { needs: 0, matched: 0 });
+    const totals = data.cells.reduce((t, c) => ({ needs: t.needs + c.needs, proposed: t.proposed + c.proposed_needs,
+      agreed: t.agreed + c.agreed_needs, delivered: t.delivered + c.delivered_needs }),
+      { needs: 0, proposed: 0, agreed: 0, delivered: 0 });
     $("summary").textContent = rows.length + " row(s) × " + cols.length + " column(s); " + totals.needs +
-      " open need(s), " + totals.matched + " matched";
+      " open need(s): " + totals.proposed + " with a proposal, " + totals.agreed + " met (agreed), " +
+      totals.delivered + " delivered";
     lastCells = byKey;
   }
 
@@ -360,8 +370,8 @@
     items.push(el("span", { class: "item", title: "No open needs and no offers" },
       el("span", { class: "swatch status-empty", "aria-hidden": "true" }, "\u00a0"), "Empty"));
     items.push(el("span", { class: "note" },
-      "Cell text: symbol, matched needs / open needs · offers reaching the cell; a duplicated cell shows its " +
-      "coverage too (◐‼: partly met and duplicated). Hover for details; click for the lists."));
+      "Cell text: symbol, met needs (agreed or delivered) / open needs · offers reaching the cell; a duplicated " +
+      "cell shows its coverage too (◐‼: partly met and duplicated). Hover for details; click for the lists."));
     $("legend").replaceChildren(...items);
   }
 
@@ -429,8 +439,7 @@
     const counts = data.counts;
     $("cell-title").textContent = label + " — " + describeStatus(data);
     $("cell-body").replaceChildren(
-      el("p", {}, counts.needs + " open need(s), " + counts.matched_needs + " matched, " + counts.offers +
-        " offer(s), " + counts.matches + " active match(es)" + (data.level ? " (" + data.level + " offers)" : "")),
+      el("p", {}, levels(counts) + (data.level ? " (" + data.level + " offers)" : "")),
       el("section", { id: "cell-needs" }, section("Needs", data.needs, [
         ["need", (n) => item("need", n.need_id)], ["State", (n) => n.state], ["article", (n) => n.article],
         ["forms", (n) => list(n.forms)], ["priority", (n) => n.priority], ["status", (n) => n.status],
@@ -444,7 +453,7 @@
         ["match", (m) => item("match", m.match_id)], ["need", (m) => item("need", m.need_id)],
         ["supplier", (m) => m.offer_id ? item("offer", m.offer_id) : "expert " + m.expert_id],
         ["provider", (m) => m.provider || "—"], ["level", (m) => m.level], ["forms", (m) => list(m.forms)],
-        ["score", (m) => Number(m.score).toFixed(2)], ["explanation", explanation]])));
+        ["status", (m) => m.status], ["score", (m) => Number(m.score).toFixed(2)], ["explanation", explanation]])));
   }
 
   // --- CSV ------------------------------------------------------------------------------------
