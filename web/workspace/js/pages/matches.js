@@ -20,8 +20,11 @@ const MOVES = {
 const LABELS = { accepted: "Accept", declined: "Decline", agreed: "Agree", in_delivery: "Start delivery",
   delivered: "Mark delivered", cancelled: "Cancel" };
 const NEEDS_REASON = ["declined", "cancelled"];
-const STATUSES = ["active", "proposed", "accepted", "agreed", "in_delivery", "delivered", "declined", "cancelled",
+// services/matching/lifecycle.py STATUSES; "active" is no stored status but the query for every one that
+// stands (proposed to delivered).
+const STATUSES = ["proposed", "accepted", "agreed", "in_delivery", "delivered", "declined", "cancelled",
   "retracted", "withdrawn"];
+const STATUS_CHOICES = [["active", "standing (proposed to delivered)"], ...STATUSES.map((s) => [s, s.replace("_", " ")])];
 
 export function sides(match, who) {
   if (who.role === "operator") return ["provider", "state"];
@@ -70,7 +73,7 @@ export async function render(main, { who }) {
     label: who.role === "state" ? "Matches on the needs of " + (who.name || who.subject)
       : who.role === "donor" ? "Matches on the offers of " + who.subject : "Matches",
     filters: [
-      { name: "status", label: "Status", type: "select", options: STATUSES.map((s) => [s, s.replace("_", " ")]), value: "active" },
+      { name: "status", label: "Status", type: "select", options: STATUS_CHOICES, value: "active" },
       ...(who.role === "operator" ? [{ name: "state", label: "State", type: "text", size: 4 },
         { name: "provider", label: "Provider", type: "text", size: 12 }] : []),
       { name: "need_id", label: "Need", type: "text", size: 16 },
