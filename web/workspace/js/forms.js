@@ -18,7 +18,8 @@ function control(field, id, describedBy) {
   if (field.type === "select") {
     const select = el("select", common, field.required ? null : el("option", { value: "" }, field.blank || "—"),
       field.options.map(([v, label]) => el("option", { value: v }, label)));
-    select.value = String(value);
+    // No value: a required select keeps its first choice (setting "" would select nothing at all).
+    if (value !== "") select.value = String(value);
     return select;
   }
   if (field.type === "textarea") return el("textarea", { ...common, rows: field.rows || 3 }, String(value));
