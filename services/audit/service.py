@@ -4,10 +4,10 @@ Entrypoints only: the log and its chain head anchor are in ``dependencies.py``, 
 record says and how the chain is checked in ``domain.py``."""
 from services.audit import domain
 from services.audit.dependencies import AuditStore, BrokerRefused, ChainCheck, DeadLetterQueue
-from services.audit.schemas import FEED_MAX_LIMIT, FeedQuerySchema, parse_types, peek_limit, type_regex
+from services.audit.schemas import DeadLettersQuerySchema, FEED_MAX_LIMIT, FeedQuerySchema, parse_types, type_regex
 from tacoord import topology
 from tacoord.consumer import consume_events
-from tacoord.deadletters import PEEK_LIMIT, DeadLetterError
+from tacoord.deadletters import DeadLetterError
 from tacoord.errors import Conflict, Forbidden, NotFound
 from tacoord.ops import OpsServer
 from tacoord.web import api, error_body, query_args
@@ -67,10 +67,10 @@ class AuditService:
 
     # -- the dead letters, for an operator (what ``tacoord deadletters`` does) -------------------
 
-    @api("GET", "/audit/dead-letters", roles=("operator",), query=("limit",))
+    @api("GET", "/audit/dead-letters", roles=("operator",), query=DeadLettersQuerySchema)
     def list_dead_letters(self, request):
         """The parked messages, oldest first (at most ``limit``, 100), left where they are."""
-        limit = peek_limit(query_args(request, ("limit",)).get("limit"), PEEK_LIMIT)
+        limit = DeadLettersQuerySchema().load(query_args(request))["limit"]
         return self._dead_letters(lambda queue: {
             "depth": queue.depth(), "dead_letters": [letter.summary() for letter in queue.peek(limit)]})
 
