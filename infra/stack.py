@@ -261,6 +261,8 @@ def start_service(name):
     require_free(config.ops_port(name), f"{name} metrics/health")
     log_path = run_dir() / f"{name}.log"
     env = dict(os.environ, PYTHONPATH=str(config.PROJECT_ROOT))
+    if name == "audit":   # its dead-letter routes act as the operator's `tacoord deadletters` does
+        env.setdefault("TACOORD_DEADLETTERS_AMQP_URI", config.amqp_uri())
     with open(log_path, "ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "services.run", name], cwd=config.PROJECT_ROOT, env=env,

@@ -155,6 +155,12 @@ def service_amqp_uri(service):
     return amqp_uri(user=credentials[0], password=credentials[1]) if credentials else amqp_uri()
 
 
+def dead_letters_amqp_uri():
+    """The operator's broker URI for audit's dead-letter routes (peek the parked queue, republish to
+    any exchange: more than a service's own user may), when set; ``infra.stack`` and Compose set it."""
+    return env("TACOORD_DEADLETTERS_AMQP_URI", "") or None
+
+
 def mongo_port():
     return env_int("TACOORD_MONGO_PORT", 27027)
 

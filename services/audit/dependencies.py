@@ -11,13 +11,19 @@ The anchor is one document in its own collection (``audit_head``): the ``seq`` a
 """
 import logging
 import time
+from contextlib import contextmanager
 
+from amqp.exceptions import AMQPError
 from eventlet.semaphore import Semaphore
+from kombu.exceptions import OperationalError
+from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.audit import domain
 from services.audit.schemas import FEED_MAX_LIMIT
+from tacoord import config
+from tacoord.deadletters import DeadLetters
 from tacoord.envelope import utcnow
 from tacoord.kpis import Kpis
 from tacoord.ops import metric
@@ -249,3 +255,35 @@ class ChainCheck(Kpis):
         if problem and problem != self.broken_at:
             log.error("audit chain broken at seq %s: %s", problem["seq"], problem["problem"])
         self.broken_at = problem
+
+
+DEAD_LETTERS_URI_KEY = "TACOORD_DEADLETTERS_AMQP_URI"   # tacoord.config.dead_letters_amqp_uri reads it too
+
+
+class BrokerRefused(Exception):
+    """The dead-letter queue cannot be read or replayed with the broker user this service has."""
+
+
+class DeadLetterQueue(DependencyProvider):
+    """The operator's dead-letter tool (``tacoord.deadletters``, as ``tacoord deadletters`` uses it)
+    for the HTTP routes. Peeking the parked queue and republishing to any exchange are the
+    operator's broker rights, not a service's least-privilege user's: the broker URI is
+    ``TACOORD_DEADLETTERS_AMQP_URI`` (``infra.stack`` sets it to the operator's), else this
+    service's own ``AMQP_URI``."""
+
+    def setup(self):
+        cfg = self.container.config
+        self.amqp_uri = cfg.get(DEAD_LETTERS_URI_KEY) or config.dead_letters_amqp_uri() or cfg[config.AMQP_URI_KEY]
+
+    def get_dependency(self, worker_ctx):
+        return self
+
+    @contextmanager
+    def opened(self):
+        try:
+            with DeadLetters(self.amqp_uri) as queue:
+                yield queue
+        except (OSError, OperationalError, AMQPError) as exc:
+            raise BrokerRefused(f"the dead letters cannot be read with this service's broker user "
+                                f"({type(exc).__name__}: {exc}); set {DEAD_LETTERS_URI_KEY} to the "
+                                "operator's broker URI")

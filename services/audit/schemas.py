@@ -1,12 +1,15 @@
-"""Audit: the query parameters of the event feed (the recorder itself accepts every envelope)."""
+"""Audit: the query parameters of the event feed and the dead-letter list (the recorder itself accepts every envelope)."""
 import re
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
+
+from tacoord.deadletters import PEEK_LIMIT
 
 FEED_MAX_LIMIT = 1000
 FEED_DEFAULT_LIMIT = 500
 MAX_PATTERNS = 20
 MAX_SEQ = 2 ** 62
+LIMIT_ERROR = f"limit is a whole number from 1 to {PEEK_LIMIT}"
 
 # RabbitMQ topic patterns, as the queues bind them: words or '*' (one word),
 # '#' (any words) only alone or last: "need.*", "workshop.participants_proposed", "need.#", "#".
@@ -59,3 +62,13 @@ class FeedQuerySchema(Schema):
     def known_shape(self, value, **kwargs):
         if value is not None:
             parse_types(value)
+
+
+class DeadLettersQuerySchema(Schema):
+    """``GET /audit/dead-letters?limit=``: 1 to ``PEEK_LIMIT`` (absent: all of those)."""
+
+    class Meta:
+        unknown = RAISE
+
+    limit = fields.Integer(load_default=PEEK_LIMIT, error_messages={"invalid": LIMIT_ERROR},
+                           validate=validate.Range(min=1, max=PEEK_LIMIT, error=LIMIT_ERROR))

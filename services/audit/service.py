@@ -3,13 +3,14 @@
 Entrypoints only: the log and its chain head anchor are in ``dependencies.py``, what a
 record says and how the chain is checked in ``domain.py``."""
 from services.audit import domain
-from services.audit.dependencies import AuditStore, ChainCheck
-from services.audit.schemas import FEED_MAX_LIMIT, FeedQuerySchema, parse_types, type_regex
+from services.audit.dependencies import AuditStore, BrokerRefused, ChainCheck, DeadLetterQueue
+from services.audit.schemas import DeadLettersQuerySchema, FEED_MAX_LIMIT, FeedQuerySchema, parse_types, type_regex
 from tacoord import topology
 from tacoord.consumer import consume_events
-from tacoord.errors import Forbidden
+from tacoord.deadletters import DeadLetterError
+from tacoord.errors import Conflict, Forbidden, NotFound
 from tacoord.ops import OpsServer
-from tacoord.web import api, query_args
+from tacoord.web import api, error_body, query_args
 
 BATCH_SIZE = 50  # events recorded per database round trip, at most
 
@@ -20,6 +21,7 @@ class AuditService:
     log = AuditStore()
     ops = OpsServer()
     chain = ChainCheck()
+    dead_letters = DeadLetterQueue()
 
     # unique event_id index; one insert_many per batch
     @consume_events(topology.AUDIT_EVENTS, keyed_by_event_id=True, batch_size=BATCH_SIZE)
@@ -62,6 +64,35 @@ class AuditService:
     @api("GET", "/audit/verify", roles=("operator",))
     def verify_chain(self, request):
         return self.log.verify()
+
+    # -- the dead letters, for an operator (what ``tacoord deadletters`` does) -------------------
+
+    @api("GET", "/audit/dead-letters", roles=("operator",), query=DeadLettersQuerySchema)
+    def list_dead_letters(self, request):
+        """The parked messages, oldest first (at most ``limit``, 100), left where they are."""
+        limit = DeadLettersQuerySchema().load(query_args(request))["limit"]
+        return self._dead_letters(lambda queue: {
+            "depth": queue.depth(), "dead_letters": [letter.summary() for letter in queue.peek(limit)]})
+
+    @api("GET", "/audit/dead-letters/<string:dead_letter_id>", roles=("operator",), query=())
+    def get_dead_letter(self, request, dead_letter_id):
+        query_args(request, ())
+        return self._dead_letters(lambda queue: queue.get(dead_letter_id).as_dict())
+
+    @api("POST", "/audit/dead-letters/<string:dead_letter_id>/replay", roles=("operator",), body=None, query=())
+    def replay_dead_letter(self, request, dead_letter_id):
+        """Republish it to its exchange and routing key, then take it off the queue."""
+        query_args(request, ())
+        return self._dead_letters(lambda queue: {"replayed": queue.replay(dead_letter_id).summary()})
+
+    def _dead_letters(self, act):
+        try:
+            with self.dead_letters.opened() as queue:
+                return act(queue)
+        except BrokerRefused as exc:
+            return 503, error_body(503, str(exc))
+        except DeadLetterError as exc:
+            raise (NotFound(str(exc)) if str(exc).startswith("no dead letter") else Conflict(str(exc)))
 
 
 SERVICE = AuditService

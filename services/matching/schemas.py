@@ -212,6 +212,8 @@ class CellQuerySchema(CellFilterSchema):
 
 
 class MatchesQuerySchema(Strict):
+    state = StateCode()     # a State's matches (the workspace's "matches on my needs")
+    provider = OrgId()      # a donor's
     need_id = fields.String(validate=validate.Length(max=80))
     offer_id = fields.String(validate=validate.Length(max=80))
     expert_id = fields.String(validate=validate.Length(max=80))

@@ -114,6 +114,15 @@ def validate_row(line, raw):
         return RowError(line, "; ".join(describe_errors(exc.messages)))
 
 
+def own_rows(rows, state):
+    """``(own, foreign)``: the rows for ``state``, and a RowError for each row of another State (a
+    State imports its own needs only)."""
+    own = [r for r in rows if r.need["state"] == state]
+    foreign = [RowError(r.line, f"state: state:{state} imports only its own needs; this row is for "
+                                f"{r.need['state']}") for r in rows if r.need["state"] != state]
+    return own, foreign
+
+
 # --- CSV -------------------------------------------------------------------------
 
 

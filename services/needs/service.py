@@ -59,8 +59,10 @@ class NeedsService:
         need, events = self.store.file(filed, "needs", request.principal.actor)
         return (201 if any(e["type"] == "need.submitted" for e in events) else 200), need
 
-    @api("POST", "/needs/import", roles=("operator", "partner"), body=CHECKLIST)
+    @api("POST", "/needs/import", roles=("operator", "partner", "state"), body=CHECKLIST)
     def import_checklist(self, request):
+        """A checklist export: one summary, one reason per rejected row. A State imports its own
+        rows; a row for another State is rejected with its line."""
         fmt = checklist.format_of(content_type=request.headers.get("Content-Type"))
         if fmt is None:
             return 415, error_body(415, "send the checklist as 'Content-Type: text/csv' or 'application/json'")
@@ -68,6 +70,9 @@ class NeedsService:
         if not raw.strip():
             raise Rejected("the checklist is empty", "body")
         rows, errors = checklist.parse_all(raw, fmt)
+        if request.principal.role == "state":
+            rows, foreign = checklist.own_rows(rows, request.principal.subject)
+            errors = sorted(errors + foreign, key=lambda e: e.line)
         counts = self.store.import_needs([r.need for r in rows], "needs", request.principal.actor)
         return import_summary(counts, errors)
 
@@ -128,6 +133,15 @@ class NeedsService:
         changes = read_json(request, PartyCorrectionSchema())
         entry, events = self.store.correct_party(code.upper(), changes, request.principal.actor)
         return {**entry, "changed": bool(events)}
+
+    @api("GET", "/whoami", query=())
+    def whoami(self, request):
+        """Who this API key is: its role and the subject it acts for (the workspace asks this at sign-in)."""
+        query_args(request, ())
+        principal = request.principal
+        state = reference.states().get(principal.subject) if principal.role == "state" else None
+        return {"role": principal.role, "subject": principal.subject, "actor": principal.actor,
+                "key_id": principal.key_id, "name": state["name"] if state else None}
 
     @api("GET", "/reference/states")
     def states(self, request):

@@ -89,7 +89,7 @@ def public_subscription(doc):
 def public_delivery(doc):
     keys = ("notification_id", "event_id", "event_type", "channel", "status", "attempts", "last_error",
             "latency_ms", "digest", "resends", "created_at", "finished_at")
-    return {k: doc.get(k) for k in keys}
+    return {**{k: doc.get(k) for k in keys}, "test": bool(doc.get("test"))}
 
 
 class RoutingCache:
@@ -183,6 +183,21 @@ class NotifyRepository(Repository):
         now = utcnow().isoformat()
         self.db[SUBSCRIPTIONS].update_one({"_id": subscription_id}, {"$set": {"status": status, "updated_at": now}})
         self.routing.forget()
+
+    def pause_or_resume(self, subscription_id, status):
+        """Set ``status`` (paused, active) unless it was unsubscribed or deleted meanwhile: True if set."""
+        changed = self.db[SUBSCRIPTIONS].update_one(
+            {"_id": subscription_id, "status": {"$in": list(domain.PAUSABLE)}},
+            {"$set": {"status": status, "updated_at": utcnow().isoformat()}})
+        self.routing.forget()
+        return changed.matched_count == 1
+
+    def record_test(self, subscription, notification_id, outcome, now):
+        """A test-send among the subscription's deliveries (no event: nothing happened)."""
+        self.db[DELIVERIES].insert_one({
+            **pending_delivery(notification_id, subscription, notification_id, domain.TEST_EVENT),
+            "status": "delivered" if outcome.ok else "failed", "attempts": outcome.attempts,
+            "last_error": outcome.error, "latency_ms": outcome.latency_ms, "finished_at": now, "test": True})
 
     def unsubscribe(self, token):
         doc = self.db[SUBSCRIPTIONS].find_one({"unsubscribe_token": token})
@@ -505,6 +520,17 @@ class Channels(DependencyProvider):
         DELIVERIES_TOTAL.labels(channel=channel, outcome="delivered" if outcome.ok else "failed").inc()
         DELIVERY_SECONDS.labels(channel=channel).observe(elapsed)
         return outcome
+
+    def try_once(self, subscription, notification_id, events):
+        """One attempt, no retry (a person waits for a test-send's answer): an Outcome."""
+        sender = {"webhook": self._webhook, "email": self._email, "amqp": self._amqp}[subscription["channel"]]
+        started, error = time.monotonic(), None
+        try:
+            sender(subscription, notification_id, events, False, {})
+        except (Retryable, Permanent) as exc:
+            error = str(exc)[:1000] or type(exc).__name__
+        return Outcome(ok=error is None, attempts=1, error=error,
+                       latency_ms=int((time.monotonic() - started) * 1000))
 
     def _webhook(self, subscription, notification_id, events, digest, known):
         url = subscription["url"]

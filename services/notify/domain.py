@@ -10,10 +10,13 @@ from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 from tacoord import reference
+from tacoord.errors import Conflict
 
 CHANNELS = ("webhook", "email", "amqp")
 KINDS = ("donor", "network", "state")
-STATUSES = ("active", "unsubscribed", "deleted")
+STATUSES = ("active", "paused", "unsubscribed", "deleted")
+PAUSABLE = ("active", "paused")   # a subscriber pauses and resumes; unsubscribed and deleted are final
+TEST_EVENT = "notification.test"
 EVENT_FAMILIES = ("match", "alert", "gap", "duplication", "workshop", "need", "offer")
 SIGNATURE_HEADER = "X-Tacoord-Signature"
 REPLAY_WINDOW_SECONDS = 300
@@ -387,6 +390,25 @@ def notification_event_data(delivery, subscription, error=None):
             "source_event_id": delivery["event_id"], "source_event_type": delivery["event_type"],
             "channel": subscription["channel"], "attempts": delivery.get("attempts", 0),
             "error": error}
+
+
+# -- pausing and test-sending --------------------------------------------------
+
+def check_pause(subscription, target):
+    """A pause or a resume (``target``: paused, active) is allowed while the subscription is active or
+    paused; else Conflict naming its status. True when it changes something."""
+    status = subscription["status"]
+    if status not in PAUSABLE:
+        raise Conflict(f"subscription {subscription['subscription_id']} is '{status}' and cannot be "
+                       f"'{target}'; allowed from '{status}': none")
+    return status != target
+
+
+def test_event(subscription, now):
+    """The event a test-send delivers: says what it is, names the subscription, changes nothing."""
+    return {"id": str(uuid.uuid4()), "type": TEST_EVENT, "occurred_at": now, "source": "notify",
+            "data": {"subscription_id": subscription["subscription_id"], "kind": subscription["kind"],
+                     "message": "A test notification from tacoord: this channel works. Nothing happened."}}
 
 
 def digest_due(last_sent_at, now, period_seconds):

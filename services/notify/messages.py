@@ -28,6 +28,7 @@ PART_WORDS = {
 # What happened, in a sentence, by event type (``family.*`` for the rest of a family); the
 # placeholders are filled by :func:`_words`.
 SENTENCES = {
+    "notification.test": "A test notification from tacoord: this channel works. Nothing happened.",
     "match.proposed": "A match was proposed: {supplier}'s offer for {states} need on {article}.",
     "match.accepted": "{by} accepted the match of {supplier}'s offer with {states} need on {article}; "
                       "it is for {state} to agree it.",

@@ -3,7 +3,7 @@ import re
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from services.notify.domain import CHANNELS, EVENT_FAMILIES, KINDS
+from services.notify.domain import CHANNELS, EVENT_FAMILIES, KINDS, PAUSABLE
 from tacoord import envelope, reference
 from tacoord.fields import ORG_ID, GroupId, StateCode, Text
 
@@ -73,6 +73,17 @@ class SubscriptionSchema(Schema):
             raise ValidationError("only for the webhook channel", "url")
         if sub.get("channel") != "email" and sub.get("email"):
             raise ValidationError("only for the email channel", "email")
+
+
+class SubscriptionStatusSchema(Schema):
+    """PATCH /subscriptions/<id>: pause it (nothing is sent or collected for a digest) or resume it."""
+
+    class Meta:
+        unknown = RAISE
+
+    status = fields.String(required=True, validate=validate.OneOf(
+        PAUSABLE, error="status is 'paused' (pause it) or 'active' (resume it)"))
+    example = {"status": "paused"}
 
 
 def check_subject(kind, subject):

@@ -11,7 +11,8 @@ from nameko.timer import Timer
 
 from services.notify import domain
 from services.notify.dependencies import DIGEST_SECONDS_KEY, Channels, NotifyStore, Outcome, public_subscription
-from services.notify.schemas import NetworkSchema, SubscriptionSchema, check_subject, load_parked
+from services.notify.schemas import (NetworkSchema, SubscriptionSchema, SubscriptionStatusSchema, check_subject,
+                                     load_parked)
 from tacoord import topology
 from tacoord.config import setting
 from tacoord.consumer import consume_events
@@ -233,6 +234,30 @@ class NotifyService:
         self._owned(request.principal, subscription_id)
         found = self.store.deliveries(subscription_id)
         return {"subscription_id": subscription_id, "count": len(found), "deliveries": found}
+
+    @api("PATCH", "/subscriptions/<string:subscription_id>", roles=SUBSCRIBERS, body=SubscriptionStatusSchema)
+    def pause_or_resume(self, request, subscription_id):
+        """Pause a subscription (``{"status": "paused"}``: nothing is sent, nothing collected for its
+        digest) or resume it (``"active"``); 409 once unsubscribed or deleted."""
+        target = read_json(request)["status"]
+        subscription = self._owned(request.principal, subscription_id)
+        if domain.check_pause(subscription, target) and not self.store.pause_or_resume(subscription_id, target):
+            domain.check_pause(self.store.subscription(subscription_id), target)  # ended meanwhile: its 409
+        return public_subscription(self.store.subscription(subscription_id))
+
+    @api("POST", "/subscriptions/<string:subscription_id>/test", roles=SUBSCRIBERS, body=None, query=())
+    def test_send(self, request, subscription_id):
+        """Send a test notification now, one attempt: did the channel take it? Listed among the
+        deliveries (``test: true``); no event, no dead letter."""
+        query_args(request, ())
+        subscription = self._owned(request.principal, subscription_id)
+        now = utcnow().isoformat()
+        event = domain.test_event(subscription, now)
+        notification_id = f"{subscription_id}:test:{event['id']}"
+        outcome = self.channels.try_once(subscription, notification_id, [event])
+        self.store.record_test(subscription, notification_id, outcome, now)
+        return {"notification_id": notification_id, "ok": outcome.ok, "error": outcome.error,
+                "latency_ms": outcome.latency_ms, "channel": subscription["channel"]}
 
     @api("GET", "/unsubscribe/<string:token>", roles=PUBLIC)
     def unsubscribe(self, request, token):

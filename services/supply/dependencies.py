@@ -120,11 +120,9 @@ class SupplyRepository(Repository):
 
     def _import_activity(self, activity, filed, reason, warnings, actor, only_provider):
         identifier = activity["iati_identifier"]
-        provider = filed["provider"] if filed is not None else activity.get("reporting_org_ref")
-        if only_provider is not None and identifier and provider != only_provider:
-            return iati_mapping.report_entry(activity, "skipped", reason=(
-                f"reporting-org {provider!r} is not your organisation ({only_provider}); a donor imports "
-                "its own activities"), warnings=warnings)
+        foreign = iati.foreign_provider(activity, filed, only_provider)
+        if foreign:
+            return iati_mapping.report_entry(activity, "skipped", reason=foreign, warnings=warnings)
         if filed is None:
             if identifier and iati_mapping.is_cancelled(activity) and not reason.startswith("duplicate"):
                 return self._withdraw_cancelled(activity, reason, warnings, actor)

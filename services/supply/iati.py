@@ -164,12 +164,27 @@ def checked(activities, sector_map):
         yield activity, filing, reason, warnings
 
 
-def dry_run(xml_bytes, sector_map):
-    """What an import would do, without storing (offline): the per-activity report."""
+def dry_run(xml_bytes, sector_map, only_provider=None):
+    """What an import would do, without storing (offline): the per-activity report. ``only_provider``:
+    a donor's dry run, where another organisation's activities are skipped as its import skips them."""
     _, activities = parse(xml_bytes)
-    return iati_mapping.import_summary([
-        iati_mapping.report_entry(activity, "would import" if filed else "skipped", filed, reason, warnings)
-        for activity, filed, reason, warnings in checked(activities, sector_map)])
+    entries = []
+    for activity, filed, reason, warnings in checked(activities, sector_map):
+        foreign = foreign_provider(activity, filed, only_provider)
+        if foreign:
+            filed, reason = None, foreign
+        entries.append(iati_mapping.report_entry(activity, "would import" if filed else "skipped", filed, reason,
+                                                 warnings))
+    return iati_mapping.import_summary(entries)
+
+
+def foreign_provider(activity, filed, only_provider):
+    """The reason a donor may not import this activity (another organisation reports it), or None."""
+    provider = filed["provider"] if filed is not None else activity.get("reporting_org_ref")
+    if only_provider is None or not activity["iati_identifier"] or provider == only_provider:
+        return None
+    return (f"reporting-org {provider!r} is not your organisation ({only_provider}); a donor imports "
+            "its own activities")
 
 
 def load_map(text):

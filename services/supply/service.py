@@ -95,15 +95,23 @@ class SupplyService:
         summary = self.store.import_offers(bulk.filings(rows, request.principal), request.principal.actor)
         return {"format": "csv" if is_csv else "json", **summary}
 
-    @api("POST", "/offers/import/iati", roles=("donor", "operator"), body=IATI_FILE)
+    @api("POST", "/offers/import/iati", roles=("donor", "operator"), body=IATI_FILE, query=("dry_run",))
     def import_iati(self, request):
-        """IATI 2.03 activity XML; a donor imports the activities it reports itself."""
+        """IATI 2.03 activity XML; a donor imports the activities it reports itself.
+
+        ``?dry_run=1``: the report of what the import would do, storing nothing (``tacoord import iati
+        --dry-run``'s code path, with this service's sector map)."""
+        dry_run = query_args(request, ("dry_run",)).get("dry_run", "0")
+        if dry_run not in ("0", "1", "true", "false"):
+            raise Rejected("dry_run must be 1 or 0", "dry_run")
         raw = read_body(request)
         if not raw.strip():
             raise BadRequest("request body is empty; send an IATI 2.03 <iati-activities> document")
         only = None if request.principal.is_operator() else request.principal.subject
         sector_map = self.settings.sector_map()
         try:
+            if dry_run in ("1", "true"):
+                return iati.dry_run(raw, sector_map, only_provider=only)
             _, activities = iati.parse(raw)
         except iati.IatiError as exc:
             raise Rejected(str(exc), "body")

@@ -96,6 +96,10 @@ def test_an_offer_then_a_need_are_matched_stored_and_emitted_with_an_explanation
     assert stored["status"] == "proposed" and stored["_outbox_pending"] == 0
     listed = get(sandbox, "/matches", need_id="KEN-9-n1").json()
     assert [m["match_id"] for m in listed["matches"]] == [data["match_id"]]
+    for mine in ({"state": "KEN"}, {"provider": "GB-GOV-1"}, {"state": "KEN", "provider": "GB-GOV-1"}):
+        assert [m["match_id"] for m in get(sandbox, "/matches", **mine).json()["matches"]] == [data["match_id"]]
+    assert get(sandbox, "/matches", state="TZA").json()["count"] == 0
+    assert get(sandbox, "/matches", provider="US-GOV-1").json()["count"] == 0
 
 
 def test_withdrawing_a_need_retracts_its_matches(sandbox, start):

@@ -224,3 +224,13 @@ def test_an_operator_corrects_a_party_and_the_correction_is_an_audited_event(san
     rate = call("GET", "/needs/reporting-rate").json()
     assert "NIU" in rate["by_group"]["NONE"]["not_reported"]
     assert "NIU" not in {u["party"] for u in rate["undetermined"]}
+
+
+def test_whoami_names_the_keys_role_and_subject(needs, sandbox):
+    kenya = needs.call("GET", "/whoami", "state", "KEN").json()
+    assert {k: kenya[k] for k in ("role", "subject", "actor", "name")} == {
+        "role": "state", "subject": "KEN", "actor": "state:KEN", "name": "Kenya"}
+    donor = needs.call("GET", "/whoami", "donor", "GB-GOV-1").json()
+    assert (donor["role"], donor["subject"], donor["name"]) == ("donor", "GB-GOV-1", None)
+    assert needs.call("GET", "/whoami?as=operator", "state", "KEN").status_code == 400
+    assert requests.get(sandbox.url("needs", "/whoami"), timeout=10).status_code == 401

@@ -60,9 +60,18 @@ def test_a_json_checklist_updates_true_duplicates_only(sandbox, start):
     assert Counter(e["type"] for e in emitted(sandbox, events)) == {"need.submitted": 4, "need.updated": 1}
 
 
-def test_only_operators_and_partners_import_and_only_csv_or_json(sandbox, start):
+def test_a_state_imports_its_own_rows_only_and_only_csv_or_json(sandbox, start):
     start(NeedsService)
-    assert post_import(sandbox, HEADER, "text/csv", "state", "KEN").status_code == 403
+    assert post_import(sandbox, "[]", "application/json", "donor", "GB-GOV-1").status_code == 403
+    mixed = HEADER + ("KEN,9,,LEGAL_ADVICE,,1,Procurement,2026-1,en\n"
+                      "FRA,9,,LEGAL_ADVICE,,1,Not Kenya's,2026-1,en\n"
+                      "KEN,99,,LEGAL_ADVICE,,1,No such article,2026-1,en\n")
+    summary = post_import(sandbox, mixed, "text/csv", "state", "KEN").json()
+    assert summary["accepted"] == 1
+    assert [(r["line"], r["reason"]) for r in summary["rejected"]] == [
+        (3, "state: state:KEN imports only its own needs; this row is for FRA"),
+        (4, summary["rejected"][1]["reason"])] and summary["rejected"][1]["reason"].startswith("article")
+    assert [n["state"] for n in sandbox.db("needs").needs.find()] == ["KEN"]
     assert post_import(sandbox, "[]", "application/json", "partner", "uncac-coalition").status_code == 200
     assert post_import(sandbox, "state\tarticle", "text/plain").status_code == 415
     bad_header = post_import(sandbox, "state,article,forms,priority,$where\n", "text/csv")

@@ -347,3 +347,41 @@ def test_a_digest_subscription_gets_one_message_per_period(sandbox, start, recei
                             now=time.time())
     [logged] = deliveries(sandbox, sub["subscription_id"])
     assert logged["digest"] is True and logged["status"] == "delivered"
+
+
+def test_a_subscriber_test_sends_pauses_and_resumes_its_subscription(sandbox, start, receivers):
+    start(NotifyService, **FAST)
+    hook, failing = receivers(), receivers(then=500)
+    created = subscribe(sandbox, "donor", "GB-GOV-1", {"channel": "webhook", "url": hook.url})
+    broken = subscribe(sandbox, "donor", "GB-GOV-1", {"channel": "webhook", "url": failing.url})
+    donor = sandbox.headers("donor", "GB-GOV-1")
+    path = sandbox.url("notify", f"/subscriptions/{created['subscription_id']}")
+
+    sent = requests.post(path + "/test", headers=donor, timeout=10).json()
+    assert sent["ok"] is True and sent["error"] is None and len(hook.received) == 1
+    assert json.loads(hook.received[0]["body"])["event"]["type"] == "notification.test"
+    failed = requests.post(sandbox.url("notify", f"/subscriptions/{broken['subscription_id']}/test"),
+                           headers=donor, timeout=10).json()
+    assert failed["ok"] is False and "HTTP 500" in failed["error"] and len(failing.received) == 1  # one try
+    [logged] = deliveries(sandbox, created["subscription_id"], "donor", "GB-GOV-1")
+    assert (logged["status"], logged["test"], logged["event_type"]) == ("delivered", True, "notification.test")
+    assert deliveries(sandbox, broken["subscription_id"])[0]["status"] == "failed"
+    assert sandbox.get_messages(topology.DEAD_LETTERS_QUEUE) == []   # a failed test is no dead letter
+
+    paused = requests.patch(path, json={"status": "paused"}, headers=donor, timeout=10)
+    assert paused.status_code == 200 and paused.json()["status"] == "paused", paused.text
+    publish(sandbox, "match.proposed", KENYA_MATCH)
+    publish(sandbox, "match.proposed", {**KENYA_MATCH, "match_id": "match-2"})
+    wait_until(lambda: len(failing.received) >= 2, message="the other subscription still hears events")
+    time.sleep(0.3)
+    assert len(hook.received) == 1                                   # paused: nothing sent
+    assert requests.patch(path, json={"status": "active"}, headers=donor, timeout=10).json()["status"] == "active"
+    publish(sandbox, "match.proposed", {**KENYA_MATCH, "match_id": "match-3"})
+    wait_until(lambda: len(hook.received) == 2, message="resumed: notified again")
+
+    bad = requests.patch(path, json={"status": "deleted"}, headers=donor, timeout=10)
+    assert bad.status_code == 422 and "status" in bad.json()["fields"]
+    other = requests.patch(path, json={"status": "paused"}, headers=sandbox.headers("donor", "US-GOV-1"), timeout=10)
+    assert other.status_code == 403
+    requests.delete(path, headers=donor, timeout=10)
+    assert requests.patch(path, json={"status": "active"}, headers=donor, timeout=10).status_code == 404

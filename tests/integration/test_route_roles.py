@@ -26,7 +26,8 @@ SUBSCRIBERS = ("donor", "network", "state", "operator")
 
 EXPECTED = {
     ("needs", "POST", "/needs"): ("state", "operator"),
-    ("needs", "POST", "/needs/import"): ("operator", "partner"),
+    ("needs", "POST", "/needs/import"): ("operator", "partner", "state"),                           # + scope per row
+    ("needs", "GET", "/whoami"): ALL,
     ("needs", "GET", "/needs"): ALL,
     ("needs", "GET", "/needs/overview"): ALL,
     ("needs", "GET", "/needs/reporting-rate"): ALL,
@@ -78,6 +79,8 @@ EXPECTED = {
     ("notify", "GET", "/subscriptions/<string:subscription_id>"): SUBSCRIBERS,
     ("notify", "DELETE", "/subscriptions/<string:subscription_id>"): SUBSCRIBERS,
     ("notify", "GET", "/subscriptions/<string:subscription_id>/deliveries"): SUBSCRIBERS,
+    ("notify", "PATCH", "/subscriptions/<string:subscription_id>"): SUBSCRIBERS,                     # + scope
+    ("notify", "POST", "/subscriptions/<string:subscription_id>/test"): SUBSCRIBERS,                 # + scope
     ("notify", "GET", "/unsubscribe/<string:token>"): PUBLIC,
     ("notify", "GET", "/networks"): ALL,
     ("notify", "GET", "/networks/<string:network_id>"): ALL,
@@ -97,6 +100,9 @@ EXPECTED = {
     ("audit", "GET", "/audit/rejections"): ("operator",),
     ("audit", "GET", "/audit/verify"): ("operator",),
     ("audit", "GET", "/audit/events"): ("operator",),
+    ("audit", "GET", "/audit/dead-letters"): ("operator",),
+    ("audit", "GET", "/audit/dead-letters/<string:dead_letter_id>"): ("operator",),
+    ("audit", "POST", "/audit/dead-letters/<string:dead_letter_id>/replay"): ("operator",),
 }
 
 # Routes that answer something other than JSON or CSV when they succeed: the matrix page (HTML). Its

@@ -9,6 +9,7 @@ import requests
 from click.testing import CliRunner
 
 from services.cli import main
+from services.supply import iati
 from services.supply.service import SupplyService
 from tacoord import config, envelope
 from tacoord.testing import wait_until
@@ -20,8 +21,8 @@ XML = {"Content-Type": "application/xml"}
 ROOT = Path(__file__).parent.parent.parent
 
 
-def post_iati(sandbox, body, role="operator", subject="*"):
-    return requests.post(sandbox.url("supply", "/offers/import/iati"), data=body, timeout=30,
+def post_iati(sandbox, body, role="operator", subject="*", query=""):
+    return requests.post(sandbox.url("supply", "/offers/import/iati" + query), data=body, timeout=30,
                          headers={**sandbox.headers(role, subject), **XML})
 
 
@@ -128,6 +129,24 @@ def test_a_donor_imports_only_the_activities_it_reports(sandbox, start):
     assert outcome[1]["outcome"] == "imported"
     assert "not your organisation" in outcome[2]["reason"]
     assert post_iati(sandbox, FIXTURE.read_bytes(), "partner", "p").status_code == 403
+
+
+def test_a_dry_run_over_http_reports_what_the_import_would_do_and_stores_nothing(sandbox, start):
+    start(SupplyService)
+    dry = post_iati(sandbox, FIXTURE.read_bytes(), "donor", "GB-GOV-1", "?dry_run=1")
+    assert dry.status_code == 200, dry.text
+    report = dry.json()
+    assert report == iati.dry_run(FIXTURE.read_bytes(), iati.load_map(None), only_provider="GB-GOV-1")
+    outcome = {r["position"]: r for r in report["results"]}
+    assert outcome[1]["outcome"] == "would import" and "offer_id" not in outcome[1]
+    assert outcome[2]["outcome"] == "skipped" and "not your organisation" in outcome[2]["reason"]
+    assert sandbox.db("supply").offers.count_documents({}) == 0
+    assert sandbox.get_messages("matching.events") == []
+    imported = post_iati(sandbox, FIXTURE.read_bytes(), "donor", "GB-GOV-1", "?dry_run=0").json()
+    assert [r["outcome"] for r in imported["results"]] == [
+        "imported" if r["outcome"] == "would import" else r["outcome"] for r in report["results"]]
+    refused = post_iati(sandbox, FIXTURE.read_bytes(), query="?dry_run=maybe")
+    assert refused.status_code == 422 and "dry_run" in refused.json()["fields"]
 
 
 def test_unsafe_or_wrong_xml_is_refused_with_a_reason(sandbox, start):

@@ -12,7 +12,11 @@
 "use strict";
 
 (function () {
-  const KEY_STORE = "tacoord.matching.apiKey";
+  // The workspace's entry (web/workspace/js/api.js): behind the gateway both pages share one origin,
+  // so one sign-in serves both.
+  const KEY_STORE = "tacoord.apiKey";
+  // Behind the gateway (/api/matching/matrix/page) the workspace is at "/": items link into it.
+  const IN_WORKSPACE = window.location.pathname.startsWith("/api/");
   const pageParams = new URLSearchParams(window.location.search);
   // ?poll=<seconds> overrides the refresh period (at least 1 s); default 3 s.
   const POLL_MS = Math.max(1, Number(pageParams.get("poll")) || 3) * 1000;
@@ -44,6 +48,11 @@
       node.append(child instanceof Node ? child : document.createTextNode(String(child)));
     }
     return node;
+  }
+
+  function item(type, id) {
+    if (!id || !IN_WORKSPACE) return id || "";
+    return el("a", { href: "/#/item/" + type + "/" + encodeURIComponent(id) }, id);
   }
 
   // --- the API -----------------------------------------------------------------
@@ -432,16 +441,17 @@
     $("cell-body").replaceChildren(
       el("p", {}, levels(counts) + (data.level ? " (" + data.level + " offers)" : "")),
       el("section", { id: "cell-needs" }, section("Needs", data.needs, [
-        ["need", (n) => n.need_id], ["State", (n) => n.state], ["article", (n) => n.article],
+        ["need", (n) => item("need", n.need_id)], ["State", (n) => n.state], ["article", (n) => n.article],
         ["forms", (n) => list(n.forms)], ["priority", (n) => n.priority], ["status", (n) => n.status],
         ["description", (n) => n.description || ""]])),
       el("section", { id: "cell-offers" }, section("Offers", data.offers, [
-        ["offer", (o) => o.offer_id], ["provider", (o) => o.provider_name || o.provider], ["level", (o) => o.level],
+        ["offer", (o) => item("offer", o.offer_id)], ["provider", (o) => o.provider_name || o.provider], ["level", (o) => o.level],
         ["scope", (o) => list(o.scope_states.concat(o.scope_groups)) || "global"],
         ["articles", (o) => list(o.articles) + (o.chapters && o.chapters.length ? " ch. " + list(o.chapters.map(chapterLabel)) : "")],
         ["forms", (o) => list(o.forms)], ["capacity", (o) => o.capacity], ["status", (o) => o.status]])),
       el("section", { id: "cell-matches" }, section("Matches", data.matches, [
-        ["need", (m) => m.need_id], ["supplier", (m) => m.offer_id || ("expert " + m.expert_id)],
+        ["match", (m) => item("match", m.match_id)], ["need", (m) => item("need", m.need_id)],
+        ["supplier", (m) => m.offer_id ? item("offer", m.offer_id) : "expert " + m.expert_id],
         ["provider", (m) => m.provider || "—"], ["level", (m) => m.level], ["forms", (m) => list(m.forms)],
         ["status", (m) => m.status], ["score", (m) => Number(m.score).toFixed(2)], ["explanation", explanation]])));
   }
@@ -469,6 +479,7 @@
   // --- wiring --------------------------------------------------------------------------------------
 
   document.addEventListener("DOMContentLoaded", () => {
+    $("workspace-link").hidden = !IN_WORKSPACE;
     $("key-form").addEventListener("submit", (event) => {
       event.preventDefault();
       const key = $("api-key").value.trim();
