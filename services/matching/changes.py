@@ -103,19 +103,39 @@ def _and(*parts):
     return {"$and": parts} if len(parts) > 1 else (parts[0] if parts else {})
 
 
+# updated_at: a person's step or a re-score (services/matching/lifecycle.py, commitments.py)
+MATCH_TIMES = ("proposed_at", "retracted_at", "withdrawn_at", "updated_at")
+ALERT_TIMES = ("detected_at", "acknowledged.at", "resolved.at")
+
+
+def lower_bound(since):
+    """The text the store's times are compared with: ``since`` to the second. Stored times are ISO 8601
+    texts whose fraction of a second may be absent, and ``…:21+00:00`` sorts before ``…:21.4+00:00``
+    and ``…:21Z``, so this bound keeps every time of that second and :func:`changed` decides exactly."""
+    return since.replace(microsecond=0).isoformat()
+
+
+def _at(document, path):
+    for key in path.split("."):
+        document = document.get(key) if isinstance(document, dict) else None
+    return document
+
+
+def changed(document, times, since):
+    """Whether any of the document's ``times`` (dotted paths) is at or after ``since`` (exactly)."""
+    return any(_since(_at(document, path), since) for path in times)
+
+
 def matches_query(scope, states, since_text):
-    """``since_text``: the moment as matching stores times (UTC ISO 8601, ``+00:00``)."""
-    # updated_at: a person's step or a re-score (services/matching/lifecycle.py, commitments.py)
-    when = {"$or": [{"proposed_at": {"$gte": since_text}}, {"retracted_at": {"$gte": since_text}},
-                    {"withdrawn_at": {"$gte": since_text}}, {"updated_at": {"$gte": since_text}}]}
+    """``since_text``: :func:`lower_bound` of the moment."""
+    when = {"$or": [{field: {"$gte": since_text}} for field in MATCH_TIMES]}
     if "donor" in scope:
         return _and({"provider": scope["donor"]}, when)
     return _and({"state": {"$in": states}} if states is not None else None, when)
 
 
 def alerts_query(scope, states, since_text):
-    when = {"$or": [{"detected_at": {"$gte": since_text}}, {"acknowledged.at": {"$gte": since_text}},
-                    {"resolved.at": {"$gte": since_text}}]}
+    when = {"$or": [{field: {"$gte": since_text}} for field in ALERT_TIMES]}
     if "donor" in scope:
         return _and({"providers": scope["donor"]}, when)
     if states is None:

@@ -27,6 +27,7 @@ import logging
 import time
 from contextlib import contextmanager
 from datetime import timezone
+from itertools import islice
 
 import eventlet
 from eventlet.event import Event
@@ -186,12 +187,15 @@ class MatchingRepository(Repository):
         since = query["since"].astimezone(timezone.utc)
         model, limit = self.model, query["limit"]
         states = changes_since.states_of(model, scope)
-        matches = [public(d) for d in self.db[MATCHES].find(
-            changes_since.matches_query(scope, states, since.isoformat()), sort=[("proposed_at", 1), ("_id", 1)],
-            limit=limit)]
-        alerts = [alert_steps.public(public(d)) for d in self.db[ALERTS].find(
-            changes_since.alerts_query(scope, states, since.isoformat()), sort=[("detected_at", 1), ("_id", 1)],
-            limit=limit)]
+        bound = changes_since.lower_bound(since)
+        matches = [public(d) for d in islice(
+            (d for d in self.db[MATCHES].find(changes_since.matches_query(scope, states, bound),
+                                              sort=[("proposed_at", 1), ("_id", 1)])
+             if changes_since.changed(d, changes_since.MATCH_TIMES, since)), limit)]
+        alerts = [alert_steps.public(public(d)) for d in islice(
+            (d for d in self.db[ALERTS].find(changes_since.alerts_query(scope, states, bound),
+                                             sort=[("detected_at", 1), ("_id", 1)])
+             if changes_since.changed(d, changes_since.ALERT_TIMES, since)), limit)]
         needs = changes_since.needs_changed(model, scope, states, since, {m["need_id"] for m in matches})[:limit]
         offers = changes_since.offers_changed(model, scope, states, since)[:limit]
         return {"since": since.isoformat(), "scope": scope, **({"states": states} if "network" in scope else {}),
