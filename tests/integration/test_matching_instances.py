@@ -77,6 +77,10 @@ def test_one_instance_is_active_and_the_standby_takes_over_with_every_match_once
     expected = {match_id(need["need_id"], offer["offer_id"]) for need, offer in pairs}
     wait_until(lambda: {e["data"]["match_id"] for e in collector.of_type("match.proposed")} >= expected,
                timeout=60, message="every pair matched")
+    # copies the killed instance held may wait in the retry queue while its writer lease runs out: the
+    # standby must still settle them all (a loaded machine makes that wait longer, never endless)
+    wait_until(lambda: sandbox.queue_depth("matching.events") + sandbox.queue_depth("matching.events.retry") == 0,
+               timeout=90, message="the standby settled every message")
     assert sandbox.left_after_stopping([standby], "matching.events", "matching.events.retry") == 0
     proposed = [e["data"]["match_id"] for e in collector.of_type("match.proposed")]
     assert sorted(proposed) == sorted(expected)   # each once, nothing else
