@@ -8,6 +8,9 @@ i.e. a 500) into a ``ValueError`` like any other malformed JSON.
 :func:`check_text` refuses control characters in a JSON body by field kind
 (see ``tacoord.fields``: free text may hold tabs and line breaks, other text
 is one line); ``tacoord.web.read_json`` calls it for every JSON route.
+
+:func:`is_digits` is the check before ``int()`` of a number given as text (a query
+string, a CSV cell, an IATI code).
 """
 import json
 import re
@@ -17,6 +20,12 @@ from marshmallow import Schema, ValidationError, fields
 from tacoord.fields import Text
 
 MAX_DEPTH = 12
+
+
+def is_digits(text):
+    """``text`` is ASCII digits only: ``str.isdigit`` also takes '²' (which ``int`` refuses: a 500)
+    and other scripts' digits."""
+    return text.isascii() and text.isdigit()
 
 
 def _no_constant(name):

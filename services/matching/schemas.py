@@ -17,6 +17,7 @@ from services.matching.matrix import STATUSES as MATRIX_STATUSES
 from services.matching.worklists import LISTED as WORKLIST_LEVELS
 from tacoord import envelope, reference
 from tacoord.fields import GroupId, OrgId, StateCode, Text
+from tacoord.safety import is_digits
 
 LEVELS = ("bilateral", "regional", "global")
 MATCH_LEVELS = LEVELS + ("expert",)
@@ -180,7 +181,7 @@ class Number(fields.Integer):
     """An integer given as a query string."""
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, str) and not value.strip().lstrip("-").isdigit():
+        if isinstance(value, str) and not is_digits(value.strip().removeprefix("-")):
             raise ValidationError("must be a whole number")
         return super()._deserialize(value, attr, data, **kwargs)
 

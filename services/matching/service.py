@@ -99,7 +99,7 @@ class MatchingService:
         return funding.funding(list(self.store.model.offers.values()), query["rows"], query["cols"],
                                query.get("level"), _filters(query), self.store.exchange_rates())
 
-    @api("GET", "/funding")
+    @api("GET", "/funding", query=FundingQuerySchema)
     def get_funding(self, request):
         """Committed and disbursed amounts per State × article (see services/matching/funding.py)."""
         query = _load_query(request, FundingQuerySchema())
@@ -216,18 +216,19 @@ class MatchingService:
         return {"gap_after_seconds": self.store.model.settings.gap_after_seconds, "detected": detected,
                 "count": len(current), "gaps": sorted(current, key=lambda a: a["alert_id"])}
 
-    @api("GET", "/worklist")
+    @api("GET", "/worklist", query=WorklistQuerySchema)
     def get_worklist(self, request):
         filters, result = _worklist(self.store, request)
         return {"filters": filters, **result}
 
-    @api("GET", "/worklist.csv")
+    @api("GET", "/worklist.csv", query=WorklistQuerySchema,
+         response={"text/csv": "one line per unmet need, ranked"})
     def get_worklist_csv(self, request):
         _, result = _worklist(self.store, request)
         return Response(worklist_csv(result["needs"]), status=200, mimetype="text/csv",
                         headers={"Content-Disposition": "attachment; filename=worklist.csv"})
 
-    @api("GET", "/changes", roles=("state", "donor", "network", "operator"))
+    @api("GET", "/changes", roles=("state", "donor", "network", "operator"), query=ChangesQuerySchema)
     def get_changes(self, request):
         return self.store.changes(request.principal, _load_query(request, ChangesQuerySchema()))
 

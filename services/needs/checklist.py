@@ -31,7 +31,7 @@ from marshmallow import ValidationError
 from services.needs.schemas import NeedSchema
 from tacoord.envelope import describe_errors
 from tacoord.errors import Rejected
-from tacoord.safety import json_loads, reject_unsafe_keys
+from tacoord.safety import is_digits, json_loads, reject_unsafe_keys
 
 COLUMNS = ("state", "article", "paragraph", "forms", "other_text", "priority", "description",
            "checklist_round", "languages", "external_ref")
@@ -151,7 +151,7 @@ def _typed(cells):
         if not value:
             continue
         if name in INTEGERS:
-            if not value.lstrip("-").isdigit():
+            if not is_digits(value.removeprefix("-")):
                 raise ValidationError({name: [f"must be a whole number, got {value!r}"]})
             row[name] = int(value)
         elif name in LISTS:

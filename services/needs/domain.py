@@ -13,6 +13,7 @@ from collections import defaultdict
 
 from tacoord import reference
 from tacoord.errors import Conflict, Rejected
+from tacoord.safety import is_digits
 
 OPEN = ("open", "in_progress")
 STATUSES = ("open", "in_progress", "met", "withdrawn")
@@ -179,7 +180,7 @@ def check_filters(filters, statuses=STATUSES):
     """Query filters of the list and overview views, checked (``Rejected`` naming the filter)
     and normalised (codes upper-case)."""
     for key in ("article", "chapter", "priority"):
-        if key in filters and not filters[key].isdigit():
+        if key in filters and not is_digits(filters[key]):
             raise Rejected(f"{key} must be a number", key)
     if "status" in filters and filters["status"] not in statuses:
         raise Rejected(f"status must be one of {', '.join(statuses)}", "status")
@@ -230,7 +231,7 @@ def current_round(rounds):
 
 
 def _round_key(name):
-    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name) if part]
+    return [(0, int(part), "") if is_digits(part) else (1, 0, part) for part in re.split(r"([0-9]+)", name) if part]
 
 
 def open_needs_counts(counts_by_priority):

@@ -12,6 +12,7 @@ changed for a network") can keep their own read model of the directory.
 """
 from tacoord import reference
 from tacoord.errors import Conflict, Forbidden, Rejected
+from tacoord.safety import is_digits
 
 KINDS = ("regional_network", "donor_coordination_group", "un")
 STATUSES = ("active", "retired")
@@ -120,7 +121,7 @@ def check_filters(filters):
     if "state" in filters:
         filters["state"] = filters["state"].upper()
     if "article" in filters:
-        if not filters["article"].isdigit():
+        if not is_digits(filters["article"]):
             raise Rejected("article must be a number", "article")
         filters["article"] = int(filters["article"])
     return filters

@@ -11,7 +11,7 @@ from marshmallow import ValidationError
 from services.supply.schemas import OfferSchema
 from tacoord.envelope import describe_errors
 from tacoord.errors import Rejected
-from tacoord.safety import json_loads, reject_unsafe_keys
+from tacoord.safety import is_digits, json_loads, reject_unsafe_keys
 from tacoord.web import BadRequest
 
 MAX_IMPORT_ROWS = 5000
@@ -22,7 +22,7 @@ INT_COLUMNS = ("capacity",)
 
 def _number(text):
     text = text.strip()
-    return int(text) if text.isdigit() else text
+    return int(text) if is_digits(text) else text
 
 
 def csv_rows(raw):

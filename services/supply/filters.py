@@ -4,6 +4,7 @@ rejection naming the filter. The matching itself is ``domain.offer_matches`` /
 from services.supply import domain, experts
 from tacoord import reference
 from tacoord.errors import Rejected
+from tacoord.safety import is_digits
 
 OFFER_FILTERS = ("provider", "state", "article", "chapter", "form", "level", "status")
 EXPERT_FILTERS = ("article", "language", "region", "country", "form", "vetting_status")
@@ -11,7 +12,7 @@ EXPERT_FILTERS = ("article", "language", "region", "country", "form", "vetting_s
 
 def _number(filters, key):
     if key in filters:
-        if not filters[key].isdigit():
+        if not is_digits(filters[key]):
             raise Rejected(f"{key} must be a number", key)
         filters[key] = int(filters[key])
 

@@ -13,6 +13,7 @@ from collections import Counter
 from services.supply import money
 from tacoord import reference
 from tacoord.fields import ORG_ID
+from tacoord.safety import is_digits
 
 ANTI_CORRUPTION_SECTOR = "15113"   # OECD DAC "Anti-corruption organisations and institutions"
 DAC_5 = "1"                        # SectorVocabulary 1, the default when @vocabulary is absent
@@ -334,7 +335,7 @@ def uncac_tags(activity):
         code = tag.get("code") or ""
         if tag.get("vocabulary") == "99" and code.upper().startswith(UNCAC_TAG_PREFIX):
             number = code[len(UNCAC_TAG_PREFIX):]
-            if not number.isdigit():
+            if not is_digits(number):
                 return None, f"tag {code!r} does not name an UNCAC article number"
             tagged.add(int(number))
     return tagged, None

@@ -27,6 +27,8 @@ def test_a_csv_row_becomes_a_typed_filing():
     ("KEN,99,,LEGAL_ADVICE,,1,x,,", "article: UNCAC article must be between 5 and 62"),
     ("XXX,9,,LEGAL_ADVICE,,1,x,,", "state: unknown State 'XXX'"),
     ("KEN,nine,,LEGAL_ADVICE,,1,x,,", "article: must be a whole number, got 'nine'"),
+    ("KEN,9²,,LEGAL_ADVICE,,1,x,,", "article: must be a whole number, got '9²'"),   # str.isdigit() takes it
+    ("KEN,--9,,LEGAL_ADVICE,,1,x,,", "article: must be a whole number, got '--9'"),
     ("KEN,9,,LEGAL_ADVICE,,5,x,,", "priority:"),
     ("KEN,9,,TEA,,1,x,,", "forms.0: unknown form of assistance"),
     ("KEN,9,,OTHER,,1,x,,", "other_text: required when forms include OTHER"),
