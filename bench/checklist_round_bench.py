@@ -143,8 +143,12 @@ def main(argv=None):
         summary = json.loads(imported.stdout)
         if summary["accepted"] != count:
             raise SystemExit(f"{summary['accepted']} of {count} rows accepted: {summary['rejected'][:5]}")
-        in_matrix = wait_for(lambda: matrix_needs(stack, operator) >= count, args.timeout, f"{count} needs in the matrix")
-        audited = wait_for(lambda: submitted_records(stack) >= count, args.timeout, f"{count} need.submitted records")
+        # polled every half second: a matrix of the whole round is real work for matching, asked too often
+        # it would slow the very thing measured
+        in_matrix = wait_for(lambda: matrix_needs(stack, operator) >= count, args.timeout, f"{count} needs in the matrix",
+                             interval=0.5)
+        audited = wait_for(lambda: submitted_records(stack) >= count, args.timeout, f"{count} need.submitted records",
+                           interval=0.5)
         settled = max(in_matrix, audited)
         cpu_after = stack.cpu_seconds()
 

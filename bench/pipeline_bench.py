@@ -270,12 +270,12 @@ def audit_count(stack):
     return stack.db("audit")["audit"].estimated_document_count()
 
 
-def wait_for(predicate, timeout, what):
+def wait_for(predicate, timeout, what, interval=0.02):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return time.perf_counter()
-        time.sleep(0.02)
+        time.sleep(interval)
     raise SystemExit(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
