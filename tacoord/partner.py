@@ -1,9 +1,9 @@
 """A small client for partner systems, built on pika.
 
-    import services
     from tacoord.partner import PartnerClient
 
-    services.register_schemas()   # once per process: the schemas publish() validates against
+    # first, once per process, the program registers the schemas publish() validates against
+    # (a program of this project calls services.register_schemas(); this module never does)
     with PartnerClient("amqp://acme:SECRET@broker:5672/tacoord") as client:
         event = client.publish("need.submitted", {"state": "KEN", "article": 9,
                                "forms": ["LEGAL_ADVICE"], "priority": 1})

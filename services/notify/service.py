@@ -10,7 +10,8 @@ from marshmallow import ValidationError
 from nameko.timer import Timer
 
 from services.notify import domain
-from services.notify.dependencies import DIGEST_SECONDS_KEY, Channels, NotifyStore, Outcome, public_subscription
+from services.notify.channels import DIGEST_SECONDS_KEY, Channels, Outcome
+from services.notify.dependencies import NotifyStore, public_subscription
 from services.notify.schemas import (NetworkSchema, SubscriptionSchema, SubscriptionStatusSchema, check_subject,
                                      load_parked)
 from tacoord import topology
