@@ -21,7 +21,7 @@ For each message, in order:
    with ``partner:<user_id>/``, else the partner (:func:`envelope.partner_actor`).
 3. Its id is claimed in the inbox (:mod:`tacoord.inbox`): an id already
    processed on this queue is acknowledged and skipped; one another worker
-   holds goes round the retry queue (waiting, no try used).
+   holds waits (held here, no try used; see Waiting below).
 4. The handler runs in a worker. Success → the id is recorded done, the
    message acked. ``Rejected`` or a ``ValidationError`` → parked at once
    (retrying cannot help). Any other error → the claim released, the message
@@ -29,8 +29,20 @@ For each message, in order:
    exponentially (with jitter); the broker returns it to the queue when the
    TTL expires. After ``TACOORD_MAX_ATTEMPTS`` tries it is parked with the
    last error as the reason. The database or broker being unreachable, and a
-   claim another worker holds, send the message round without using a try
-   (see ``transient``).
+   claim another worker holds, make the message wait without using a try
+   (see ``transient`` and Waiting below).
+
+Waiting: a message that is not to be handled now through no fault of its own
+(an outage, another worker or instance busy with it) is **held by this
+consumer, unacknowledged**, for a delay that grows with its waits (at most
+``MAX_WAIT_DELAY_SECONDS``), then handled again. It does not go round the
+broker: on a cluster, a quorum retry queue's dead-lettering back to its queue
+was seen to stop forwarding while a node left and rejoined (RabbitMQ 3.10;
+bench/faults.py --cluster lost every message that went round then). A held
+message stays the broker's until it is acked: if this instance dies or its
+channel closes, the broker redelivers it (a held message whose channel closed
+is dropped here, not handled twice). Holding uses the consumer's prefetch, so
+while the database is down the broker stops handing over more.
 
 Every path publishes (confirmed) before it acks, so a crash at any point
 leads to a redelivery, never a loss; step 3 makes the redelivery harmless.
@@ -40,14 +52,12 @@ batch_size=50)`` hands the handler a *list* of validated envelopes (one
 database round trip for many events). Valid messages are buffered and flushed
 as one worker when ``batch_size`` are waiting or ``batch_wait`` seconds after
 the first. Claiming, recording and releasing take one round trip for the
-whole batch: done ids are acked as duplicates, ids another worker holds go
-round the retry queue (waiting, no try used), later copies of an id in the
-same batch too (they find it done when they come back); if the claim itself
-fails, every message goes round waiting. Failure of the handler → the claims
-released, then: a transient error → every message round the retry queue,
-keeping its tries. Any other error in a batch of several → every message
-round the retry queue without using a try, marked alone (``headers.ALONE``),
-and handled in a batch of its own when it comes back; a batch of one fails
+whole batch: done ids are acked as duplicates, ids another worker holds
+wait (no try used), later copies of an id in the same batch too (they find it
+done when they are handled again); if the claim itself fails, every message
+waits. Failure of the handler → the claims released, then: a transient error
+→ every message waits, keeping its tries. Any other error in a batch of several → every message
+handled again on its own (held, then in a batch of its own), without using a try; a batch of one fails
 like a single message (parked, or retried and parked after the last try). A
 poison message so only uses up its own tries. A batch
 handler that knows which events failed returns ``{event id: exception}``
@@ -136,6 +146,8 @@ class Delivery(NamedTuple):
     message: object
     event: object
     message_id: str
+    waits: int = 0   # times held so far (see Waiting in the module's docstring)
+    split: bool = False   # its batch failed: to be handled on its own
 
     @property
     def attempt(self):
@@ -143,7 +155,7 @@ class Delivery(NamedTuple):
 
     @property
     def alone(self):
-        return bool((self.message.headers or {}).get(headers.ALONE))
+        return self.split or bool((self.message.headers or {}).get(headers.ALONE))
 
 
 class ParkingQueueConsumer(QueueConsumer):
@@ -316,7 +328,10 @@ class EventConsumer(Consumer):
         except (ValidationError, Rejected) as exc:
             self._park(body, message, describe(exc), kind="invalid")
             return
-        delivery = Delivery(body, message, event, message_id)
+        self._take(Delivery(body, message, event, message_id))
+
+    def _take(self, delivery):
+        """A valid message to handle: dispatched at once, or into the batch filling."""
         if self.batch_size == 1 or delivery.alone:  # a batch of one (one that failed in a batch: on its own)
             self._dispatch([delivery])
             return
@@ -423,10 +438,9 @@ class EventConsumer(Consumer):
     def _claim(self, batch):
         """Claim the messages in the inbox with one round trip; returns those to handle.
 
-        Copies of one id: the first is claimed, the others go round the retry queue
-        (waiting) and find it done when they come back. 'done' → acked as a duplicate;
-        'busy' → round the retry queue (waiting); the database unreachable → every
-        message round the retry queue (waiting). Without an inbox (``keyed_by_event_id``,
+        Copies of one id: the first is claimed, the others wait (held, :meth:`_hold`) and
+        find it done when they are taken again. 'done' → acked as a duplicate; 'busy' →
+        waiting; the database unreachable → every message waiting. Without an inbox (``keyed_by_event_id``,
         or a raw message without an id) every message is handled."""
         first, copies = {}, []
         for delivery in batch:
@@ -511,11 +525,10 @@ class EventConsumer(Consumer):
         elif len(batch) == 1:
             self._settle_failure(delivery, exc)
         elif transient(exc):
-            self._retry_or_park(delivery, exc)  # round the retry queue, keeping its tries
+            self._retry_or_park(delivery, exc)  # waits, keeping its tries
         else:
-            # Which message failed the batch is unknown: each one goes round on its own, no try used.
-            self._send_round(delivery, delivery.attempt,
-                             f"failed in a batch of {len(batch)}: {describe(exc)}", alone=True)
+            # Which message failed the batch is unknown: each one is handled again on its own, no try used.
+            self._hold(delivery._replace(split=True))
 
     def _settle_failure(self, delivery, exc):
         """One message's failure: parked at once when retrying cannot help, else retried."""
@@ -526,10 +539,10 @@ class EventConsumer(Consumer):
 
     def _retry_or_park(self, delivery, exc):
         attempt = delivery.attempt
-        if transient(exc) and self.spec.retry:
-            delay = self._send_round(delivery, attempt, describe(exc), wait=True)
+        if transient(exc):
+            delay = self._hold(delivery)
             what = "busy elsewhere" if isinstance(exc, Busy) else "database or broker unavailable"
-            log.warning("%s: %s (%s); retrying in %.1fs without using a try",
+            log.warning("%s: %s (%s); trying again in %.1fs without using a try",
                         self.spec.name, what, describe(exc), delay)
             return
         if attempt >= self.max_attempts or not self.spec.retry:
@@ -549,15 +562,34 @@ class EventConsumer(Consumer):
             self._requeue(delivery.message)
 
     def _wait_round(self, delivery, reason):
-        """Not to handle now, and not the message's fault: round the retry queue without using
-        up a try; if the broker is unreachable too (or there is no retry queue), back to the broker."""
-        if not self.spec.retry:
-            self._requeue(delivery.message)
-            return
+        """Not to handle now, and not the message's fault: held, then handled again (no try used)."""
+        delay = self._hold(delivery)
+        log.debug("%s: %s; trying again in %.1fs", self.spec.name, reason, delay)
+
+    def _hold(self, delivery):
+        """Keep the message (unacknowledged) for a delay growing with its waits, then take it
+        again; returns the delay. Counted like a round of the retry queue (``retries_total``,
+        ``events_consumed_total{outcome="retried"}``)."""
+        waits = delivery.waits + 1
+        delay = min(MAX_WAIT_DELAY_SECONDS, self.retry_base * 2 ** min(waits - 1, 10)) * random.uniform(0.8, 1.2)
+        self._count(delivery.event, "retried")
+        self.metrics.retries.labels(type=self._type(delivery.event)).inc()
+        self.container.spawn_managed_thread(partial(self._take_again, delivery._replace(waits=waits), delay),
+                                            identifier=f"{type(self).__name__}.hold[{self.spec.name}]")
+        return delay
+
+    def _take_again(self, delivery, delay):
+        # A managed thread: killed with the container, the message left to the broker to redeliver.
         try:
-            self._send_round(delivery, delivery.attempt, reason, wait=True)
+            eventlet.sleep(delay)
+            if not delivery.message.channel.connection:
+                # its channel closed meanwhile: the broker has taken it back and hands it out again
+                log.info("%s: a held message's channel closed; the broker redelivers it", self.spec.name)
+                return
+            with self._fields(delivery):
+                self._take(delivery)
         except Exception:
-            log.exception("could not send a message from %s round the retry queue", self.spec.name)
+            log.exception("could not take a held message from %s again; giving it back", self.spec.name)
             self._requeue(delivery.message)
 
     def _requeue(self, message):
@@ -566,27 +598,17 @@ class EventConsumer(Consumer):
         except Exception:  # the channel is gone: the broker redelivers the message anyway
             log.warning("could not requeue a message from %s; the broker will redeliver it", self.spec.name)
 
-    def _send_round(self, delivery, attempt, reason, wait=False, alone=False):
+    def _send_round(self, delivery, attempt, reason):
         """Republish to ``<queue>.retry`` (TTL grows with ``attempt``), then ack. Returns the delay.
-        Every round is counted in ``retries_total`` (a failed try, a wait, a batch split alike), as it
-        is in ``events_consumed_total{outcome="retried"}``.
-
-        ``wait``: not a failed try (database or broker unreachable, or another worker
-        holds the claim); the delay grows with the number of such rounds
-        (``headers.WAITS``, at most 10 s) and the message keeps its tries.
-        ``alone``: its batch failed; it comes back marked to be handled on its own.
+        Counted in ``retries_total`` and ``events_consumed_total{outcome="retried"}``, as a wait or a
+        batch split is (:meth:`_hold`). One that failed on its own (its batch
+        failed before) comes back marked to be handled on its own again (``headers.ALONE``).
         """
         message = delivery.message
         sent = {**(message.headers or {}), headers.ATTEMPT: attempt, headers.REASON: reason}
-        if alone:
+        if delivery.alone:
             sent[headers.ALONE] = 1
-        if wait:
-            rounds = int(sent.get(headers.WAITS, 0)) + 1
-            sent[headers.WAITS] = rounds
-            delay = min(MAX_WAIT_DELAY_SECONDS, self.retry_base * 2 ** min(rounds - 1, 10))
-        else:
-            delay = min(MAX_DELAY_SECONDS, self.retry_base * 2 ** (max(attempt, 2) - 2))
-        delay *= random.uniform(0.8, 1.2)
+        delay = min(MAX_DELAY_SECONDS, self.retry_base * 2 ** (max(attempt, 2) - 2)) * random.uniform(0.8, 1.2)
         partner = self._partner(message)
         if partner:
             sent[headers.PARTNER] = partner

@@ -7,7 +7,6 @@ dead-letter tool read them; the AsyncAPI document describes them.
 """
 
 ATTEMPT = "x-tacoord-attempt"            # which try this is (1 = the first)
-WAITS = "x-tacoord-waits"                # rounds waited for an outage or a busy claim (no try used)
 ALONE = "x-tacoord-alone"                # failed in a batch: handle it in a batch of its own
 REASON = "x-tacoord-reason"              # why it was sent round or parked, in words
 PARTNER = "x-tacoord-user-id"            # the partner's broker-validated user_id, carried across a retry

@@ -13,7 +13,7 @@ One document per queue and id (unique ``_id``): ``state`` is ``processing``
 while a worker holds the claim, ``done`` once recorded. A claim means two
 copies handled at once by two workers cannot both run. A claim older than the
 lease (its worker died) may be taken over; a fresh one means "another worker
-is on it", and the consumer sends that copy round the retry queue rather than
+is on it", and the consumer holds that copy and tries it again later rather than
 dropping it, in case that worker fails.
 """
 import time

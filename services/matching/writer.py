@@ -15,7 +15,7 @@ and the store's can differ:
 - an instance whose channel closed (its broker node stopped) may still be storing a
   batch while the broker hands the same messages, and the next ones, to the other
   instance. It holds the lease until it has stored, so the other waits
-  (:class:`~tacoord.errors.Busy`: the messages go round the retry queue without
+  (:class:`~tacoord.errors.Busy`: the consumer holds the messages and tries again, without
   using a try), then reloads what it stored. An instance killed in the middle of a
   batch leaves the lease to run out (``TACOORD_MATCHING_WRITER_LEASE_SECONDS``).
 

@@ -76,8 +76,8 @@ class DeliveryInFlight(Busy):
     """A copy of an event came while a worker (of this instance or another) is still sending
     its notification: claimed less than a lease ago, not finished. It is not sent again now.
 
-    The batch handler returns it for that event; being ``tacoord.errors.Busy``, the copy goes round the retry queue without using a try and
-    comes back to find the delivery finished (nothing to send) or, when that worker died, its
+    The batch handler returns it for that event; being ``tacoord.errors.Busy``, the copy is held
+    by the consumer and tried again without using a try, and comes back to find the delivery finished (nothing to send) or, when that worker died, its
     lease over (taken over and sent again under the same notification id: at least once)."""
 
 

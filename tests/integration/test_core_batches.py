@@ -9,7 +9,7 @@ from pymongo.errors import AutoReconnect
 
 from tacoord import topology
 from tacoord.consumer import apply_each, consume_events
-from tacoord.errors import Rejected
+from tacoord.errors import Busy, Rejected
 from tacoord.envelope import new_event
 from tacoord.headers import ALONE, KIND, REASON
 from tacoord.indexes import PROCESSED
@@ -18,6 +18,7 @@ from tacoord.testing import consumed, wait_until
 PROBE = topology.QueueSpec("probe.batches", topology.EVENTS, ("probe.#",))
 POISON = set()
 OUTAGES = {"left": 0}  # batches that fail as if the database were unreachable
+BUSY = {"on": False}  # every batch fails as if another instance held the turn
 HANDLED = []  # ids handled successfully, one entry per handling
 BATCHES = []  # size of every batch the handler received
 
@@ -28,6 +29,8 @@ class BatchProbe:
     @consume_events(PROBE, keyed_by_event_id=True, batch_size=50)
     def on_events(self, events):
         BATCHES.append(len(events))
+        if BUSY["on"]:
+            raise Busy("another instance holds the turn")
         if OUTAGES["left"] > 0:
             OUTAGES["left"] -= 1
             raise AutoReconnect("database unreachable")
@@ -40,6 +43,23 @@ class BatchProbe:
 def declare_probe_queue(sandbox):
     with Connection(sandbox.amqp_uri) as connection:
         topology.declare(connection, (PROBE,))
+
+
+class RetryRounds:
+    """Counts the messages put round the probe's retry queue: a tap bound beside it gets a copy of
+    each; a copy's TTL runs out there too, so the tap dead-letters it on to a queue without TTL."""
+
+    def __init__(self, sandbox):
+        self.sandbox, self.tap, self.seen = sandbox, "test.probe-retry-tap", "test.probe-retry-seen"
+        with Connection(sandbox.amqp_uri) as connection:
+            channel = connection.channel()
+            channel.queue_declare(self.seen, durable=True)
+            channel.queue_declare(self.tap, durable=True, arguments={
+                "x-dead-letter-exchange": "", "x-dead-letter-routing-key": self.seen})
+            channel.queue_bind(self.tap, topology.RETRY, routing_key=PROBE.retry_name)
+
+    def count(self):
+        return self.sandbox.queue_depth(self.tap) + self.sandbox.queue_depth(self.seen)
 
 
 def test_a_poison_message_in_a_batch_is_parked_alone_and_the_others_are_handled_once(sandbox, start):
@@ -77,10 +97,12 @@ def test_a_batch_that_succeeds_is_acked_and_copies_reach_the_handler_together(sa
     assert sandbox.queue_depth(topology.DEAD_LETTERS_QUEUE) == 0
 
 
-def test_a_batch_failing_on_an_outage_goes_round_whole_and_keeps_its_tries(sandbox, start):
+def test_a_batch_failing_on_an_outage_waits_held_by_the_consumer_and_keeps_its_tries(sandbox, start):
     POISON.clear(), HANDLED.clear(), BATCHES.clear()
     OUTAGES["left"] = 1
+    BUSY["on"] = False
     declare_probe_queue(sandbox)
+    rounds = RetryRounds(sandbox)
     events = [new_event("probe.noted", {"n": n}, "test", "test") for n in range(15)]
     sandbox.publish_events(events)
     containers = start(BatchProbe, TACOORD_RETRY_BASE_MS=50, TACOORD_MAX_ATTEMPTS=1)  # a used try would park
@@ -89,6 +111,29 @@ def test_a_batch_failing_on_an_outage_goes_round_whole_and_keeps_its_tries(sandb
     assert BATCHES[0] == len(events)
     assert Counter(HANDLED) == Counter(e["id"] for e in events)
     assert sandbox.queue_depth(topology.DEAD_LETTERS_QUEUE) == 0
+    # the wait was the consumer's (held, unacknowledged), not a round of the broker's retry queue, whose
+    # dead-lettering back stopped forwarding on a cluster while a node rejoined
+    assert rounds.count() == 0
+
+
+def test_messages_held_waiting_when_their_instance_dies_are_redelivered_and_handled_once(sandbox, start):
+    POISON.clear(), HANDLED.clear(), BATCHES.clear()
+    OUTAGES["left"] = 0
+    BUSY["on"] = True
+    declare_probe_queue(sandbox)
+    rounds = RetryRounds(sandbox)
+    events = [new_event("probe.noted", {"n": n}, "test", "test") for n in range(12)]
+    sandbox.publish_events(events)
+    [busy] = start(BatchProbe, TACOORD_RETRY_BASE_MS=200)
+    wait_until(lambda: len(BATCHES) >= 2, message="the batch tried and held")
+    assert sandbox.queue_depth(PROBE.name) == 0   # taken by the consumer, not acked
+    busy.kill()
+    BUSY["on"] = False
+    containers = start(BatchProbe, TACOORD_RETRY_BASE_MS=50)
+    wait_until(lambda: len(HANDLED) >= len(events), message="handled by the next instance")
+    assert sandbox.left_after_stopping(containers, PROBE.name, PROBE.retry_name) == 0
+    assert Counter(HANDLED) == Counter(e["id"] for e in events)   # each once, none lost
+    assert rounds.count() == 0 and sandbox.queue_depth(topology.DEAD_LETTERS_QUEUE) == 0
 
 
 @pytest.mark.parametrize("options", [dict(batch_size=5, raw=True), dict(batch_size=5, keyed_by_event_id=True, raw=True),

@@ -35,6 +35,20 @@ def store_of(container):
     return next(d for d in container.extensions if isinstance(d, MatchingStore))
 
 
+def active_and_standby(sandbox, containers):
+    """(active, standby): read between two turns, the active instance's model is at the store's version
+    (inside a turn the version has moved on before the instance records it)."""
+    found = []
+
+    def at_store_version():
+        version, busy = WriterLease(sandbox.db("matching")).state()
+        found[:] = [] if busy else [c for c in containers if store_of(c).version == version]
+        return len(found) == 1
+    wait_until(at_store_version, timeout=30, message="the active instance between two turns")
+    [active] = found
+    return active, next(c for c in containers if c is not active)
+
+
 def pair(i):
     need = need_data(need_id=f"KEN-{i}-n", article=5 + i % 50, forms=("LEGAL_ADVICE",), priority=2)
     offer = offer_data(offer_id=f"GB-{i}-o", provider=f"GB-GOV-{i}", articles=(5 + i % 50,), capacity=1)
@@ -69,16 +83,14 @@ def test_one_instance_is_active_and_the_standby_takes_over_with_every_match_once
               for t, d in (("need.submitted", need), ("offer.published", offer))]
     sandbox.publish_events(events[:40])
     wait_until(lambda: len(collector.of_type("match.proposed")) >= 5, timeout=30, message="some matches")
-    version = WriterLease(sandbox.db("matching")).state()[0]
-    [active] = [c for c in containers if store_of(c).version == version]
-    [standby] = [c for c in containers if c is not active]
+    active, standby = active_and_standby(sandbox, containers)
     active.kill()   # in the middle of the stream: what it held unacked goes to the standby
     sandbox.publish_events(events[40:])
     expected = {match_id(need["need_id"], offer["offer_id"]) for need, offer in pairs}
     wait_until(lambda: {e["data"]["match_id"] for e in collector.of_type("match.proposed")} >= expected,
                timeout=60, message="every pair matched")
-    # copies the killed instance held may wait in the retry queue while its writer lease runs out: the
-    # standby must still settle them all (a loaded machine makes that wait longer, never endless)
+    # copies the killed instance held wait (held by the standby's consumer) while its writer lease runs
+    # out: the standby must still settle them all (a loaded machine makes that wait longer, never endless)
     wait_until(lambda: sandbox.queue_depth("matching.events") + sandbox.queue_depth("matching.events.retry") == 0,
                timeout=90, message="the standby settled every message")
     assert sandbox.left_after_stopping([standby], "matching.events", "matching.events.retry") == 0
@@ -128,9 +140,7 @@ def test_steps_on_either_instance_reach_the_active_model_and_a_takeover_reloads_
     sandbox.publish_events([new_event(t, d, "test", "test") for need, offer in pairs[:-1]
                             for t, d in (("need.submitted", need), ("offer.published", offer))])
     wait_until(lambda: len(collector.of_type("match.proposed")) == len(WALKS), timeout=30, message="proposed")
-    version = WriterLease(sandbox.db("matching")).state()[0]
-    [active] = [c for c in containers if store_of(c).version == version]
-    [standby] = [c for c in containers if c is not active]
+    active, standby = active_and_standby(sandbox, containers)
     for i, walk in WALKS.items():   # over HTTP, on both instances in turn
         for n, target in enumerate(walk):
             step_on(sandbox, containers[(i + n) % 2], ids[i], target, pairs[i][1]["provider"])
