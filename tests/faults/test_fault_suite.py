@@ -63,10 +63,6 @@ def test_no_event_match_or_notification_is_lost_doubled_or_stuck_while_services_
     assert_nothing_lost_doubled_or_stuck(summary, EVENTS, [], ["RabbitMQ node restarted (infra.stack restart-rabbit)"])
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known defect, issue 20 left open: 1 of 3 runs on 2026-12-02 lost 682 of 1,000 matches (every need and "
-    "offer audited, matching.events empty at settle) after matching's Busy rounds through the quorum "
-    "matching.events.retry queue while node 1 of 3 was down; the single-node fault run above is unaffected"))
 def test_on_a_three_node_cluster_with_two_of_each_service_nothing_is_lost_doubled_or_stuck():
     """Two instances of each service on a three-node RabbitMQ cluster (quorum queues): node 1 of 3
     (every connection's first address) stopped during the stream, one instance of each service
