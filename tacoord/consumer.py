@@ -533,7 +533,7 @@ class EventConsumer(Consumer):
     def _settle_failure(self, delivery, exc):
         """One message's failure: parked at once when retrying cannot help, else retried."""
         if isinstance(exc, (Rejected, ValidationError)):
-            self._park(delivery.body, delivery.message, describe(exc), kind="rejected")
+            self._park(delivery.body, delivery.message, describe(exc), kind="rejected", alone=delivery.alone)
         else:
             self._retry_or_park(delivery, exc)
 
@@ -547,7 +547,7 @@ class EventConsumer(Consumer):
             return
         if attempt >= self.max_attempts or not self.spec.retry:
             self._park(delivery.body, delivery.message, f"failed {attempt} time(s); last error: {describe(exc)}",
-                       kind="exhausted")
+                       kind="exhausted", alone=delivery.alone)
             return
         delay = self._send_round(delivery, attempt + 1, describe(exc))
         log.warning("%s: attempt %d failed (%s); retrying in %.1fs", self.spec.name, attempt, describe(exc), delay)
@@ -619,13 +619,16 @@ class EventConsumer(Consumer):
         self.queue_consumer.ack_message(message)
         return delay
 
-    def _park(self, body, message, reason, kind):
-        """Publish to the dead-letter exchange with the reason, then ack."""
+    def _park(self, body, message, reason, kind, alone=False):
+        """Publish to the dead-letter exchange with the reason, then ack. ``alone``: it failed in a
+        batch first, then on its own (``headers.ALONE`` on the dead letter says so)."""
         kept = {k: v for k, v in (message.headers or {}).items() if not k.startswith("x-death")}
         parked = {**kept, **headers.parking(
             reason, str(uuid.uuid4()), queue=self.spec.name, routing_key=message.delivery_info.get("routing_key"),
             exchange=message.delivery_info.get("exchange"), failed_at=datetime.now(timezone.utc).isoformat(),
             kind=kind)}
+        if alone:
+            parked[headers.ALONE] = 1
         user_id = self._partner(message)
         if user_id:
             parked[headers.PARTNER] = user_id
