@@ -97,14 +97,20 @@ def test_a_batch_that_succeeds_is_acked_and_copies_reach_the_handler_together(sa
     assert sandbox.queue_depth(topology.DEAD_LETTERS_QUEUE) == 0
 
 
-def test_a_batch_failing_on_an_outage_waits_held_by_the_consumer_and_keeps_its_tries(sandbox, start):
+def queued_probe_events(sandbox, count, outages=0, busy=False):
+    """``count`` probe events queued before any consumer runs, the probe's failures set, and a
+    :class:`RetryRounds` counting what goes round the retry queue from now on."""
     POISON.clear(), HANDLED.clear(), BATCHES.clear()
-    OUTAGES["left"] = 1
-    BUSY["on"] = False
+    OUTAGES["left"], BUSY["on"] = outages, busy
     declare_probe_queue(sandbox)
     rounds = RetryRounds(sandbox)
-    events = [new_event("probe.noted", {"n": n}, "test", "test") for n in range(15)]
+    events = [new_event("probe.noted", {"n": n}, "test", "test") for n in range(count)]
     sandbox.publish_events(events)
+    return events, rounds
+
+
+def test_a_batch_failing_on_an_outage_waits_held_by_the_consumer_and_keeps_its_tries(sandbox, start):
+    events, rounds = queued_probe_events(sandbox, 15, outages=1)
     containers = start(BatchProbe, TACOORD_RETRY_BASE_MS=50, TACOORD_MAX_ATTEMPTS=1)  # a used try would park
     wait_until(lambda: len(HANDLED) >= len(events), message="handled after the outage")
     assert sandbox.left_after_stopping(containers, PROBE.name, PROBE.retry_name) == 0  # all acked
@@ -117,13 +123,7 @@ def test_a_batch_failing_on_an_outage_waits_held_by_the_consumer_and_keeps_its_t
 
 
 def test_messages_held_waiting_when_their_instance_dies_are_redelivered_and_handled_once(sandbox, start):
-    POISON.clear(), HANDLED.clear(), BATCHES.clear()
-    OUTAGES["left"] = 0
-    BUSY["on"] = True
-    declare_probe_queue(sandbox)
-    rounds = RetryRounds(sandbox)
-    events = [new_event("probe.noted", {"n": n}, "test", "test") for n in range(12)]
-    sandbox.publish_events(events)
+    events, rounds = queued_probe_events(sandbox, 12, busy=True)
     [busy] = start(BatchProbe, TACOORD_RETRY_BASE_MS=200)
     wait_until(lambda: len(BATCHES) >= 2, message="the batch tried and held")
     assert sandbox.queue_depth(PROBE.name) == 0   # taken by the consumer, not acked
