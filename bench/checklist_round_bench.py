@@ -112,6 +112,9 @@ def main(argv=None):
     parser.add_argument("--first-article", type=int, default=5)
     parser.add_argument("--last-article", type=int, default=62)
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the round to settle")
+    parser.add_argument("--profile", metavar="SERVICE", action="append", choices=SERVICES, default=[],
+                        help="record SERVICE with py-spy from the import until settled (repeatable; collapsed "
+                             "stacks kept in the log dir)")
     parser.add_argument("--keep-logs", action="store_true")
     args = parser.parse_args(argv)
     problem = stack_problem()
@@ -132,6 +135,8 @@ def main(argv=None):
         wait_for(lambda: stack.db("audit")["audit"].count_documents({}) >= len(DONORS), 60,
                  "the offers' audit records")
         key = operator["Authorization"].removeprefix("Bearer ")
+        stop_profile = stack.profile(args.profile) if args.profile else None
+        args.keep_logs = args.keep_logs or bool(args.profile)
         cpu_before = stack.cpu_seconds()
         started = time.perf_counter()
         imported = subprocess.run([sys.executable, "-m", "services.needs.importer", str(export), "--quiet",
@@ -151,6 +156,8 @@ def main(argv=None):
                            interval=0.5)
         settled = max(in_matrix, audited)
         cpu_after = stack.cpu_seconds()
+        if stop_profile is not None:
+            stop_profile()
 
         full = "/matrix?rows=article&cols=state"
         before = handler_seconds(stack, "/matrix")

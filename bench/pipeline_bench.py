@@ -187,6 +187,22 @@ class Stack:
     def url(self, service, path):
         return f"http://127.0.0.1:{self.http[service]}{path}"
 
+    def profile(self, names, rate=200):
+        """Record ``names`` with py-spy (collapsed stacks, ``<name>.folded`` in the work dir) until
+        the returned function is called."""
+        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        spies = [subprocess.Popen([spy, "record", "--nonblocking", "--format", "raw", "-r", str(rate),
+                                   "-o", str(self.workdir / f"{name}.folded"), "-p", str(self.processes[name].pid)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for name in names]
+        time.sleep(1)
+
+        def stop():
+            for process in spies:
+                process.send_signal(signal.SIGINT)
+            for process in spies:
+                process.wait(30)
+        return stop
+
     def headers(self, role, subject):
         return {"Authorization": f"Bearer {auth.issue(auth.auth_db(self.mongo, self.prefix), role, subject)}"}
 
@@ -357,20 +373,15 @@ def main(argv=None):
         wait_for(lambda: audit_count(stack) >= 1, 30, "the offer's audit record")
         # warm-up: a few needs through the whole path (imports, connections, caches)
         warm = run_pipeline_warmup(stack, receiver)
-        spy = None
+        stop_profile = None
         if args.profile:
             args.keep_logs = True
-            spy = subprocess.Popen([shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"), "record", "--nonblocking", "--format", "raw", "-r", "200",
-                                    "-o", str(workdir / f"{args.profile}.folded"),
-                                    "-p", str(stack.processes[args.profile].pid)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(1)
+            stop_profile = stack.profile([args.profile])
         cpu_before, bench_before = stack.cpu_seconds(), own_cpu()
         pipeline = run_pipeline(stack, receiver, args.events, timeout=max(120, args.events))
         cpu_after, bench_cpu = stack.cpu_seconds(), own_cpu() - bench_before
-        if spy is not None:
-            spy.send_signal(signal.SIGINT)
-            spy.wait(30)
+        if stop_profile is not None:
+            stop_profile()
         rate = max(1.0, 0.2 * pipeline["events_per_s"])
         paced = max(30, min(args.latency_events, int(rate * 20)))  # at most ~20 s of paced publishing
         latency = run_latency(stack, receiver, paced, rate, offset=args.events + warm, timeout=120)
