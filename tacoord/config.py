@@ -19,7 +19,9 @@ RETRY_BASE_MS_KEY = "TACOORD_RETRY_BASE_MS"
 OUTBOX_RELAY_SECONDS_KEY = "TACOORD_OUTBOX_RELAY_SECONDS"
 MAX_BODY_BYTES_KEY = "TACOORD_MAX_BODY_BYTES"
 INBOX_LEASE_SECONDS_KEY = "TACOORD_INBOX_LEASE_SECONDS"
+DB_STARTUP_SECONDS_KEY = "TACOORD_DB_STARTUP_SECONDS"      # how long a starting service waits for the database
 INBOX_LEASE_SECONDS = 120  # a claim older than this was left by a dead worker
+DB_STARTUP_SECONDS = 120  # a starting service waits this long for its database to answer
 MONGO_WRITE_CONCERN_KEY = "TACOORD_MONGO_WRITE_CONCERN"   # w: majority, a number, a tag
 MONGO_JOURNAL_KEY = "TACOORD_MONGO_JOURNAL"               # j: true / false
 MONGO_READ_CONCERN_KEY = "TACOORD_MONGO_READ_CONCERN"     # local, majority, linearizable, …
@@ -252,6 +254,7 @@ def service_config(service, **overrides):
         OUTBOX_RELAY_SECONDS_KEY: env_int("TACOORD_OUTBOX_RELAY_SECONDS", 5),
         MAX_BODY_BYTES_KEY: max_body_bytes(),
         INBOX_LEASE_SECONDS_KEY: env_int("TACOORD_INBOX_LEASE_SECONDS", INBOX_LEASE_SECONDS),
+        DB_STARTUP_SECONDS_KEY: env_int("TACOORD_DB_STARTUP_SECONDS", DB_STARTUP_SECONDS),
         "max_workers": env_int("TACOORD_MAX_WORKERS", 10),
         "serializer": "json",
     }

@@ -7,11 +7,13 @@ store, the consumers' inboxes and the HTTP credentials); each worker gets a repo
 base (:class:`Repository`) stores a change and the events the domain returned with it in one
 document write, then relays them.
 """
+import logging
 from contextlib import contextmanager
 
 from nameko.extensions import DependencyProvider, SharedExtension
 from pymongo import MongoClient
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError
+from tenacity import Retrying, before_sleep_log, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from tacoord import config, indexes
 from tacoord.envelope import new_event
@@ -20,6 +22,8 @@ from tacoord.ops import metrics_for
 from tacoord.outbox import Relay, staged, staged_insert, strip
 from tacoord.publisher import ConfirmedPublisher
 
+
+log = logging.getLogger(__name__)
 
 DUPLICATE_KEY_CODES = (11000, 11001)
 CAUSE_ID = "cause_id"   # see Repository._file_and_relay(once_per_cause=True)
@@ -205,7 +209,7 @@ class MongoStore(DependencyProvider):
         self.sweep_interval = float(cfg.get(config.OUTBOX_RELAY_SECONDS_KEY, 5))
 
     def start(self):
-        indexes.apply(self.database, self.service)
+        self.wait_for_database(lambda: indexes.apply(self.database, self.service))
         for provider in self.container.dependencies:
             if hasattr(provider, "add_check"):
                 provider.add_check("database", self.ping)
@@ -227,6 +231,18 @@ class MongoStore(DependencyProvider):
 
     def ping(self):
         self.client.admin.command("ping")
+
+    def wait_for_database(self, first_use):
+        """``first_use()``, tried again while the database does not answer (not started yet, an
+        election, a server too loaded to answer within the client's 5 s) for up to
+        ``TACOORD_DB_STARTUP_SECONDS``: a service started before its database, or beside a busy one,
+        waits for it rather than stopping."""
+        limit = float(self.container.config.get(config.DB_STARTUP_SECONDS_KEY, config.DB_STARTUP_SECONDS))
+        for attempt in Retrying(retry=retry_if_exception_type(ConnectionFailure), stop=stop_after_delay(limit),
+                                wait=wait_exponential(multiplier=0.5, max=5), reraise=True,
+                                before_sleep=before_sleep_log(log, logging.WARNING)):
+            with attempt:
+                first_use()
 
     def get_dependency(self, worker_ctx):
         return self.repository(self.database, self.relay)
