@@ -24,6 +24,8 @@ def preflight(cfg):
     from pymongo import MongoClient
     from pymongo.errors import OperationFailure, PyMongoError
 
+    from tacoord import store
+
     uri = cfg[config.AMQP_URI_KEY]
     try:
         with Connection(uri, connect_timeout=3) as connection:
@@ -36,7 +38,8 @@ def preflight(cfg):
         return f"cannot reach the broker at {config.masked(uri)}: {exc}"
     mongo = cfg[config.MONGO_URI_KEY]
     try:
-        MongoClient(mongo, serverSelectionTimeoutMS=3000).admin.command("ping")
+        with MongoClient(mongo, serverSelectionTimeoutMS=3000) as client:
+            store.wait_for_database(lambda: client.admin.command("ping"), store.startup_seconds(cfg))
     except OperationFailure as exc:
         return f"database refused MONGO_URI ({mongo}): {exc}"
     except PyMongoError:

@@ -143,6 +143,22 @@ class Repository:
         raise Conflict(f"the {what} kept changing while it was filed; try again")
 
 
+def startup_seconds(container_config):
+    return float(container_config.get(config.DB_STARTUP_SECONDS_KEY, config.DB_STARTUP_SECONDS))
+
+
+def wait_for_database(first_use, limit):
+    """``first_use()``, tried again for up to ``limit`` seconds (``TACOORD_DB_STARTUP_SECONDS``) while
+    the database does not answer (not started yet, an election, a server too loaded to answer within
+    the client's server selection): a service started before its database, or beside a busy one,
+    waits for it rather than stopping. A refusal (credentials, a bad URI) is raised at once."""
+    for attempt in Retrying(retry=retry_if_exception_type(ConnectionFailure), stop=stop_after_delay(limit),
+                            wait=wait_exponential(multiplier=0.5, max=5), reraise=True,
+                            before_sleep=before_sleep_log(log, logging.WARNING)):
+        with attempt:
+            return first_use()
+
+
 def client_options(container_config):
     """MongoClient options from a service's config: its write and read concern
     (:func:`tacoord.config.mongo_concerns`; unset: the server's) and retryable writes and reads
@@ -209,7 +225,7 @@ class MongoStore(DependencyProvider):
         self.sweep_interval = float(cfg.get(config.OUTBOX_RELAY_SECONDS_KEY, 5))
 
     def start(self):
-        self.wait_for_database(lambda: indexes.apply(self.database, self.service))
+        wait_for_database(lambda: indexes.apply(self.database, self.service), startup_seconds(self.container.config))
         for provider in self.container.dependencies:
             if hasattr(provider, "add_check"):
                 provider.add_check("database", self.ping)
@@ -231,18 +247,6 @@ class MongoStore(DependencyProvider):
 
     def ping(self):
         self.client.admin.command("ping")
-
-    def wait_for_database(self, first_use):
-        """``first_use()``, tried again while the database does not answer (not started yet, an
-        election, a server too loaded to answer within the client's 5 s) for up to
-        ``TACOORD_DB_STARTUP_SECONDS``: a service started before its database, or beside a busy one,
-        waits for it rather than stopping."""
-        limit = float(self.container.config.get(config.DB_STARTUP_SECONDS_KEY, config.DB_STARTUP_SECONDS))
-        for attempt in Retrying(retry=retry_if_exception_type(ConnectionFailure), stop=stop_after_delay(limit),
-                                wait=wait_exponential(multiplier=0.5, max=5), reraise=True,
-                                before_sleep=before_sleep_log(log, logging.WARNING)):
-            with attempt:
-                first_use()
 
     def get_dependency(self, worker_ctx):
         return self.repository(self.database, self.relay)

@@ -18,7 +18,9 @@ def run_service(**env):
 @pytest.mark.parametrize("env, expected", [
     ({"AMQP_URI": f"pyamqp://tacoord:tacoord@127.0.0.1:{free_port()}/tacoord"}, "cannot reach the broker"),
     ({"AMQP_URI": f"pyamqp://tacoord:wrong@127.0.0.1:{config.amqp_port()}/tacoord"}, "refused the credentials"),
-    ({"MONGO_URI": f"mongodb://127.0.0.1:{free_port()}/"}, "cannot reach the database"),
+    # not waited for (TACOORD_DB_STARTUP_SECONDS=0): tests/integration/test_store_startup.py has the wait
+    ({"MONGO_URI": f"mongodb://127.0.0.1:{free_port()}/", "TACOORD_DB_STARTUP_SECONDS": "0"},
+     "cannot reach the database"),
 ], ids=["unreachable broker", "wrong credentials", "missing database"])
 def test_bad_configuration_ends_the_service_with_one_clear_line(stack, env, expected):
     code, lines = run_service(**env)
